@@ -1,0 +1,427 @@
+import { CronExpressionParser } from 'cron-parser';
+import { ExportError } from './errors';
+
+/** Billing periods accepted by Graph's unbilled export. */
+export const BILLING_PERIODS = ['current', 'last'] as const;
+export type BillingPeriod = (typeof BILLING_PERIODS)[number];
+
+/** Attribute sets accepted by Graph's unbilled export. */
+export const ATTRIBUTE_SETS = ['full', 'basic'] as const;
+export type AttributeSet = (typeof ATTRIBUTE_SETS)[number];
+
+/** How to reach a storage account: a connection string, or endpoints reached with a (managed) identity. */
+export type StorageConnection =
+  | { kind: 'connectionString'; connectionString: string }
+  | {
+      kind: 'identity';
+      blobServiceUri: string;
+      queueServiceUri: string | undefined;
+      tableServiceUri: string | undefined;
+      /** Client id of a user-assigned managed identity; absent for the system-assigned one. */
+      clientId: string | undefined;
+    };
+
+/** The validated configuration of the app. */
+export interface Config {
+  currencies: string[];
+  billingPeriods: BillingPeriod[];
+  attributeSet: AttributeSet;
+  /** Six-field NCRONTAB, UTC; the Functions host resolves %EXPORT_SCHEDULE% itself, the local host uses this. */
+  schedule: string;
+  graph: {
+    baseUrl: string;
+    /** Loopback Graph root: fixed development token, loopback blob sources accepted (SPEC section 3). */
+    emulator: boolean;
+    /** PEM file trusted for the Graph endpoint in emulator mode (the emulator's self-signed certificate). */
+    caCertFile: string | undefined;
+  };
+  hostStorage: StorageConnection;
+  destination: { connection: StorageConnection; container: string; prefix: string };
+  polling: {
+    /** First delay when Graph gives no Retry-After, doubled on each poll. */
+    initialDelaySeconds: number;
+    /** Upper bound of the back-off delay. */
+    maxDelaySeconds: number;
+    /** A run whose operation has not finished after this long fails. */
+    maxWaitHours: number;
+  };
+  copy: {
+    /** Blobs up to this size are copied with one Copy Blob From URL call. */
+    singleCopyMaxBytes: number;
+    /** Block size of the parallel Put Block From URL copy of larger blobs. */
+    blockSizeBytes: number;
+    /** Parallel block copies (and stream buffers) per blob. */
+    concurrency: number;
+  };
+  appInsightsConnectionString: string | undefined;
+}
+
+/** One app setting: its name, whether it is required, its default and its meaning (README and infra follow this list). */
+export interface SettingInfo {
+  name: string;
+  required: boolean;
+  default?: string;
+  description: string;
+}
+
+const MiB = 1024 * 1024;
+
+/** Every setting the code reads. The consistency tests check README, local.settings.sample.json and infra/ against it. */
+export const SETTINGS: readonly SettingInfo[] = [
+  { name: 'EXPORT_CURRENCIES', required: true, description: 'Comma-separated ISO 4217 codes, e.g. USD,EUR.' },
+  { name: 'EXPORT_BILLING_PERIODS', required: false, default: 'current', description: 'current, last, or current,last.' },
+  { name: 'EXPORT_ATTRIBUTE_SET', required: false, default: 'full', description: 'full or basic.' },
+  {
+    name: 'EXPORT_SCHEDULE',
+    required: true,
+    default: '0 0 6 * * *',
+    description: 'Six-field NCRONTAB (UTC) of the daily timer.',
+  },
+  {
+    name: 'GRAPH_BASE_URL',
+    required: false,
+    default: 'https://graph.microsoft.com/v1.0',
+    description: 'Microsoft Graph root; a loopback URL selects emulator mode.',
+  },
+  {
+    name: 'GRAPH_CA_CERT_FILE',
+    required: false,
+    description: 'Emulator mode only: PEM certificate of the partner billing emulator to trust.',
+  },
+  {
+    name: 'AzureWebJobsStorage',
+    required: true,
+    description: 'Host storage (queues, run ledger): a connection string, or the __accountName / __*ServiceUri form.',
+  },
+  {
+    name: 'DESTINATION_STORAGE',
+    required: false,
+    description: 'Connection string of the destination account (or use DESTINATION_STORAGE__blobServiceUri).',
+  },
+  {
+    name: 'DESTINATION_STORAGE__blobServiceUri',
+    required: false,
+    description: 'Blob endpoint of the destination account, reached with the managed identity.',
+  },
+  {
+    name: 'DESTINATION_STORAGE__clientId',
+    required: false,
+    description: 'Client id of the user-assigned identity used for the destination.',
+  },
+  { name: 'DESTINATION_CONTAINER', required: false, default: 'partner-billing', description: 'Destination container.' },
+  { name: 'DESTINATION_PREFIX', required: false, default: 'unbilled-usage', description: 'Folder inside the container.' },
+  {
+    name: 'EXPORT_POLL_INITIAL_SECONDS',
+    required: false,
+    default: '30',
+    description: 'First status-check delay without Retry-After (doubles each poll).',
+  },
+  {
+    name: 'EXPORT_POLL_MAX_SECONDS',
+    required: false,
+    default: '900',
+    description: 'Largest delay between status checks.',
+  },
+  {
+    name: 'EXPORT_MAX_WAIT_HOURS',
+    required: false,
+    default: '6',
+    description: 'A run whose Graph operation has not finished after this many hours fails.',
+  },
+  {
+    name: 'EXPORT_COPY_SINGLE_MAX_MIB',
+    required: false,
+    default: '256',
+    description: 'Blobs up to this size use one Copy Blob From URL (Azure allows at most 256).',
+  },
+  {
+    name: 'EXPORT_COPY_BLOCK_MIB',
+    required: false,
+    default: '64',
+    description: 'Block size of the parallel Put Block From URL copy of larger blobs.',
+  },
+  {
+    name: 'EXPORT_COPY_CONCURRENCY',
+    required: false,
+    default: '8',
+    description: 'Parallel block copies (or stream buffers) per blob.',
+  },
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING',
+    required: false,
+    description: 'Application Insights connection string; telemetry is off without it.',
+  },
+  {
+    name: 'AZURE_CLIENT_ID',
+    required: false,
+    description: 'Standard @azure/identity setting: the identity (or app registration) used for Graph.',
+  },
+];
+
+/** Reads a setting: absent and blank are the same. */
+function read(env: Record<string, string | undefined>, name: string): string | undefined {
+  const value = env[name];
+  if (value === undefined) return undefined;
+  const trimmed = value.trim();
+  return trimmed === '' ? undefined : trimmed;
+}
+
+function list(value: string): string[] {
+  return value
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part !== '');
+}
+
+/** Is the host of this URL a loopback address (emulator mode)? */
+export function isLoopbackUrl(url: string): boolean {
+  try {
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, '').toLowerCase();
+    return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  } catch {
+    return false;
+  }
+}
+
+/** Checks a six-field NCRONTAB expression; returns a problem description or undefined. */
+export function checkSchedule(expression: string): string | undefined {
+  const fields = expression.split(/\s+/).filter((f) => f !== '');
+  if (fields.length !== 6) {
+    return `has ${fields.length} fields; a six-field NCRONTAB expression "{second} {minute} {hour} {day} {month} {day-of-week}" (UTC) is accepted, e.g. "0 0 6 * * *"`;
+  }
+  try {
+    CronExpressionParser.parse(expression, { tz: 'UTC' });
+    return undefined;
+  } catch (error) {
+    return `is not a valid NCRONTAB expression (${error instanceof Error ? error.message : String(error)}); e.g. "0 0 6 * * *"`;
+  }
+}
+
+/** Parses a comma-separated currency list: ISO 4217 codes, upper-cased. Problems are appended to `problems`. */
+export function parseCurrencies(value: string, setting: string, problems: string[]): string[] {
+  const currencies: string[] = [];
+  for (const item of list(value)) {
+    const code = item.toUpperCase();
+    if (!/^[A-Z]{3}$/.test(code)) {
+      problems.push(`${setting}: "${item}" is not a currency code; three-letter ISO 4217 codes are accepted, e.g. USD,EUR`);
+    } else if (!currencies.includes(code)) {
+      currencies.push(code);
+    }
+  }
+  if (currencies.length === 0 && !problems.some((p) => p.startsWith(setting))) {
+    problems.push(`${setting}: no currency given; comma-separated ISO 4217 codes are accepted, e.g. USD,EUR`);
+  }
+  return currencies;
+}
+
+/** Parses a comma-separated billing period list. */
+export function parseBillingPeriods(value: string, setting: string, problems: string[]): BillingPeriod[] {
+  const periods: BillingPeriod[] = [];
+  for (const item of list(value)) {
+    const period = item.toLowerCase();
+    if (!(BILLING_PERIODS as readonly string[]).includes(period)) {
+      problems.push(`${setting}: "${item}" is not a billing period; accepted: current, last, or current,last`);
+    } else if (!periods.includes(period as BillingPeriod)) {
+      periods.push(period as BillingPeriod);
+    }
+  }
+  if (periods.length === 0 && !problems.some((p) => p.startsWith(setting))) {
+    problems.push(`${setting}: no billing period given; accepted: current, last, or current,last`);
+  }
+  return periods;
+}
+
+/** Parses an attribute set. */
+export function parseAttributeSet(value: string, setting: string, problems: string[]): AttributeSet {
+  const set = value.toLowerCase();
+  if (!(ATTRIBUTE_SETS as readonly string[]).includes(set)) {
+    problems.push(`${setting}: "${value}" is not an attribute set; accepted: full or basic`);
+    return 'full';
+  }
+  return set as AttributeSet;
+}
+
+function checkUrl(value: string, setting: string, problems: string[], what: string): string {
+  try {
+    const url = new URL(value);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('not http(s)');
+    if (url.search !== '') {
+      problems.push(`${setting}: must not carry a query string (no SAS tokens in settings); ${what}`);
+    }
+    return value.replace(/\/+$/, '');
+  } catch {
+    problems.push(`${setting}: "${value}" is not a valid URL; ${what}`);
+    return value;
+  }
+}
+
+function number(
+  env: Record<string, string | undefined>,
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+  problems: string[],
+  integer = true,
+): number {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < min || value > max) {
+    problems.push(`${name}: "${raw}" is not accepted; a ${integer ? 'whole ' : ''}number from ${min} to ${max}`);
+    return fallback;
+  }
+  return value;
+}
+
+/** Reads a storage connection in the Functions form: `NAME` (connection string) or `NAME__*` (identity). */
+function storageConnection(
+  env: Record<string, string | undefined>,
+  name: string,
+  problems: string[],
+  needsQueueAndTable: boolean,
+): StorageConnection | undefined {
+  const connectionString = read(env, name);
+  const accountName = read(env, `${name}__accountName`);
+  const blobUri = read(env, `${name}__blobServiceUri`);
+  const queueUri = read(env, `${name}__queueServiceUri`);
+  const tableUri = read(env, `${name}__tableServiceUri`);
+  const clientId = read(env, `${name}__clientId`);
+  const identityGiven = accountName !== undefined || blobUri !== undefined;
+  if (connectionString !== undefined && identityGiven) {
+    problems.push(
+      `${name}: both a connection string and ${name}__accountName/__blobServiceUri are set; set exactly one of the two forms`,
+    );
+    return undefined;
+  }
+  if (connectionString !== undefined) {
+    if (!/AccountName=|BlobEndpoint=|UseDevelopmentStorage=true/i.test(connectionString)) {
+      problems.push(
+        `${name}: is not a storage connection string; accepted: "DefaultEndpointsProtocol=...;AccountName=...;AccountKey=..." or "UseDevelopmentStorage=true"`,
+      );
+      return undefined;
+    }
+    return { kind: 'connectionString', connectionString };
+  }
+  if (!identityGiven) return undefined;
+  const what = 'the https endpoint of the storage account is accepted';
+  const blobServiceUri =
+    blobUri !== undefined
+      ? checkUrl(blobUri, `${name}__blobServiceUri`, problems, what)
+      : `https://${accountName}.blob.core.windows.net`;
+  const queueServiceUri =
+    queueUri !== undefined
+      ? checkUrl(queueUri, `${name}__queueServiceUri`, problems, what)
+      : accountName !== undefined
+        ? `https://${accountName}.queue.core.windows.net`
+        : undefined;
+  const tableServiceUri =
+    tableUri !== undefined
+      ? checkUrl(tableUri, `${name}__tableServiceUri`, problems, what)
+      : accountName !== undefined
+        ? `https://${accountName}.table.core.windows.net`
+        : undefined;
+  if (accountName !== undefined && !/^[a-z0-9]{3,24}$/.test(accountName)) {
+    problems.push(`${name}__accountName: "${accountName}" is not a storage account name; 3-24 lowercase letters and digits`);
+  }
+  if (needsQueueAndTable && (queueServiceUri === undefined || tableServiceUri === undefined)) {
+    problems.push(
+      `${name}: the identity form needs ${name}__accountName, or all of ${name}__blobServiceUri, __queueServiceUri and __tableServiceUri`,
+    );
+  }
+  return { kind: 'identity', blobServiceUri, queueServiceUri, tableServiceUri, clientId };
+}
+
+/**
+ * Validates every setting at once. Throws an ExportError (CONFIG_INVALID) listing every problem,
+ * each naming the setting and what is accepted.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const problems: string[] = [];
+
+  const currenciesRaw = read(env, 'EXPORT_CURRENCIES');
+  const currencies =
+    currenciesRaw === undefined
+      ? (problems.push('EXPORT_CURRENCIES: missing; comma-separated ISO 4217 codes are accepted, e.g. USD,EUR'), [])
+      : parseCurrencies(currenciesRaw, 'EXPORT_CURRENCIES', problems);
+  const billingPeriods = parseBillingPeriods(
+    read(env, 'EXPORT_BILLING_PERIODS') ?? 'current',
+    'EXPORT_BILLING_PERIODS',
+    problems,
+  );
+  const attributeSet = parseAttributeSet(read(env, 'EXPORT_ATTRIBUTE_SET') ?? 'full', 'EXPORT_ATTRIBUTE_SET', problems);
+
+  const schedule = read(env, 'EXPORT_SCHEDULE') ?? '0 0 6 * * *';
+  const scheduleProblem = checkSchedule(schedule);
+  if (scheduleProblem !== undefined) problems.push(`EXPORT_SCHEDULE: "${schedule}" ${scheduleProblem}`);
+
+  const graphRaw = read(env, 'GRAPH_BASE_URL') ?? 'https://graph.microsoft.com/v1.0';
+  const graphBaseUrl = checkUrl(
+    graphRaw,
+    'GRAPH_BASE_URL',
+    problems,
+    'accepted: https://graph.microsoft.com/v1.0 (or /beta), or a loopback https URL of the partner billing emulator',
+  );
+  const emulator = isLoopbackUrl(graphBaseUrl);
+  if (!graphBaseUrl.startsWith('https://') && problems.every((p) => !p.startsWith('GRAPH_BASE_URL'))) {
+    problems.push(`GRAPH_BASE_URL: "${graphRaw}" must use https (Graph tokens are only sent over TLS)`);
+  }
+  const caCertFile = read(env, 'GRAPH_CA_CERT_FILE');
+  if (caCertFile !== undefined && !emulator) {
+    problems.push('GRAPH_CA_CERT_FILE: only accepted in emulator mode (a loopback GRAPH_BASE_URL)');
+  }
+
+  const hostStorage = storageConnection(env, 'AzureWebJobsStorage', problems, true);
+  if (hostStorage === undefined && !problems.some((p) => p.startsWith('AzureWebJobsStorage'))) {
+    problems.push(
+      'AzureWebJobsStorage: missing; a connection string, or AzureWebJobsStorage__accountName (managed identity) is accepted',
+    );
+  }
+  const destinationConnection = storageConnection(env, 'DESTINATION_STORAGE', problems, false);
+  if (destinationConnection === undefined && !problems.some((p) => p.startsWith('DESTINATION_STORAGE'))) {
+    problems.push(
+      'DESTINATION_STORAGE: missing; set exactly one of DESTINATION_STORAGE (connection string) or DESTINATION_STORAGE__blobServiceUri (managed identity)',
+    );
+  }
+  const container = read(env, 'DESTINATION_CONTAINER') ?? 'partner-billing';
+  if (!/^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(container)) {
+    problems.push(
+      `DESTINATION_CONTAINER: "${container}" is not a container name; 3-63 lowercase letters, digits and single hyphens`,
+    );
+  }
+  const prefix = (read(env, 'DESTINATION_PREFIX') ?? 'unbilled-usage').replace(/^\/+|\/+$/g, '');
+  if (prefix === '' || prefix.split('/').some((s) => s === '' || s === '.' || s === '..') || /[\\?#]/.test(prefix)) {
+    problems.push(
+      `DESTINATION_PREFIX: "${prefix}" is not a folder path; non-empty segments separated by "/", no "..", "\\", "?" or "#"`,
+    );
+  }
+
+  const initialDelaySeconds = number(env, 'EXPORT_POLL_INITIAL_SECONDS', 30, 1, 3600, problems);
+  const maxDelaySeconds = number(env, 'EXPORT_POLL_MAX_SECONDS', 900, 1, 86400, problems);
+  if (maxDelaySeconds < initialDelaySeconds) {
+    problems.push('EXPORT_POLL_MAX_SECONDS: must not be below EXPORT_POLL_INITIAL_SECONDS');
+  }
+  const maxWaitHours = number(env, 'EXPORT_MAX_WAIT_HOURS', 6, 0.001, 168, problems, false);
+  const singleCopyMaxMiB = number(env, 'EXPORT_COPY_SINGLE_MAX_MIB', 256, 1, 256, problems);
+  const blockMiB = number(env, 'EXPORT_COPY_BLOCK_MIB', 64, 1, 4000, problems);
+  const concurrency = number(env, 'EXPORT_COPY_CONCURRENCY', 8, 1, 64, problems);
+
+  if (problems.length > 0) {
+    throw new ExportError(
+      'CONFIG_INVALID',
+      `Configuration is invalid (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n- ${problems.join('\n- ')}`,
+    );
+  }
+  return {
+    currencies,
+    billingPeriods,
+    attributeSet,
+    schedule,
+    graph: { baseUrl: graphBaseUrl, emulator, caCertFile },
+    hostStorage: hostStorage!,
+    destination: { connection: destinationConnection!, container, prefix },
+    polling: { initialDelaySeconds, maxDelaySeconds, maxWaitHours },
+    copy: { singleCopyMaxBytes: singleCopyMaxMiB * MiB, blockSizeBytes: blockMiB * MiB, concurrency },
+    appInsightsConnectionString: read(env, 'APPLICATIONINSIGHTS_CONNECTION_STRING'),
+  };
+}
