@@ -11,18 +11,29 @@ export class ExportError extends Error {
   readonly status: number | undefined;
   /** Server-suggested wait before a retry, in seconds, when known. */
   readonly retryAfterSeconds: number | undefined;
+  /** Microsoft Graph's own error code (`error.code` of the response), when the call was to Graph. */
+  readonly graphErrorCode: string | undefined;
+  /** Graph's `request-id`, for a support ticket. */
+  readonly requestId: string | undefined;
 
-  constructor(
-    code: ErrorCode,
-    message: string,
-    options: { retryable?: boolean; cause?: unknown; status?: number; retryAfterSeconds?: number } = {},
-  ) {
+  constructor(code: ErrorCode, message: string, options: ExportErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.retryable = options.retryable ?? false;
     this.status = options.status;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.graphErrorCode = options.graphErrorCode;
+    this.requestId = options.requestId;
   }
+}
+
+export interface ExportErrorOptions {
+  retryable?: boolean | undefined;
+  cause?: unknown;
+  status?: number | undefined;
+  retryAfterSeconds?: number | undefined;
+  graphErrorCode?: string | undefined;
+  requestId?: string | undefined;
 }
 
 /** Every error code the app raises. Keep docs/errors.md in step (a test checks it). */

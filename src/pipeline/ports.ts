@@ -84,3 +84,153 @@ export const noTelemetry: Telemetry = {
   messagePoisoned() {},
   async flush() {},
 };
+
+/** A run as recorded in the ledger (SPEC section 5). Holds no secret: no SAS, no token. */
+export interface RunRecord extends RunIdentity {
+  status: RunStatus;
+  force: boolean;
+  startedAt: string;
+  updatedAt: string;
+  completedAt?: string | undefined;
+  /** Graph operation URL (no query string). */
+  operationUrl?: string | undefined;
+  polls: number;
+  blobCount?: number | undefined;
+  blobsCopied: number;
+  byteCount: number;
+  billingMonth?: string | undefined;
+  /** The run folder inside the destination container; set once copying starts. */
+  path?: string | undefined;
+  manifestId?: string | undefined;
+  eTag?: string | undefined;
+  schemaVersion?: string | undefined;
+  dataFormat?: string | undefined;
+  manifestCreatedDateTime?: string | undefined;
+  partnerTenantId?: string | undefined;
+  /** The manifest's rootDirectory (a URL without query string). */
+  rootDirectory?: string | undefined;
+  errorCode?: string | undefined;
+  error?: string | undefined;
+  /** Last retried (transient) problem, shown when the message is finally poisoned. */
+  lastError?: string | undefined;
+  /** Fan-in claim: who is writing manifest.json, and since when (ISO). */
+  finalizingSince?: string | undefined;
+}
+
+/** One blob of a run. */
+export interface BlobRecord {
+  runId: string;
+  name: string;
+  status: 'pending' | 'copied';
+  byteCount?: number | undefined;
+  contentType?: string | undefined;
+  method?: CopyMethod | undefined;
+  copiedAt?: string | undefined;
+}
+
+/** A stored value and its concurrency token. */
+export interface Versioned<T> {
+  value: T;
+  etag: string;
+}
+
+/** Filters of the run history. */
+export interface RunQuery {
+  /** Runs started at or after this time (ISO). */
+  since?: string | undefined;
+  /** Runs started before this time (ISO). */
+  until?: string | undefined;
+  status?: RunStatus | undefined;
+  currency?: string | undefined;
+  /** Newest first; at most this many. */
+  limit?: number | undefined;
+}
+
+/** The run ledger (Azure Table storage in the host account). */
+export interface RunLedger {
+  createRun(run: RunRecord): Promise<void>;
+  getRun(runId: string): Promise<Versioned<RunRecord> | undefined>;
+  /** Merges fields into a run. With `etag`, only if unchanged since read; returns false when someone else changed it. */
+  updateRun(runId: string, fields: Partial<RunRecord>, etag?: string): Promise<boolean>;
+  listRuns(query: RunQuery): Promise<RunRecord[]>;
+  /** Creates the blob rows that do not exist yet (pending). */
+  addBlobs(runId: string, names: string[]): Promise<void>;
+  getBlob(runId: string, name: string): Promise<BlobRecord | undefined>;
+  markBlobCopied(
+    runId: string,
+    name: string,
+    result: { byteCount: number; contentType: string | undefined; method: CopyMethod; copiedAt: string },
+  ): Promise<void>;
+  listBlobs(runId: string): Promise<BlobRecord[]>;
+  /**
+   * Takes the in-flight lock of (currency, period, attribute set) for `runId`. Returns undefined when taken,
+   * or the run id holding it. `isStale(holderRunId)` decides whether an existing holder may be replaced.
+   */
+  acquireStartLock(
+    key: string,
+    runId: string,
+    isStale: (holderRunId: string, since: string) => Promise<boolean>,
+  ): Promise<string | undefined>;
+  /** Releases the lock if `runId` still holds it. */
+  releaseStartLock(key: string, runId: string): Promise<void>;
+  /** Records a queue message that could not be parsed (SPEC section 6: rejected and recorded). */
+  recordRejectedMessage(queue: string, reason: string, excerpt: string): Promise<void>;
+}
+
+/** Messages of the export-status queue. */
+export type StatusMessage =
+  | { version: 1; kind: 'start'; runId: string }
+  | { version: 1; kind: 'poll'; runId: string; attempt: number };
+
+/** Messages of the export-copy queue: one per blob. */
+export interface CopyMessage {
+  version: 1;
+  runId: string;
+  blobName: string;
+}
+
+/** Queues with delayed delivery (base64 JSON, as the Functions host expects). */
+export interface MessageQueue {
+  sendStatus(message: StatusMessage, delaySeconds: number): Promise<void>;
+  sendCopies(messages: CopyMessage[]): Promise<void>;
+}
+
+/** How a blob was copied. */
+export type CopyMethod = 'copyFromUrl' | 'blockFromUrl' | 'asyncCopy' | 'stream' | 'alreadyPresent';
+
+/** Copies one source blob (reached through a SAS URL) into the destination, byte for byte. */
+export interface BlobCopier {
+  copy(input: {
+    /** Full source URL including the SAS: a secret. */
+    sourceUrl: string;
+    /** Blob path inside the destination container. */
+    destinationPath: string;
+  }): Promise<{ byteCount: number; contentType: string | undefined; method: CopyMethod }>;
+}
+
+/** The partner's destination container: our manifest.json and latest.json. */
+export interface DestinationStore {
+  ensureContainer(): Promise<void>;
+  readJson(path: string): Promise<Versioned<unknown> | undefined>;
+  /**
+   * Writes JSON. `ifNoneMatch: '*'` creates only; `ifMatch` replaces only that version.
+   * Returns false when the condition failed.
+   */
+  writeJson(path: string, value: unknown, condition: { ifNoneMatch: '*' } | { ifMatch: string }): Promise<boolean>;
+  /** Names (paths) of the blobs under a folder, for tests and listings. */
+  list(prefix: string): Promise<Array<{ path: string; byteCount: number; contentType: string | undefined }>>;
+}
+
+/** Time, replaceable in tests. */
+export interface Clock {
+  now(): Date;
+}
+
+/** Log lines of a run; implementations prefix run fields and redact. */
+export interface Logger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+  /** A logger whose lines also carry these run fields. */
+  child(fields: Partial<RunIdentity>): Logger;
+}
