@@ -69,7 +69,12 @@ const MiB = 1024 * 1024;
 /** Every setting the code reads. The consistency tests check README, local.settings.sample.json and infra/ against it. */
 export const SETTINGS: readonly SettingInfo[] = [
   { name: 'EXPORT_CURRENCIES', required: true, description: 'Comma-separated ISO 4217 codes, e.g. USD,EUR.' },
-  { name: 'EXPORT_BILLING_PERIODS', required: false, default: 'current', description: 'current, last, or current,last.' },
+  {
+    name: 'EXPORT_BILLING_PERIODS',
+    required: false,
+    default: 'current',
+    description: 'current, last, or current,last.',
+  },
   { name: 'EXPORT_ATTRIBUTE_SET', required: false, default: 'full', description: 'full or basic.' },
   {
     name: 'EXPORT_SCHEDULE',
@@ -109,7 +114,12 @@ export const SETTINGS: readonly SettingInfo[] = [
     description: 'Client id of the user-assigned identity used for the destination.',
   },
   { name: 'DESTINATION_CONTAINER', required: false, default: 'partner-billing', description: 'Destination container.' },
-  { name: 'DESTINATION_PREFIX', required: false, default: 'unbilled-usage', description: 'Folder inside the container.' },
+  {
+    name: 'DESTINATION_PREFIX',
+    required: false,
+    default: 'unbilled-usage',
+    description: 'Folder inside the container.',
+  },
   {
     name: 'EXPORT_POLL_INITIAL_SECONDS',
     required: false,
@@ -150,6 +160,12 @@ export const SETTINGS: readonly SettingInfo[] = [
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING',
     required: false,
     description: 'Application Insights connection string; telemetry is off without it.',
+  },
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING',
+    required: false,
+    description:
+      'Authorization=AAD;ClientId=<identity client id>: send telemetry with Microsoft Entra ID (local auth disabled).',
   },
   {
     name: 'AZURE_CLIENT_ID',
@@ -203,7 +219,9 @@ export function parseCurrencies(value: string, setting: string, problems: string
   for (const item of list(value)) {
     const code = item.toUpperCase();
     if (!/^[A-Z]{3}$/.test(code)) {
-      problems.push(`${setting}: "${item}" is not a currency code; three-letter ISO 4217 codes are accepted, e.g. USD,EUR`);
+      problems.push(
+        `${setting}: "${item}" is not a currency code; three-letter ISO 4217 codes are accepted, e.g. USD,EUR`,
+      );
     } else if (!currencies.includes(code)) {
       currencies.push(code);
     }
@@ -322,7 +340,9 @@ function storageConnection(
         ? `https://${accountName}.table.core.windows.net`
         : undefined;
   if (accountName !== undefined && !/^[a-z0-9]{3,24}$/.test(accountName)) {
-    problems.push(`${name}__accountName: "${accountName}" is not a storage account name; 3-24 lowercase letters and digits`);
+    problems.push(
+      `${name}__accountName: "${accountName}" is not a storage account name; 3-24 lowercase letters and digits`,
+    );
   }
   if (needsQueueAndTable && (queueServiceUri === undefined || tableServiceUri === undefined)) {
     problems.push(

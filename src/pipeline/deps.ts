@@ -1,0 +1,57 @@
+import type { Config } from '../config';
+import type {
+  BillingExportApi,
+  BlobCopier,
+  Clock,
+  DestinationStore,
+  ExportManifest,
+  Logger,
+  MessageQueue,
+  RunLedger,
+  Telemetry,
+} from './ports';
+
+/** Everything the pipeline steps need: ports only, built by composition.ts (or by tests with fakes). */
+export interface PipelineDeps {
+  config: Config;
+  graph: BillingExportApi;
+  ledger: RunLedger;
+  queue: MessageQueue;
+  destination: DestinationStore;
+  copier: BlobCopier;
+  clock: Clock;
+  telemetry: Telemetry;
+  logger: Logger;
+  /** Manifests (with their SAS) kept in memory only, per run: never written anywhere. */
+  manifests: ManifestCache;
+  /** Run id factory (tests make it deterministic). */
+  newRunId(now: Date): string;
+}
+
+/** In-process cache of the newest manifest of each run, so copy workers need not ask Graph for every blob. */
+export class ManifestCache {
+  private readonly entries = new Map<string, { manifest: ExportManifest; at: number }>();
+  private readonly maxEntries: number;
+
+  constructor(maxEntries = 200) {
+    this.maxEntries = maxEntries;
+  }
+
+  get(runId: string): ExportManifest | undefined {
+    return this.entries.get(runId)?.manifest;
+  }
+
+  set(runId: string, manifest: ExportManifest): void {
+    this.entries.delete(runId);
+    this.entries.set(runId, { manifest, at: Date.now() });
+    while (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value;
+      if (oldest === undefined) break;
+      this.entries.delete(oldest);
+    }
+  }
+
+  delete(runId: string): void {
+    this.entries.delete(runId);
+  }
+}

@@ -1,0 +1,153 @@
+import { ExportError } from '../errors';
+import type { PipelineDeps } from './deps';
+import { latestPath } from './layout';
+import type { BlobRecord, RunRecord } from './ports';
+import { endRunSuccessfully, runLogger } from './runLifecycle';
+
+/** Version of our manifest.json format. */
+export const MANIFEST_VERSION = '1.0';
+
+/** A fan-in claim older than this is considered abandoned (its worker died) and may be taken over. */
+const CLAIM_TIMEOUT_MS = 10 * 60_000;
+
+/** Our manifest.json (SPEC section 4). Never holds a SAS. */
+export interface RunManifest {
+  manifestVersion: string;
+  runId: string;
+  trigger: RunRecord['trigger'];
+  currency: string;
+  billingPeriod: RunRecord['billingPeriod'];
+  billingMonth: string;
+  attributeSet: RunRecord['attributeSet'];
+  startedAt: string;
+  completedAt: string;
+  graph: {
+    operationId: string | null;
+    manifestId: string | null;
+    eTag: string | null;
+    schemaVersion: string | null;
+    dataFormat: string | null;
+    createdDateTime: string | null;
+    partnerTenantId: string | null;
+  };
+  blobCount: number;
+  byteCount: number;
+  blobs: Array<{ name: string; byteCount: number }>;
+}
+
+/**
+ * The fan-in: when every blob of the run is copied, exactly one worker claims the run (an ETag-conditional
+ * ledger update), writes manifest.json (create-only), then latest.json (if this run is the newest), and
+ * marks the run succeeded. Safe under duplicated and interleaved messages.
+ */
+export async function finalizeRunIfComplete(deps: PipelineDeps, runId: string): Promise<void> {
+  const blobs = await deps.ledger.listBlobs(runId);
+  const found = await deps.ledger.getRun(runId);
+  if (found === undefined) return;
+  const run = found.value;
+  if (run.status !== 'copying' && run.status !== 'waiting') return;
+  const copied = blobs.filter((b) => b.status === 'copied');
+  const bytes = copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0);
+  const expected = run.blobCount ?? blobs.length;
+  if (copied.length < expected) {
+    await deps.ledger.updateRun(runId, { blobsCopied: copied.length, byteCount: bytes });
+    return;
+  }
+  const now = deps.clock.now();
+  if (
+    run.finalizingSince !== undefined &&
+    run.finalizingSince !== '' &&
+    now.getTime() - Date.parse(run.finalizingSince) < CLAIM_TIMEOUT_MS
+  ) {
+    return;
+  }
+  const claimed = await deps.ledger.updateRun(runId, { finalizingSince: now.toISOString() }, found.etag);
+  if (!claimed) return;
+
+  try {
+    await writeCompletion(deps, run, sortedBlobs(copied), bytes, now.toISOString());
+  } catch (error) {
+    // Give the claim back so the retried message can finalize.
+    await deps.ledger.updateRun(runId, { finalizingSince: '' }).catch(() => undefined);
+    throw error;
+  }
+}
+
+function sortedBlobs(blobs: BlobRecord[]): BlobRecord[] {
+  return [...blobs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+async function writeCompletion(
+  deps: PipelineDeps,
+  run: RunRecord,
+  sorted: BlobRecord[],
+  bytes: number,
+  completedAt: string,
+): Promise<void> {
+  const runId = run.runId;
+  const log = runLogger(deps, run);
+  if (run.path === undefined || run.billingMonth === undefined) {
+    throw new ExportError('MESSAGE_INVALID', `Run ${runId} has no destination folder to finalize.`);
+  }
+  const manifest: RunManifest = {
+    manifestVersion: MANIFEST_VERSION,
+    runId,
+    trigger: run.trigger,
+    currency: run.currency,
+    billingPeriod: run.billingPeriod,
+    billingMonth: run.billingMonth,
+    attributeSet: run.attributeSet,
+    startedAt: run.startedAt,
+    completedAt,
+    graph: {
+      operationId: run.operationId ?? null,
+      manifestId: run.manifestId ?? null,
+      eTag: run.eTag ?? null,
+      schemaVersion: run.schemaVersion ?? null,
+      dataFormat: run.dataFormat ?? null,
+      createdDateTime: run.manifestCreatedDateTime ?? null,
+      partnerTenantId: run.partnerTenantId ?? null,
+    },
+    blobCount: sorted.length,
+    byteCount: bytes,
+    blobs: sorted.map((b) => ({ name: b.name, byteCount: b.byteCount ?? 0 })),
+  };
+  const written = await deps.destination.writeJson(`${run.path}/manifest.json`, manifest, { ifNoneMatch: '*' });
+  if (!written) log.warn('manifest.json already existed (a previous finalization was interrupted); kept as it is.');
+
+  await updateLatest(deps, run, completedAt);
+  await endRunSuccessfully(deps, run, 'succeeded', {
+    blobsCopied: sorted.length,
+    byteCount: bytes,
+    blobCount: sorted.length,
+    completedAt,
+  });
+}
+
+/** Points latest.json at this run unless a newer complete run already is there (run ids sort by start time). */
+async function updateLatest(deps: PipelineDeps, run: RunRecord, completedAt: string): Promise<void> {
+  const key = {
+    prefix: deps.config.destination.prefix,
+    billingMonth: run.billingMonth ?? '',
+    currency: run.currency,
+    attributeSet: run.attributeSet,
+  };
+  const path = latestPath(key);
+  const pointer = { runId: run.runId, path: run.path, eTag: run.eTag ?? null, completedAt };
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const current = await deps.destination.readJson(path);
+    if (current !== undefined) {
+      const currentRunId = (current.value as { runId?: unknown } | null)?.runId;
+      if (typeof currentRunId === 'string' && currentRunId > run.runId) return;
+    }
+    const ok = await deps.destination.writeJson(
+      path,
+      pointer,
+      current === undefined ? { ifNoneMatch: '*' } : { ifMatch: current.etag },
+    );
+    if (ok) return;
+  }
+  throw new ExportError('DESTINATION_UNAVAILABLE', `Could not update ${path}: it kept changing under us.`, {
+    retryable: true,
+  });
+}

@@ -1,0 +1,46 @@
+import { redact } from '../redact';
+import type { PipelineDeps } from './deps';
+import { decodeMessageBody, runIdOf } from './messages';
+import { endRunUnsuccessfully, isTerminal } from './runLifecycle';
+
+/**
+ * A message reached a poison queue (it failed maxDequeueCount times, or was not valid base64):
+ * the run it belongs to fails with the reason; a message without a run is recorded. Never dropped silently.
+ */
+export async function handlePoisonMessage(queue: string, raw: unknown, deps: PipelineDeps): Promise<void> {
+  const runId = runIdOf(raw);
+  const body = decodeMessageBody(raw);
+  const blobName =
+    typeof body === 'object' && body !== null && typeof (body as { blobName?: unknown }).blobName === 'string'
+      ? (body as { blobName: string }).blobName
+      : undefined;
+  const excerpt = redact(typeof body === 'string' ? body : (JSON.stringify(body) ?? String(raw))).slice(0, 500);
+  if (runId === undefined) {
+    const reason = `A message in ${queue} names no run; recorded and dropped.`;
+    deps.logger.error(`${reason} Message: ${excerpt}`);
+    await deps.ledger.recordRejectedMessage(queue, reason, excerpt);
+    deps.telemetry.messagePoisoned({ queue, runId: undefined, reason });
+    return;
+  }
+  const found = await deps.ledger.getRun(runId);
+  const what = blobName !== undefined ? `the copy of ${blobName}` : 'a status check';
+  if (found === undefined) {
+    const reason = `${what} of unknown run ${runId} was poisoned.`;
+    deps.logger.child({ runId }).error(reason);
+    await deps.ledger.recordRejectedMessage(queue, reason, excerpt);
+    deps.telemetry.messagePoisoned({ queue, runId, reason });
+    return;
+  }
+  const run = found.value;
+  const reason = `${what} failed repeatedly and reached ${queue}${
+    run.lastError !== undefined && run.lastError !== '' ? `; last error: ${run.lastError}` : ''
+  }`;
+  deps.telemetry.messagePoisoned({ queue, runId, reason: redact(reason) });
+  if (isTerminal(run.status)) {
+    deps.logger
+      .child({ runId, currency: run.currency, billingPeriod: run.billingPeriod })
+      .warn(`Poisoned message for a run already ${run.status}: ${redact(reason)}`);
+    return;
+  }
+  await endRunUnsuccessfully(deps, run, 'failed', 'MESSAGE_POISONED', reason);
+}

@@ -1,0 +1,70 @@
+import { z } from 'zod';
+import { ExportError } from '../errors';
+import { isRunId } from './layout';
+import type { CopyMessage, StatusMessage } from './ports';
+
+const runId = z.string().refine(isRunId, 'is not a run id');
+
+const statusSchema = z.discriminatedUnion('kind', [
+  z.object({ version: z.literal(1), kind: z.literal('start'), runId }).strict(),
+  z
+    .object({ version: z.literal(1), kind: z.literal('poll'), runId, attempt: z.number().int().min(0).max(100000) })
+    .strict(),
+]);
+
+const copySchema = z.object({ version: z.literal(1), runId, blobName: z.string().min(1).max(1024) }).strict();
+
+function describe(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.join('.') || '(message)'} ${issue.message}`).join('; ');
+}
+
+/** Decodes what the queue trigger delivers: an object (the host parsed JSON), a JSON string, or base64 of JSON. */
+export function decodeMessageBody(raw: unknown): unknown {
+  if (typeof raw === 'object' && raw !== null && !Buffer.isBuffer(raw)) return raw;
+  const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : typeof raw === 'string' ? raw : undefined;
+  if (text === undefined) return raw;
+  const trimmed = text.trim();
+  try {
+    return JSON.parse(trimmed) as unknown;
+  } catch {
+    try {
+      return JSON.parse(Buffer.from(trimmed, 'base64').toString('utf8')) as unknown;
+    } catch {
+      return text;
+    }
+  }
+}
+
+/** Parses an export-status message; throws MESSAGE_INVALID naming what is wrong. */
+export function parseStatusMessage(raw: unknown): StatusMessage {
+  const result = statusSchema.safeParse(decodeMessageBody(raw));
+  if (!result.success) {
+    throw new ExportError(
+      'MESSAGE_INVALID',
+      `Invalid export-status message: ${describe(result.error)}. Accepted: {"version":1,"kind":"start"|"poll","runId":"<run id>","attempt":<n> (poll only)}.`,
+    );
+  }
+  return result.data;
+}
+
+/** Parses an export-copy message; throws MESSAGE_INVALID naming what is wrong. */
+export function parseCopyMessage(raw: unknown): CopyMessage {
+  const result = copySchema.safeParse(decodeMessageBody(raw));
+  if (!result.success) {
+    throw new ExportError(
+      'MESSAGE_INVALID',
+      `Invalid export-copy message: ${describe(result.error)}. Accepted: {"version":1,"runId":"<run id>","blobName":"<name>"}.`,
+    );
+  }
+  return result.data;
+}
+
+/** The run id of any message, if one can be read (for poison handling of otherwise invalid messages). */
+export function runIdOf(raw: unknown): string | undefined {
+  const body = decodeMessageBody(raw);
+  if (typeof body === 'object' && body !== null && 'runId' in body) {
+    const value = (body as { runId: unknown }).runId;
+    if (typeof value === 'string' && isRunId(value)) return value;
+  }
+  return undefined;
+}
