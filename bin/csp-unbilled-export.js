@@ -8,4 +8,4 @@ if (!existsSync(cli)) {
   console.error('csp-unbilled-export is not built yet: run "npm run build" in the project folder first.');
   process.exit(1);
 }
-require(cli);
+require(cli).runCli();

@@ -360,10 +360,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const problems: string[] = [];
 
   const currenciesRaw = read(env, 'EXPORT_CURRENCIES');
-  const currencies =
-    currenciesRaw === undefined
-      ? (problems.push('EXPORT_CURRENCIES: missing; comma-separated ISO 4217 codes are accepted, e.g. USD,EUR'), [])
-      : parseCurrencies(currenciesRaw, 'EXPORT_CURRENCIES', problems);
+  let currencies: string[] = [];
+  if (currenciesRaw === undefined) {
+    problems.push('EXPORT_CURRENCIES: missing; comma-separated ISO 4217 codes are accepted, e.g. USD,EUR');
+  } else {
+    currencies = parseCurrencies(currenciesRaw, 'EXPORT_CURRENCIES', problems);
+  }
   const billingPeriods = parseBillingPeriods(
     read(env, 'EXPORT_BILLING_PERIODS') ?? 'current',
     'EXPORT_BILLING_PERIODS',

@@ -1,0 +1,25 @@
+import { app, type InvocationContext } from '@azure/functions';
+import { FunctionNames, HOST_STORAGE_CONNECTION, QueueNames } from '../names';
+import { copyExportBlob as copy } from '../pipeline/copyExportBlob';
+import { parseCopyMessage } from '../pipeline/messages';
+import { depsFor, rejectMessage } from './invocation';
+
+/** Queue export-copy: copies one exported blob into the destination; the last one writes manifest.json. */
+export async function copyExportBlob(queueItem: unknown, context: InvocationContext): Promise<void> {
+  const deps = depsFor(context);
+  let message: ReturnType<typeof parseCopyMessage>;
+  try {
+    message = parseCopyMessage(queueItem);
+  } catch (error) {
+    await rejectMessage(deps, QueueNames.copy, queueItem, error);
+    return;
+  }
+  await copy(message, deps);
+  await deps.telemetry.flush();
+}
+
+app.storageQueue(FunctionNames.copyExportBlob, {
+  queueName: QueueNames.copy,
+  connection: HOST_STORAGE_CONNECTION,
+  handler: copyExportBlob,
+});

@@ -1,0 +1,17 @@
+import { app, type InvocationContext } from '@azure/functions';
+import { FunctionNames, HOST_STORAGE_CONNECTION, QueueNames } from '../names';
+import { handlePoisonMessage } from '../pipeline/handlePoisonMessage';
+import { depsFor } from './invocation';
+
+/** Queue export-copy-poison: a blob copy that failed maxDequeueCount times fails its run, with the reason. */
+export async function exportCopyPoison(queueItem: unknown, context: InvocationContext): Promise<void> {
+  const deps = depsFor(context);
+  await handlePoisonMessage(QueueNames.copyPoison, queueItem, deps);
+  await deps.telemetry.flush();
+}
+
+app.storageQueue(FunctionNames.exportCopyPoison, {
+  queueName: QueueNames.copyPoison,
+  connection: HOST_STORAGE_CONNECTION,
+  handler: exportCopyPoison,
+});

@@ -1,0 +1,361 @@
+import { parseArgs } from 'node:util';
+import { getDeps, resetDeps } from '../composition';
+import {
+  type AttributeSet,
+  type BillingPeriod,
+  loadConfig,
+  parseAttributeSet,
+  parseBillingPeriods,
+  parseCurrencies,
+} from '../config';
+import { runEmulatorCommand } from '../emulator/main';
+import { ExportError, errorMessage, isExportError } from '../errors';
+import { getRunDetails, listRuns, parseRunQuery, publicRun } from '../pipeline/listRuns';
+import type { RunRecord } from '../pipeline/ports';
+import { startExports } from '../pipeline/startExports';
+import { redact } from '../redact';
+import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } from './embedded';
+import { LocalFunctionsHost } from './localHost';
+import { createProgressDisplay, waitForRuns } from './progress';
+import { readLocalSettings } from './settings';
+
+const USAGE = `csp-unbilled-export <command> [flags]
+
+Commands:
+  run      Start exports now and process them to the end (exit 0 only if every run ended
+           succeeded, unchanged or noData).
+             --currencies USD,EUR  --periods current,last  --attribute-set full|basic
+             --force  --json  --timeout-minutes N
+  start    What "npm start" runs: the local host (HTTP on localhost:7071, timer, queues),
+           an export at once with progress, then keeps serving until Ctrl-C.
+  serve    The local host only: HTTP routes on localhost:7071, the timer, the queues.
+             --port N (default 7071)
+  runs     Run history from the ledger.  [runId]  --status S  --since DATE  --currency CUR
+             --limit N  --json
+  emulator The partner billing emulator (HTTPS), standalone. See docs/emulator.md.
+
+Settings come from the environment, then local.settings.json's Values. Absent storage settings
+start Azurite (data in .azurite/); an absent GRAPH_BASE_URL starts the partner billing emulator.`;
+
+type Out = (line: string) => void;
+const stdout: Out = (line) => process.stdout.write(`${line}\n`);
+const stderr: Out = (line) => process.stderr.write(`${line}\n`);
+
+/** The run --json summary line (SPEC section 9). */
+export interface RunSummary {
+  runs: Array<{
+    runId: string;
+    currency: string;
+    billingPeriod: BillingPeriod;
+    attributeSet: AttributeSet;
+    status: string;
+    blobCount: number;
+    byteCount: number;
+    path: string | null;
+    error: string | null;
+  }>;
+}
+
+export function summarise(runs: RunRecord[]): RunSummary {
+  return {
+    runs: runs.map((run) => ({
+      runId: run.runId,
+      currency: run.currency,
+      billingPeriod: run.billingPeriod,
+      attributeSet: run.attributeSet,
+      status: run.status,
+      blobCount: run.blobCount ?? 0,
+      byteCount: run.byteCount,
+      path: run.status === 'succeeded' || run.blobsCopied > 0 ? (run.path ?? null) : null,
+      error: run.status === 'failed' ? (run.error ?? 'failed') : null,
+    })),
+  };
+}
+
+const OK_STATUSES = new Set(['succeeded', 'unchanged', 'noData']);
+
+/** Prepares settings: local.settings.json + environment, embedded services for what is absent. */
+async function prepare(options: { persist: boolean; withoutEmulator?: boolean; log: Out }) {
+  const { values, file } = readLocalSettings();
+  if (file !== undefined) options.log(`Settings: environment, then ${file}.`);
+  const embedded = await startEmbeddedServices(values, {
+    ...(options.persist ? { azuriteLocation: defaultAzuriteLocation() } : {}),
+    withoutEmulator: options.withoutEmulator ?? false,
+  });
+  if (embedded.azurite !== undefined) {
+    options.log(
+      `Azurite started (blob ${embedded.azurite.blobEndpoint}${options.persist ? ', data in .azurite/' : ''}) for ${Object.keys(
+        embedded.filled,
+      )
+        .filter((k) => k.includes('Storage') || k.includes('STORAGE'))
+        .join(', ')}.`,
+    );
+  }
+  if (embedded.emulator !== undefined) {
+    options.log(`Partner billing emulator started at ${embedded.emulator.baseUrl} (GRAPH_BASE_URL was not set).`);
+  }
+  const env: Record<string, string | undefined> = { ...values, ...embedded.filled };
+  // The handlers read process.env, as in Azure: put the merged settings there.
+  for (const [key, value] of Object.entries(env)) if (value !== undefined) process.env[key] = value;
+  resetDeps();
+  return { env, embedded };
+}
+
+function hostLogger(display: { log: Out }, verbose: boolean) {
+  return (level: 'info' | 'warn' | 'error', functionName: string, line: string) => {
+    if (level === 'info' && !verbose) return;
+    const tag = level === 'info' ? '' : `${level.toUpperCase()} `;
+    display.log(`${new Date().toISOString()} ${tag}[${functionName}] ${line}`);
+  };
+}
+
+async function startHostFor(
+  env: Record<string, string | undefined>,
+  log: ReturnType<typeof hostLogger>,
+  http?: number,
+) {
+  const config = loadConfig(env);
+  return LocalFunctionsHost.start({
+    hostStorage: config.hostStorage,
+    log,
+    queueSettings: { maxPollingIntervalMs: 1000, visibilityTimeoutSeconds: 5 },
+    ...(http === undefined ? {} : { httpPort: http, schedule: config.schedule }),
+  });
+}
+
+async function startHttpHost(
+  env: Record<string, string | undefined>,
+  log: ReturnType<typeof hostLogger>,
+  port: number,
+) {
+  try {
+    return await startHostFor(env, log, port);
+  } catch (error) {
+    if ((error as { code?: string }).code === 'EADDRINUSE' && port !== 0) {
+      stderr(`Port ${port} is in use (is "func start" running?); using a free port instead.`);
+      return startHostFor(env, log, 0);
+    }
+    throw error;
+  }
+}
+
+function whereFilesAre(
+  runs: RunRecord[],
+  env: Record<string, string | undefined>,
+  embedded: EmbeddedServices,
+): string[] {
+  const config = loadConfig(env);
+  const lines: string[] = [];
+  const done = runs.filter((r) => r.path !== undefined && r.status === 'succeeded');
+  if (done.length === 0) return lines;
+  lines.push(`Files landed in container "${config.destination.container}":`);
+  for (const run of done)
+    lines.push(`  ${run.path}/  (${run.blobCount ?? 0} blobs, ${run.byteCount} bytes, manifest.json)`);
+  if (embedded.azurite !== undefined && env['DESTINATION_STORAGE'] === embedded.filled['DESTINATION_STORAGE']) {
+    lines.push(
+      `Destination: Azurite account "partnerdest" at ${embedded.azurite.blobEndpoint}/partnerdest (Azure Storage Explorer: attach to the local emulator).`,
+    );
+  }
+  lines.push('List them with:  npm run cli -- runs   (or GET http://localhost:7071/api/exports/runs while serving)');
+  return lines;
+}
+
+async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number> {
+  const { values: flags } = parseArgs({
+    args: argv,
+    options: {
+      currencies: { type: 'string' },
+      periods: { type: 'string' },
+      'attribute-set': { type: 'string' },
+      force: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      verbose: { type: 'boolean', default: false },
+      'timeout-minutes': { type: 'string' },
+      port: { type: 'string' },
+    },
+    strict: true,
+  });
+  const problems: string[] = [];
+  const currencies =
+    flags.currencies === undefined ? undefined : parseCurrencies(flags.currencies, '--currencies', problems);
+  const billingPeriods =
+    flags.periods === undefined ? undefined : parseBillingPeriods(flags.periods, '--periods', problems);
+  const attributeSet =
+    flags['attribute-set'] === undefined
+      ? undefined
+      : parseAttributeSet(flags['attribute-set'], '--attribute-set', problems);
+  const timeoutMinutes = flags['timeout-minutes'] === undefined ? 360 : Number(flags['timeout-minutes']);
+  if (!Number.isFinite(timeoutMinutes) || timeoutMinutes <= 0) problems.push('--timeout-minutes: a positive number');
+  if (problems.length > 0) throw new ExportError('CONFIG_INVALID', problems.join('\n'));
+
+  const display = createProgressDisplay(process.stderr);
+  const { env, embedded } = await prepare({ persist: true, log: display.log });
+  let host: LocalFunctionsHost | undefined;
+  try {
+    const log = hostLogger(display, flags.verbose || !process.stderr.isTTY);
+    host =
+      mode === 'start'
+        ? await startHttpHost(env, log, flags.port === undefined ? 7071 : Number(flags.port))
+        : await startHostFor(env, log);
+    if (host.httpBaseUrl !== undefined)
+      display.log(`Local host listening on ${host.httpBaseUrl} (POST /api/exports, GET /api/exports/runs).`);
+    const deps = getDeps((level, line) => log(level, 'cli', line));
+    const started = await startExports(
+      { trigger: 'manual', currencies, billingPeriods, attributeSet, force: flags.force },
+      deps,
+    );
+    display.log(
+      `Started ${started.length} run(s): ${started.map((r) => `${r.currency}/${r.billingPeriod} ${r.runId}`).join(', ')}`,
+    );
+    const runs = await waitForRuns(
+      started.map((r) => r.runId),
+      deps,
+      display,
+      timeoutMinutes * 60_000,
+    );
+    display.stop();
+    await deps.telemetry.flush();
+    for (const run of runs) {
+      const detail = run.status === 'failed' || run.status === 'noData' ? ` — ${run.error ?? ''}` : '';
+      stderr(`${run.currency} ${run.billingPeriod} ${run.attributeSet}: ${run.status}${detail}`);
+    }
+    for (const line of whereFilesAre(runs, env, embedded)) stderr(line);
+    const ok = runs.length === started.length && runs.every((r) => OK_STATUSES.has(r.status));
+    if (flags.json) stdout(JSON.stringify(summarise(runs)));
+    if (mode === 'start') {
+      stderr(
+        `\nStill serving on ${host.httpBaseUrl ?? '(no HTTP)'} with the timer (${loadConfig(env).schedule}, UTC). Ctrl-C to stop.`,
+      );
+      await waitForSignal();
+    }
+    return ok ? 0 : 1;
+  } finally {
+    display.stop();
+    await host?.stop();
+    await embedded.stop();
+  }
+}
+
+function waitForSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      resolve();
+    };
+    process.on('SIGINT', done);
+    process.on('SIGTERM', done);
+  });
+}
+
+async function commandServe(argv: string[]): Promise<number> {
+  const { values: flags } = parseArgs({
+    args: argv,
+    options: { port: { type: 'string', default: '7071' }, verbose: { type: 'boolean', default: true } },
+  });
+  const { env, embedded } = await prepare({ persist: true, log: stderr });
+  const host = await startHttpHost(env, hostLogger({ log: stderr }, flags.verbose ?? true), Number(flags.port));
+  stderr(
+    `Local host on ${host.httpBaseUrl}: POST /api/exports, GET /api/exports/runs[/{runId}], POST /admin/functions/startExportsTimer.`,
+  );
+  stderr(`Timer: ${loadConfig(env).schedule} (UTC). Ctrl-C to stop.`);
+  await waitForSignal();
+  await host.stop();
+  await embedded.stop();
+  return 0;
+}
+
+async function commandRuns(argv: string[]): Promise<number> {
+  const { values: flags, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      status: { type: 'string' },
+      since: { type: 'string' },
+      until: { type: 'string' },
+      currency: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const { env, embedded } = await prepare({ persist: true, withoutEmulator: true, log: stderr });
+  try {
+    const deps = getDeps((level, line) => stderr(`${level} ${line}`), {
+      ...env,
+      GRAPH_BASE_URL: env['GRAPH_BASE_URL'] ?? 'https://127.0.0.1:1/v1.0',
+      EXPORT_CURRENCIES: env['EXPORT_CURRENCIES'] ?? 'USD',
+    });
+    if (positionals[0] !== undefined) {
+      const details = await getRunDetails(positionals[0], deps);
+      stdout(JSON.stringify(details, null, 2));
+      return 0;
+    }
+    const query = parseRunQuery({
+      status: flags.status,
+      since: flags.since,
+      until: flags.until,
+      currency: flags.currency,
+      limit: flags.limit,
+    });
+    const runs = (await listRuns(query, deps)).map(publicRun);
+    if (flags.json) {
+      stdout(JSON.stringify({ runs }));
+    } else if (runs.length === 0) {
+      stdout('No runs recorded yet.');
+    } else {
+      for (const run of runs) {
+        stdout(
+          `${run.runId}  ${run.trigger.padEnd(8)} ${run.currency} ${run.billingPeriod.padEnd(7)} ${run.attributeSet.padEnd(5)} ${run.status.padEnd(9)} ${run.blobsCopied}/${run.blobCount ?? '?'} blobs ${run.byteCount} bytes${run.error ? `  ${run.error}` : ''}`,
+        );
+      }
+    }
+    return 0;
+  } finally {
+    await embedded.stop();
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run':
+      return commandRun(rest, 'run');
+    case 'start':
+      return commandRun(rest, 'start');
+    case 'serve':
+      return commandServe(rest);
+    case 'runs':
+      return commandRuns(rest);
+    case 'emulator': {
+      await runEmulatorCommand(rest);
+      return 0;
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      stdout(USAGE);
+      return command === undefined ? 1 : 0;
+    default:
+      stderr(`Unknown command "${command}".\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+/** Runs the command line with process.argv and sets the exit code. */
+export function runCli(): void {
+  main(process.argv.slice(2))
+    .then((code) => {
+      // Exit explicitly: SDK keep-alive sockets and telemetry timers must not keep a finished command alive.
+      process.exitCode = code;
+      setImmediate(() => process.exit(code));
+    })
+    .catch((error: unknown) => {
+      const message = redact(errorMessage(error));
+      stderr(isExportError(error) ? `${error.code}: ${message}` : `Error: ${message}`);
+      process.exitCode = isExportError(error) && error.code === 'CONFIG_INVALID' ? 2 : 1;
+      setImmediate(() => process.exit());
+    });
+}
+
+if (require.main === module) runCli();
