@@ -10,6 +10,9 @@ export const MANIFEST_VERSION = '1.0';
 /** A fan-in claim older than this is considered abandoned (its worker died) and may be taken over. */
 const CLAIM_TIMEOUT_MS = 10 * 60_000;
 
+/** Reads of the run before giving up (and letting the queue retry) when the fan-in claim keeps being lost. */
+const MAX_CLAIM_ATTEMPTS = 5;
+
 /** Our manifest.json (SPEC section 4). Never holds a SAS. */
 export interface RunManifest {
   manifestVersion: string;
@@ -41,17 +44,29 @@ export interface RunManifest {
  * marks the run succeeded. Safe under duplicated and interleaved messages.
  */
 export async function finalizeRunIfComplete(deps: PipelineDeps, runId: string): Promise<void> {
+  for (let attempt = 0; attempt < MAX_CLAIM_ATTEMPTS; attempt++) {
+    if (await tryFinalize(deps, runId)) return;
+  }
+  throw new ExportError(
+    'COPY_FAILED',
+    `Could not claim the completion of run ${runId}: its ledger row kept changing; the copy message is retried.`,
+    { retryable: true },
+  );
+}
+
+/** One look at the run: true when done (finalized, not complete yet, or someone else's); false when the claim was lost. */
+async function tryFinalize(deps: PipelineDeps, runId: string): Promise<boolean> {
   const blobs = await deps.ledger.listBlobs(runId);
   const found = await deps.ledger.getRun(runId);
-  if (found === undefined) return;
+  if (found === undefined) return true;
   const run = found.value;
-  if (run.status !== 'copying' && run.status !== 'waiting') return;
+  if (run.status !== 'copying' && run.status !== 'waiting') return true;
   const copied = blobs.filter((b) => b.status === 'copied');
   const bytes = copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0);
   const expected = run.blobCount ?? blobs.length;
   if (copied.length < expected) {
     await deps.ledger.updateRun(runId, { blobsCopied: copied.length, byteCount: bytes });
-    return;
+    return true;
   }
   const now = deps.clock.now();
   if (
@@ -59,10 +74,12 @@ export async function finalizeRunIfComplete(deps: PipelineDeps, runId: string): 
     run.finalizingSince !== '' &&
     now.getTime() - Date.parse(run.finalizingSince) < CLAIM_TIMEOUT_MS
   ) {
-    return;
+    return true;
   }
+  // A lost claim does not mean another finalizer: a worker may only have recorded its progress since we
+  // read the run. Returning then would leave a complete run unfinished for ever, so the caller looks again.
   const claimed = await deps.ledger.updateRun(runId, { finalizingSince: now.toISOString() }, found.etag);
-  if (!claimed) return;
+  if (!claimed) return false;
 
   try {
     await writeCompletion(deps, run, sortedBlobs(copied), bytes, now.toISOString());
@@ -71,6 +88,7 @@ export async function finalizeRunIfComplete(deps: PipelineDeps, runId: string): 
     await deps.ledger.updateRun(runId, { finalizingSince: '' }).catch(() => undefined);
     throw error;
   }
+  return true;
 }
 
 function sortedBlobs(blobs: BlobRecord[]): BlobRecord[] {

@@ -156,10 +156,28 @@ async function fanOut(deps: PipelineDeps, run: RunRecord, manifest: ExportManife
   await deps.ledger.addBlobs(run.runId, names);
   await deps.ledger.updateRun(run.runId, { ...manifestFields, path });
   await deps.queue.sendCopies(names.map((blobName) => ({ version: 1, runId: run.runId, blobName })));
-  await deps.ledger.updateRun(run.runId, { status: 'copying', updatedAt: deps.clock.now().toISOString() });
+  await markCopying(deps, run.runId);
   log.info(`Export succeeded: ${names.length} blobs to copy into ${path} (data eTag ${manifest.eTag}).`);
   if (names.length === 0) {
     const current = await deps.ledger.getRun(run.runId);
     if (current !== undefined) await finalizeRunIfComplete(deps, current.value.runId);
+  }
+}
+
+/**
+ * Moves a run from waiting to copying once its copy messages are out. Copy workers may already have
+ * finished the run by then, so only a run still waiting changes (an unconditional write would turn a
+ * succeeded run back into copying for ever).
+ */
+async function markCopying(deps: PipelineDeps, runId: string): Promise<void> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const current = await deps.ledger.getRun(runId);
+    if (current === undefined || current.value.status !== 'waiting') return;
+    const updated = await deps.ledger.updateRun(
+      runId,
+      { status: 'copying', updatedAt: deps.clock.now().toISOString() },
+      current.etag,
+    );
+    if (updated) return;
   }
 }
