@@ -1,0 +1,319 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { odata } from '@azure/data-tables';
+import {
+  createBlobServiceClient,
+  createQueueServiceClient,
+  createTableClient,
+  createTableServiceClient,
+} from '../../src/adapters/storage/clients';
+import { TableRunLedger } from '../../src/adapters/storage/tableRunLedger';
+import type { StorageConnection } from '../../src/config';
+import { isExportError } from '../../src/errors';
+import type { RunRecord } from '../../src/pipeline/ports';
+import { uniqueName, useAzurite } from '../support/azurite';
+
+const azurite = useAzurite();
+
+/** The host storage account (devstoreaccount1) through Azurite's IP-style endpoints. */
+function hostConnection(): StorageConnection {
+  return { kind: 'connectionString', connectionString: azurite().connectionString('devstoreaccount1') };
+}
+
+/** Table names of one test. */
+function uniqueTables(): { runs: string; blobs: string; locks: string } {
+  return { runs: uniqueName('runs'), blobs: uniqueName('blobs'), locks: uniqueName('locks') };
+}
+
+function newLedger(tableNames = uniqueTables(), now = () => new Date()): TableRunLedger {
+  return new TableRunLedger(hostConnection(), { tableNames, clock: { now } });
+}
+
+/** A run id as the pipeline makes them: compact UTC start time, then random hex. */
+function runIdAt(iso: string): string {
+  return `${iso.replace(/[-:]/g, '').replace('.', '')}-${randomBytes(4).toString('hex')}`;
+}
+
+function run(startedAt: string, fields: Partial<RunRecord> = {}): RunRecord {
+  return {
+    runId: runIdAt(startedAt),
+    currency: 'USD',
+    billingPeriod: 'current',
+    attributeSet: 'full',
+    trigger: 'schedule',
+    status: 'starting',
+    force: false,
+    startedAt,
+    updatedAt: startedAt,
+    polls: 0,
+    blobsCopied: 0,
+    byteCount: 0,
+    ...fields,
+  };
+}
+
+describe('storage clients', () => {
+  it('reach Azurite through IP-style endpoints of a connection string (blob, queue and table over http)', async () => {
+    const connection = hostConnection();
+    const name = uniqueName('clients');
+    const blobs = createBlobServiceClient(connection);
+    await blobs.getContainerClient(name).create();
+    const queues = createQueueServiceClient(connection);
+    await queues.getQueueClient(name).create();
+    const tables = createTableServiceClient(connection);
+    await tables.createTable(name);
+    const table = createTableClient(connection, name);
+    await table.createEntity({ partitionKey: 'p', rowKey: 'r', value: 1 });
+    assert.equal((await table.getEntity('p', 'r'))['value'], 1);
+    assert.equal(table.url, `${azurite().tableEndpoint}/devstoreaccount1`);
+  });
+
+  it('understand UseDevelopmentStorage=true (the well-known Azurite ports)', () => {
+    const dev: StorageConnection = { kind: 'connectionString', connectionString: 'UseDevelopmentStorage=true' };
+    assert.equal(createBlobServiceClient(dev).url, 'http://127.0.0.1:10000/devstoreaccount1');
+    assert.equal(createQueueServiceClient(dev).url, 'http://127.0.0.1:10001/devstoreaccount1');
+    assert.equal(createTableClient(dev, 'exportRuns').url, 'http://127.0.0.1:10002/devstoreaccount1');
+  });
+
+  it('build identity-based clients on the configured service URIs', () => {
+    const identity: StorageConnection = {
+      kind: 'identity',
+      blobServiceUri: 'https://hoststore.blob.core.windows.net',
+      queueServiceUri: 'https://hoststore.queue.core.windows.net',
+      tableServiceUri: 'https://hoststore.table.core.windows.net',
+      clientId: '00000000-0000-0000-0000-000000000001',
+    };
+    assert.match(createBlobServiceClient(identity).url, /^https:\/\/hoststore\.blob\.core\.windows\.net\/?$/);
+    assert.match(createQueueServiceClient(identity).url, /^https:\/\/hoststore\.queue\.core\.windows\.net\/?$/);
+    assert.equal(createTableClient(identity, 'exportRuns').tableName, 'exportRuns');
+    assert.throws(
+      () => createQueueServiceClient({ ...identity, queueServiceUri: undefined }),
+      (error: unknown) => isExportError(error) && error.code === 'CONFIG_INVALID',
+    );
+  });
+});
+
+describe('TableRunLedger runs', () => {
+  it('creates its tables on first use and returns a run as it was stored, absent fields absent', async () => {
+    const ledger = newLedger();
+    const record = run('2026-03-01T06:00:00.123Z', {
+      force: true,
+      byteCount: 5_000_000_123,
+      blobCount: 3,
+      operationUrl: 'https://graph.microsoft.com/v1.0/reports/partners/billing/operations/abc',
+    });
+    await ledger.createRun(record);
+
+    const found = await ledger.getRun(record.runId);
+    assert.ok(found !== undefined);
+    assert.deepEqual(found.value, record);
+    assert.equal(typeof found.value.byteCount, 'number');
+    assert.equal(found.value.force, true);
+    assert.ok(!('completedAt' in found.value), 'undefined fields are not stored');
+    assert.ok(found.etag.length > 0);
+    assert.equal(await ledger.getRun(runIdAt('2026-03-01T06:00:00.000Z')), undefined);
+  });
+
+  it('updates with the current etag, and refuses (false) with a stale one, leaving the row as the winner wrote it', async () => {
+    const ledger = newLedger();
+    const record = run('2026-03-01T06:00:00.000Z');
+    await ledger.createRun(record);
+    const read = await ledger.getRun(record.runId);
+    assert.ok(read !== undefined);
+
+    assert.equal(
+      await ledger.updateRun(record.runId, { finalizingSince: '2026-03-01T07:00:00.000Z' }, read.etag),
+      true,
+    );
+    assert.equal(
+      await ledger.updateRun(record.runId, { finalizingSince: '2026-03-01T07:00:05.000Z' }, read.etag),
+      false,
+    );
+
+    const after = await ledger.getRun(record.runId);
+    assert.equal(after?.value.finalizingSince, '2026-03-01T07:00:00.000Z');
+    assert.notEqual(after?.etag, read.etag);
+  });
+
+  it('merges fields without an etag and clears a field given as undefined', async () => {
+    const ledger = newLedger();
+    const record = run('2026-03-01T06:00:00.000Z', { lastError: 'GRAPH_UNAVAILABLE: 503' });
+    await ledger.createRun(record);
+
+    assert.equal(await ledger.updateRun(record.runId, { status: 'waiting', polls: 2 }), true);
+    assert.equal(await ledger.updateRun(record.runId, { status: 'copying', lastError: undefined }), true);
+
+    const found = await ledger.getRun(record.runId);
+    assert.equal(found?.value.status, 'copying');
+    assert.equal(found?.value.polls, 2);
+    assert.ok(found !== undefined && !('lastError' in found.value), 'lastError was cleared');
+  });
+
+  it('reports RUN_NOT_FOUND when updating a run that does not exist', async () => {
+    const ledger = newLedger();
+    await assert.rejects(
+      ledger.updateRun(runIdAt('2026-03-01T06:00:00.000Z'), { status: 'failed' }),
+      (error: unknown) => isExportError(error) && error.code === 'RUN_NOT_FOUND',
+    );
+  });
+
+  it('lists runs newest first, with limit, date range, status and currency filters', async () => {
+    const ledger = newLedger();
+    const runs = [
+      run('2026-02-27T06:00:00.000Z', { status: 'succeeded' }),
+      run('2026-02-28T06:00:00.000Z', { status: 'failed', currency: 'EUR' }),
+      run('2026-03-01T06:00:00.000Z', { status: 'succeeded' }),
+      run('2026-03-02T06:00:00.000Z', { status: 'waiting', currency: 'EUR' }),
+      run('2026-03-03T06:00:00.000Z', { status: 'succeeded' }),
+    ];
+    for (const record of [...runs].reverse()) await ledger.createRun(record);
+    const ids = (list: RunRecord[]): string[] => list.map((record) => record.runId);
+    const [r0, r1, r2, r3, r4] = runs.map((record) => record.runId);
+
+    assert.deepEqual(ids(await ledger.listRuns({})), [r4, r3, r2, r1, r0]);
+    assert.deepEqual(ids(await ledger.listRuns({ limit: 2 })), [r4, r3]);
+    assert.deepEqual(ids(await ledger.listRuns({ since: '2026-03-01T06:00:00.000Z' })), [r4, r3, r2]);
+    assert.deepEqual(ids(await ledger.listRuns({ until: '2026-03-01T06:00:00.000Z' })), [r1, r0]);
+    assert.deepEqual(ids(await ledger.listRuns({ since: '2026-02-28T00:00:00Z', until: '2026-03-02T00:00:00Z' })), [
+      r2,
+      r1,
+    ]);
+    assert.deepEqual(ids(await ledger.listRuns({ status: 'succeeded', limit: 2 })), [r4, r2]);
+    assert.deepEqual(ids(await ledger.listRuns({ currency: 'eur' })), [r3, r1]);
+    assert.deepEqual(ids(await ledger.listRuns({ limit: 0 })), []);
+  });
+
+  it('refuses to store a SAS in a run row (defence in depth) and stores nothing', async () => {
+    const ledger = newLedger();
+    const record = run('2026-03-01T06:00:00.000Z', {
+      rootDirectory: 'https://msbilling.blob.core.windows.net/exports?sv=2025-11-05&sig=abcdef',
+    });
+    await assert.rejects(ledger.createRun(record), (error: unknown) => {
+      assert.ok(error instanceof Error);
+      assert.match(error.message, /rootDirectory/);
+      assert.doesNotMatch(error.message, /abcdef/);
+      return true;
+    });
+    assert.equal(await ledger.getRun(record.runId), undefined);
+
+    const stored = run('2026-03-01T07:00:00.000Z');
+    await ledger.createRun(stored);
+    await assert.rejects(ledger.updateRun(stored.runId, { error: 'failed: https://x/y?se=1&SIG=zzz' }));
+    assert.equal((await ledger.getRun(stored.runId))?.value.error, undefined);
+  });
+
+  it('records rejected queue messages apart from runs, redacted', async () => {
+    const tables = uniqueTables();
+    const ledger = newLedger(tables);
+    await ledger.createRun(run('2026-03-01T06:00:00.000Z'));
+    await ledger.recordRejectedMessage('export-copy', 'not JSON', '{"url":"https://a/b?sv=1&sig=SECRETSIG"} trailing');
+
+    const rejected = await ledger.listRejectedMessages();
+    assert.equal(rejected.length, 1);
+    assert.equal(rejected[0]?.queue, 'export-copy');
+    assert.equal(rejected[0]?.reason, 'not JSON');
+    assert.doesNotMatch(rejected[0]?.excerpt ?? '', /SECRETSIG|sig=/);
+    assert.equal((await ledger.listRuns({})).length, 1, 'rejected rows are not runs');
+
+    const table = createTableClient(hostConnection(), tables.runs);
+    const rows = [];
+    for await (const row of table.listEntities({ queryOptions: { filter: odata`PartitionKey eq ${'rejected'}` } })) {
+      rows.push(row);
+    }
+    assert.equal(rows.length, 1);
+  });
+});
+
+describe('TableRunLedger blobs', () => {
+  it('adds blob rows once, keyed safely for names with / \\ # ?, and marks them copied', async () => {
+    const ledger = newLedger();
+    const runId = runIdAt('2026-03-01T06:00:00.000Z');
+    const names = ['BillingMonth=202603/part-0001.json.gz', 'odd\\name#1?.json.gz', 'part-0002.json.gz'];
+    await ledger.addBlobs(runId, names);
+    await ledger.addBlobs(runId, [...names, 'part-0003.json.gz']);
+
+    const listed = await ledger.listBlobs(runId);
+    assert.deepEqual(listed.map((blob) => blob.name).sort(), [...names, 'part-0003.json.gz'].sort());
+    assert.ok(listed.every((blob) => blob.status === 'pending' && blob.runId === runId));
+
+    await ledger.markBlobCopied(runId, names[1] ?? '', {
+      byteCount: 3_000_000_000,
+      contentType: 'application/gzip',
+      method: 'copyFromUrl',
+      copiedAt: '2026-03-01T06:10:00.000Z',
+    });
+    assert.deepEqual(await ledger.getBlob(runId, names[1] ?? ''), {
+      runId,
+      name: names[1],
+      status: 'copied',
+      byteCount: 3_000_000_000,
+      contentType: 'application/gzip',
+      method: 'copyFromUrl',
+      copiedAt: '2026-03-01T06:10:00.000Z',
+    });
+    // A redelivered addBlobs never resets a copied blob.
+    await ledger.addBlobs(runId, names);
+    assert.equal((await ledger.getBlob(runId, names[1] ?? ''))?.status, 'copied');
+    assert.equal(await ledger.getBlob(runId, 'missing.json.gz'), undefined);
+  });
+
+  it('adds more than one batch of blobs, also when two workers add the same list at once', async () => {
+    const tables = uniqueTables();
+    const runId = runIdAt('2026-03-01T06:00:00.000Z');
+    const names = Array.from({ length: 230 }, (_, i) => `part-${String(i).padStart(4, '0')}.json.gz`);
+    await Promise.all([newLedger(tables).addBlobs(runId, names), newLedger(tables).addBlobs(runId, names)]);
+    const listed = await newLedger(tables).listBlobs(runId);
+    assert.equal(listed.length, 230);
+    assert.deepEqual(
+      listed.map((blob) => blob.name),
+      names,
+    );
+  });
+});
+
+describe('TableRunLedger start locks', () => {
+  it('gives the lock to one run, tells others who holds it, and lets the holder take it again', async () => {
+    const ledger = newLedger();
+    const never = async (): Promise<boolean> => false;
+    assert.equal(await ledger.acquireStartLock('USD|current|full', 'run-a', never), undefined);
+    assert.equal(await ledger.acquireStartLock('USD|current|full', 'run-b', never), 'run-a');
+    assert.equal(await ledger.acquireStartLock('USD|current|full', 'run-a', never), undefined);
+    assert.equal(await ledger.acquireStartLock('EUR|current|full', 'run-b', never), undefined);
+  });
+
+  it('asks isStale with the holder and since, and replaces a stale holder', async () => {
+    const ledger = newLedger(uniqueTables(), () => new Date('2026-03-01T06:00:00.000Z'));
+    const asked: Array<[string, string]> = [];
+    await ledger.acquireStartLock('USD/current/full', 'run-a', async () => false);
+    const holder = await ledger.acquireStartLock('USD/current/full', 'run-b', async (id, since) => {
+      asked.push([id, since]);
+      return true;
+    });
+    assert.equal(holder, undefined);
+    assert.deepEqual(asked, [['run-a', '2026-03-01T06:00:00.000Z']]);
+    assert.equal(await ledger.acquireStartLock('USD/current/full', 'run-c', async () => false), 'run-b');
+  });
+
+  it('lets exactly one of many concurrent starters take the lock', async () => {
+    const tables = uniqueTables();
+    const contenders = Array.from({ length: 8 }, (_, i) => `run-${i}`);
+    const results = await Promise.all(
+      contenders.map((id) => newLedger(tables).acquireStartLock('USD|last|basic', id, async () => false)),
+    );
+    const winners = contenders.filter((_, i) => results[i] === undefined);
+    assert.equal(winners.length, 1);
+    assert.ok(results.every((result) => result === undefined || result === winners[0]));
+  });
+
+  it('releases only when the releasing run holds the lock', async () => {
+    const ledger = newLedger();
+    const never = async (): Promise<boolean> => false;
+    await ledger.acquireStartLock('USD|current|full', 'run-a', never);
+    await ledger.releaseStartLock('USD|current|full', 'run-b');
+    assert.equal(await ledger.acquireStartLock('USD|current|full', 'run-b', never), 'run-a');
+    await ledger.releaseStartLock('USD|current|full', 'run-a');
+    assert.equal(await ledger.acquireStartLock('USD|current|full', 'run-b', never), undefined);
+    await ledger.releaseStartLock('GBP|current|full', 'run-b');
+  });
+});
