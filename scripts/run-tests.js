@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs every compiled test file with Node's test runner (Node 20 takes no globs: files are listed here).
 // Usage: node scripts/run-tests.js [unit|integration|<substring>...]
-'use strict';
+
 const { spawnSync } = require('node:child_process');
 const { readdirSync, statSync, existsSync } = require('node:fs');
 const { join } = require('node:path');
@@ -24,7 +24,7 @@ function walk(dir) {
 
 const filters = process.argv.slice(2);
 const files = walk(root)
-  .filter((file) => filters.length === 0 || filters.some((f) => file.includes(f)))
+  .filter((file) => filters.length === 0 || filters.some((f) => file.toLowerCase().includes(f.toLowerCase())))
   .sort();
 if (files.length === 0) {
   console.error(`No test files matched ${filters.join(', ') || '(all)'}.`);

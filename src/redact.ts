@@ -9,9 +9,13 @@ const patterns: Array<[RegExp, string]> = [
   // A URL's whole query string when it carries a SAS (sig=, or the usual SAS fields).
   [/(\bhttps?:\/\/[^\s"'<>?#]+)\?[^\s"'<>#]*(?:sig|sv|se|skoid|sp)=[^\s"'<>#]*/gi, `$1?${REDACTED}`],
   // A bare SAS token (as in a manifest's sasToken), with or without a leading '?'.
-  [/\??\b(?:[a-z]{1,6}=[^\s&"'<>]*&)*(?:[a-z]{1,6}=[^\s&"'<>]*&)*sig=[^\s&"'<>]*(?:&[a-z]{1,6}=[^\s&"'<>]*)*/gi, REDACTED],
+  [
+    /\??\b(?:[a-z]{1,6}=[^\s&"'<>]*&)*(?:[a-z]{1,6}=[^\s&"'<>]*&)*sig=[^\s&"'<>]*(?:&[a-z]{1,6}=[^\s&"'<>]*)*/gi,
+    REDACTED,
+  ],
   // Authorization headers and bearer tokens.
-  [/\b(Bearer|SharedKey|Basic)\s+[A-Za-z0-9._~+/:=-]+/g, `$1 ${REDACTED}`],
+  [/\b(Bearer|SharedKey)\s+[A-Za-z0-9._~+/:=-]+/g, `$1 ${REDACTED}`],
+  [/\bBasic\s+[A-Za-z0-9+/]{12,}={0,2}/g, `Basic ${REDACTED}`],
   // Account keys and SAS in connection strings.
   [/\b(AccountKey|SharedAccessSignature|SharedAccessKey|InstrumentationKey)=[^;\s"']+/gi, `$1=${REDACTED}`],
   // JSON fields that hold secrets.

@@ -65,7 +65,8 @@ async function tryFinalize(deps: PipelineDeps, runId: string): Promise<boolean> 
   const bytes = copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0);
   const expected = run.blobCount ?? blobs.length;
   if (copied.length < expected) {
-    await deps.ledger.updateRun(runId, { blobsCopied: copied.length, byteCount: bytes });
+    // Progress only: conditional, so a late writer never lowers the counts of a run that moved on.
+    await deps.ledger.updateRun(runId, { blobsCopied: copied.length, byteCount: bytes }, found.etag);
     return true;
   }
   const now = deps.clock.now();
