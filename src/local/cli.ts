@@ -146,6 +146,12 @@ function whereFilesAre(
 ): string[] {
   const config = loadConfig(env);
   const lines: string[] = [];
+  for (const run of runs.filter((r) => r.status === 'unchanged')) {
+    const series = `${config.destination.prefix}/billingMonth=${run.billingMonth ?? '?'}/currency=${run.currency}/attributeSet=${run.attributeSet}`;
+    lines.push(
+      `${run.currency} ${run.billingPeriod}: data unchanged since the newest complete run; see ${series}/latest.json (use --force to copy again).`,
+    );
+  }
   const done = runs.filter((r) => r.path !== undefined && r.status === 'succeeded');
   if (done.length === 0) return lines;
   lines.push(`Files landed in container "${config.destination.container}":`);
