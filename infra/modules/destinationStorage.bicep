@@ -1,0 +1,159 @@
+// ============================================================================
+// New destination account: where the exported usage files land (SPEC section 4 layout).
+// Shared key disabled, TLS 1.2, no public blob access. The app identity gets Storage Blob
+// Data Contributor on the destination container only. A lifecycle rule deletes blobs under
+// the prefix once they are older than the retention (see docs/deploy.md, "Retention").
+// ============================================================================
+
+@description('Required. Storage account name: 3-24 lowercase letters and digits, globally unique.')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Required. Azure region of the account.')
+param location string
+
+@description('Optional. Tags of the account.')
+param tags object = {}
+
+@description('Optional. Replication of the account.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+param skuName string = 'Standard_LRS'
+
+@description('Required. Destination container (DESTINATION_CONTAINER).')
+param containerName string
+
+@description('Required. Folder inside the container (DESTINATION_PREFIX), without leading or trailing slash.')
+param prefix string
+
+@description('Optional. Create the lifecycle rule that deletes blobs under the prefix older than retentionDays.')
+param enableRetention bool = true
+
+@description('Optional. Age in days (since last modification) after which a blob under the prefix is deleted.')
+@minValue(2)
+@maxValue(3650)
+param retentionDays int = 90
+
+@description('Required. Principal (object) id of the app identity that writes the exports.')
+param principalId string
+
+// Storage Blob Data Contributor: read, write and list blobs of the destination container
+var blobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+
+// ----------------------------------------------------------------------------
+// Account and container
+// ----------------------------------------------------------------------------
+
+resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: skuName
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    publicNetworkAccess: 'Enabled'
+    supportsHttpsTrafficOnly: true
+    // allowedCopyScope is deliberately left unset: the export sources live in Microsoft's storage
+    // (another tenant), so 'AAD' or 'PrivateLink' would refuse the server-side copies.
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: containerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// ----------------------------------------------------------------------------
+// Retention: lifecycle management deletes blob by blob, by age (evaluated about once a day).
+// latest.json is rewritten by every complete run, so it stays younger than the run folders it
+// points at; see docs/deploy.md for why retentionDays must stay well above one day.
+// ----------------------------------------------------------------------------
+
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = if (enableRetention) {
+  parent: account
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          enabled: true
+          name: 'delete-old-export-runs'
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${containerName}/${prefix}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: retentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
+// ----------------------------------------------------------------------------
+// Role assignment (container scope: least privilege)
+// ----------------------------------------------------------------------------
+
+resource blobDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(container.id, principalId, blobDataContributorRoleId)
+  scope: container
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', blobDataContributorRoleId)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// ----------------------------------------------------------------------------
+// Outputs
+// ----------------------------------------------------------------------------
+
+var blobEndpoint = account.properties.primaryEndpoints.blob
+
+@description('Name of the account.')
+output name string = account.name
+
+@description('Resource id of the account.')
+output id string = account.id
+
+@description('Value of DESTINATION_STORAGE__blobServiceUri.')
+output blobServiceUri string = endsWith(blobEndpoint, '/') ? substring(blobEndpoint, 0, length(blobEndpoint) - 1) : blobEndpoint
