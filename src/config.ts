@@ -418,9 +418,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
 
+  const problemsBeforePolling = problems.length;
   const initialDelaySeconds = number(env, 'EXPORT_POLL_INITIAL_SECONDS', 30, 1, 3600, problems);
   const maxDelaySeconds = number(env, 'EXPORT_POLL_MAX_SECONDS', 900, 1, 86400, problems);
-  if (maxDelaySeconds < initialDelaySeconds) {
+  // Compared only when both were accepted: a default standing in for an invalid value proves nothing.
+  if (problems.length === problemsBeforePolling && maxDelaySeconds < initialDelaySeconds) {
     problems.push('EXPORT_POLL_MAX_SECONDS: must not be below EXPORT_POLL_INITIAL_SECONDS');
   }
   const maxWaitHours = number(env, 'EXPORT_MAX_WAIT_HOURS', 6, 0.001, 168, problems, false);

@@ -389,6 +389,14 @@ describe('loadConfig', () => {
       );
     });
 
+    it('does not blame a valid maximum poll delay for an invalid initial one (regression: the default 30 stood in for it)', () => {
+      oneProblem(
+        { EXPORT_POLL_INITIAL_SECONDS: 'soon', EXPORT_POLL_MAX_SECONDS: '2' },
+        'EXPORT_POLL_INITIAL_SECONDS',
+        /a whole number from 1 to 3600/,
+      );
+    });
+
     it('reads the Application Insights connection string when set', () => {
       assert.equal(
         load({ APPLICATIONINSIGHTS_CONNECTION_STRING: 'InstrumentationKey=abc' }).appInsightsConnectionString,
