@@ -10,7 +10,7 @@ import {
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
 import { Agent } from 'undici';
 import type { AttributeSet, BillingPeriod } from '../../config';
-import { ExportError, type ErrorCode } from '../../errors';
+import { type ErrorCode, ExportError } from '../../errors';
 import type { BillingExportApi, OperationState, StartedExport } from '../../pipeline/ports';
 import { redact, safeUrl } from '../../redact';
 import { parseManifest, parseOperationBody } from './operationParser';
@@ -256,7 +256,8 @@ async function toError(
     advice = PERMISSION_HINT;
   } else if (status === 400) {
     code = 'GRAPH_BAD_REQUEST';
-    advice = 'Check EXPORT_CURRENCIES (the partner billing currencies), EXPORT_BILLING_PERIODS and EXPORT_ATTRIBUTE_SET.';
+    advice =
+      'Check EXPORT_CURRENCIES (the partner billing currencies), EXPORT_BILLING_PERIODS and EXPORT_ATTRIBUTE_SET.';
   } else if (status === 404) {
     code = 'GRAPH_NOT_FOUND';
     advice = 'The operation or manifest no longer exists; the next run starts a new export.';

@@ -60,7 +60,10 @@ export function parseOperationBody(body: unknown): ParsedOperation {
       // An inline object with only "@odata.type" (an old beta shape) is no manifest: prefer the link then.
       const inlineManifest = isRecord(inline) && 'rootDirectory' in inline ? inline : undefined;
       if (inlineManifest === undefined && link === undefined) {
-        throw new ExportError('MANIFEST_INVALID', 'The Graph operation succeeded but its resourceLocation is no manifest.');
+        throw new ExportError(
+          'MANIFEST_INVALID',
+          'The Graph operation succeeded but its resourceLocation is no manifest.',
+        );
       }
       return { kind: 'succeeded', status: rawStatus ?? status, inlineManifest, manifestLink: link };
     }
@@ -150,7 +153,8 @@ export function parseManifest(body: unknown, rules: ManifestRules): ExportManife
   const rootDirectory = field('rootDirectory').replace(/\/+$/, '');
   const sasToken = field('sasToken').replace(/^\?/, '');
   const createdRaw = field('createdDateTime', false);
-  const createdDateTime = createdRaw === '' ? '' : (normaliseTimestamp(createdRaw) ?? fail('"createdDateTime" is no date'));
+  const createdDateTime =
+    createdRaw === '' ? '' : (normaliseTimestamp(createdRaw) ?? fail('"createdDateTime" is no date'));
   const rootProblem = checkSourceRoot(rootDirectory, rules);
   if (rootProblem !== undefined) fail(rootProblem);
 
