@@ -306,15 +306,22 @@ export class LocalFunctionsHost {
       return client;
     };
     const h = this.handlers;
-    const pairs: Array<[string, string, QueueHandler, string | undefined]> = [
+    // As in the Functions host, every queue trigger has a `<queue>-poison` queue, those on poison queues
+    // too: a message their handler cannot take (not base64, or failing every time) is kept, never deleted.
+    const pairs: Array<[string, string, QueueHandler, string]> = [
       [QueueNames.status, FunctionNames.pollExportStatus, h.pollExportStatus, QueueNames.statusPoison],
       [QueueNames.copy, FunctionNames.copyExportBlob, h.copyExportBlob, QueueNames.copyPoison],
-      [QueueNames.statusPoison, FunctionNames.exportStatusPoison, h.exportStatusPoison, undefined],
-      [QueueNames.copyPoison, FunctionNames.exportCopyPoison, h.exportCopyPoison, undefined],
+      [
+        QueueNames.statusPoison,
+        FunctionNames.exportStatusPoison,
+        h.exportStatusPoison,
+        `${QueueNames.statusPoison}-poison`,
+      ],
+      [QueueNames.copyPoison, FunctionNames.exportCopyPoison, h.exportCopyPoison, `${QueueNames.copyPoison}-poison`],
     ];
     for (const [name, functionName, handler, poisonName] of pairs) {
       const client = await queue(name);
-      const poison = poisonName === undefined ? undefined : await queue(poisonName);
+      const poison = await queue(poisonName);
       this.listeners.push(
         new QueueListener(client, poison, functionName, handler, settings, this.options.log, () => {
           this.lastActivity = Date.now();
