@@ -227,6 +227,11 @@ export class ExportDataStore {
     this.aborter.abort();
   }
 
+  /** Was this data set generated (or is it being generated) already? */
+  has(spec: DatasetSpec): boolean {
+    return this.cache.has(datasetIdentity(spec));
+  }
+
   /** The data set for this spec: generated and uploaded the first time, then served from the cache. */
   ensure(spec: DatasetSpec, now: Date): Promise<GeneratedDataset> {
     const identity = datasetIdentity(spec);

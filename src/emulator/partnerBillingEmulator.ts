@@ -394,15 +394,17 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
 
   /** Starts writing the data of a succeeded-to-be export now, so it is ready when the polls end. */
   const startData = (operation: OperationRecord): void => {
+    const cached = storage.has(operation.spec);
     const data = storage.ensure(operation.spec, new Date());
     operation.data = data;
     const tracked = data.then(
       (dataset) => {
         operation.dataset = dataset;
+        const rate = (dataset.byteCount / (1024 * 1024) / Math.max(dataset.durationMs, 1)) * 1000;
         log(
           `emulator: data for ${operation.currency}/${operation.billingPeriod}/${operation.attributeSet} ready: ` +
             `${dataset.blobs.length} blobs, ${mib(dataset.byteCount)} MiB gzip` +
-            (dataset.durationMs > 0 ? ` in ${dataset.durationMs} ms` : ' (cached)'),
+            (cached ? ' (cached)' : ` written in ${dataset.durationMs} ms (${rate.toFixed(1)} MiB/s)`),
         );
       },
       (error: unknown) => {
