@@ -1,0 +1,54 @@
+/**
+ * Seeded crash points for the fault suite (`npm run test:faults`). In production nothing is set and every
+ * call is a no-op costing one property read. With `EXPORT_FAULT_CRASH_POINT=<name>` (optionally `<name>#<n>`
+ * for the n-th time this process reaches it, 1-based), the process kills itself with SIGKILL right there, the
+ * way an out-of-memory kill or a lost instance ends a worker: no finally blocks, no flushing.
+ */
+
+/** Every crash point the pipeline declares, in the order a run reaches them. */
+export const CRASH_POINTS = [
+  'start.afterLock',
+  'start.afterRunRow',
+  'start.afterGraphAccepted',
+  'start.afterWaitingWrite',
+  'poll.afterGraphAnswer',
+  'poll.afterPollWrite',
+  'poll.afterPollMessage',
+  'fanout.afterBlobRows',
+  'fanout.afterRunUpdate',
+  'fanout.afterCopyMessages',
+  'copy.beforeCopy',
+  'copy.afterCopy',
+  'copy.afterMarkCopied',
+  'finalize.beforeManifest',
+  'finalize.afterManifest',
+  'finalize.afterLatest',
+  'finalize.afterSucceeded',
+  'end.afterStatusWrite',
+  'supervise.afterResume',
+  'ledger.beforeWrite',
+  'ledger.afterWrite',
+] as const;
+
+export type CrashPoint = (typeof CRASH_POINTS)[number];
+
+const hits = new Map<string, number>();
+
+function parse(spec: string | undefined): { name: string; nth: number } | undefined {
+  if (spec === undefined || spec === '') return undefined;
+  const [name = '', nth] = spec.split('#');
+  const n = nth === undefined ? 1 : Number(nth);
+  return { name, nth: Number.isInteger(n) && n > 0 ? n : 1 };
+}
+
+/** Dies here (SIGKILL) when EXPORT_FAULT_CRASH_POINT names this point; otherwise does nothing. */
+export function crashPoint(name: CrashPoint): void {
+  const target = parse(process.env['EXPORT_FAULT_CRASH_POINT']);
+  if (target === undefined || target.name !== name) return;
+  const count = (hits.get(name) ?? 0) + 1;
+  hits.set(name, count);
+  if (count === target.nth) {
+    process.stderr.write(`fault: crash point ${name}#${count} reached; SIGKILL\n`);
+    process.kill(process.pid, 'SIGKILL');
+  }
+}
