@@ -45,6 +45,15 @@ export interface Config {
     /** A run whose operation has not finished after this long fails. */
     maxWaitHours: number;
   };
+  /** The supervisor (superviseRuns): when a run's next step is overdue, and when it gives up. */
+  supervision: {
+    /** A run whose expected next step is this many minutes late is resumed. */
+    stallMinutes: number;
+    /** Resumes of one run before it fails with RUN_STALLED. */
+    maxResumes: number;
+    /** Hours a run may take in all (the maximum wait plus the copy allowance) before it fails with RUN_STALLED. */
+    maxRunHours: number;
+  };
   copy: {
     /** Blobs up to this size are copied with one Copy Blob From URL call. */
     singleCopyMaxBytes: number;
@@ -65,6 +74,9 @@ export interface SettingInfo {
 }
 
 const MiB = 1024 * 1024;
+
+/** Hours a run may spend copying after its export succeeded, before the supervisor gives up on it. */
+export const COPY_ALLOWANCE_HOURS = 6;
 
 /** Every setting the code reads. The consistency tests check README, local.settings.sample.json and infra/ against it. */
 export const SETTINGS: readonly SettingInfo[] = [
@@ -137,6 +149,18 @@ export const SETTINGS: readonly SettingInfo[] = [
     required: false,
     default: '6',
     description: 'A run whose Graph operation has not finished after this many hours fails.',
+  },
+  {
+    name: 'EXPORT_STALL_MINUTES',
+    required: false,
+    default: '30',
+    description: 'superviseRuns resumes a run whose expected next step is this many minutes overdue.',
+  },
+  {
+    name: 'EXPORT_MAX_RESUMES',
+    required: false,
+    default: '3',
+    description: 'Resumes of one run by superviseRuns before it fails with RUN_STALLED.',
   },
   {
     name: 'EXPORT_COPY_SINGLE_MAX_MIB',
@@ -426,6 +450,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     problems.push('EXPORT_POLL_MAX_SECONDS: must not be below EXPORT_POLL_INITIAL_SECONDS');
   }
   const maxWaitHours = number(env, 'EXPORT_MAX_WAIT_HOURS', 6, 0.001, 168, problems, false);
+  const stallMinutes = number(env, 'EXPORT_STALL_MINUTES', 30, 0.05, 1440, problems, false);
+  const maxResumes = number(env, 'EXPORT_MAX_RESUMES', 3, 0, 100, problems);
   const singleCopyMaxMiB = number(env, 'EXPORT_COPY_SINGLE_MAX_MIB', 256, 1, 256, problems);
   const blockMiB = number(env, 'EXPORT_COPY_BLOCK_MIB', 64, 1, 4000, problems);
   const concurrency = number(env, 'EXPORT_COPY_CONCURRENCY', 8, 1, 64, problems);
@@ -445,6 +471,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     hostStorage: hostStorage!,
     destination: { connection: destinationConnection!, container, prefix },
     polling: { initialDelaySeconds, maxDelaySeconds, maxWaitHours },
+    supervision: { stallMinutes, maxResumes, maxRunHours: maxWaitHours + COPY_ALLOWANCE_HOURS },
     copy: { singleCopyMaxBytes: singleCopyMaxMiB * MiB, blockSizeBytes: blockMiB * MiB, concurrency },
     appInsightsConnectionString: read(env, 'APPLICATIONINSIGHTS_CONNECTION_STRING'),
   };

@@ -62,6 +62,10 @@ export const ErrorCodes = [
   'MESSAGE_POISONED',
   'REQUEST_INVALID',
   'RUN_NOT_FOUND',
+  'RUN_STALLED',
+  'START_FAILED',
+  'HOST_STORAGE_FORBIDDEN',
+  'UNEXPECTED',
 ] as const;
 export type ErrorCode = (typeof ErrorCodes)[number];
 
@@ -73,4 +77,49 @@ export function isExportError(error: unknown): error is ExportError {
 export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
+}
+
+/** HTTP status of an SDK error (RestError and the like), when it has one. */
+function statusOfError(error: unknown): number | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const value =
+    (error as { statusCode?: unknown; status?: unknown }).statusCode ?? (error as { status?: unknown }).status;
+  return typeof value === 'number' ? value : undefined;
+}
+
+/** Which host-storage service an SDK error came from, by its request URL. */
+function hostServiceOf(error: unknown): 'table' | 'queue' | 'blob' | undefined {
+  const url = (error as { request?: { url?: unknown } } | null)?.request?.url;
+  if (typeof url !== 'string') return undefined;
+  if (/\.table\.|:10002\b|\/Tables|tables/i.test(url)) return 'table';
+  if (/\.queue\.|:10001\b|\/messages/i.test(url)) return 'queue';
+  if (/\.blob\.|:10000\b/i.test(url)) return 'blob';
+  return undefined;
+}
+
+const HOST_ROLES = {
+  table: 'Storage Table Data Contributor',
+  queue: 'Storage Queue Data Contributor',
+  blob: 'Storage Blob Data Owner',
+} as const;
+
+/**
+ * The one place that decides retryable versus terminal. Our own errors carry the decision; Graph and destination
+ * failures are already ExportErrors. What reaches here raw comes from the host storage (ledger, queues): a 401/403
+ * there is a missing role, which retrying cannot fix, so it is terminal and names the role to grant; anything else
+ * (5xx, throttling, network, unknown) is retried by the queue.
+ */
+export function classifyError(error: unknown): ExportError {
+  if (isExportError(error)) return error;
+  const status = statusOfError(error);
+  if (status === 401 || status === 403) {
+    const service = hostServiceOf(error);
+    const roles = service === undefined ? `${HOST_ROLES.table} and ${HOST_ROLES.queue}` : HOST_ROLES[service];
+    return new ExportError(
+      'HOST_STORAGE_FORBIDDEN',
+      `The host storage account (AzureWebJobsStorage) refused a ${service ?? 'storage'} request with ${status}: grant the function app's identity ${roles} on the host storage account. ${errorMessage(error)}`,
+      { status, cause: error },
+    );
+  }
+  return new ExportError('UNEXPECTED', errorMessage(error), { retryable: true, status, cause: error });
 }

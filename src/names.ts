@@ -12,7 +12,11 @@ export const FunctionNames = {
   listExportRuns: 'listExportRuns',
   exportStatusPoison: 'exportStatusPoison',
   exportCopyPoison: 'exportCopyPoison',
+  superviseRuns: 'superviseRuns',
 } as const;
+
+/** Schedule of superviseRuns (six-field NCRONTAB, UTC): every 10 minutes. */
+export const SUPERVISE_SCHEDULE = '0 */10 * * * *';
 
 /** Queue names (and their poison queues, created by the Functions host after maxDequeueCount attempts). */
 export const QueueNames = {
@@ -35,6 +39,7 @@ export const TelemetryEvents = {
   runCompleted: 'ExportRunCompleted',
   runFailed: 'ExportRunFailed',
   messagePoisoned: 'ExportMessagePoisoned',
+  runResumed: 'ExportRunResumed',
 } as const;
 
 /** Custom metrics sent to Application Insights. */

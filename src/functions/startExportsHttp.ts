@@ -2,7 +2,7 @@ import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } 
 import { z } from 'zod';
 import { ATTRIBUTE_SETS, BILLING_PERIODS, parseCurrencies } from '../config';
 import { FunctionNames } from '../names';
-import { type StartRequest, startExports } from '../pipeline/startExports';
+import { type StartRequest, startExportFailures, startExports } from '../pipeline/startExports';
 import { depsFor, errorResponse, problem } from './invocation';
 
 const ACCEPTED =
@@ -63,10 +63,17 @@ export async function startExportsHttp(request: HttpRequest, context: Invocation
     const runs = await startExports(parsed.request, deps);
     await deps.telemetry.flush();
     const base = new URL(request.url);
-    const statusUrl = (runId: string) => `${base.origin}/api/exports/runs/${runId}`;
+    const statusUrl = (runId: string) => (runId === '' ? null : `${base.origin}/api/exports/runs/${runId}`);
+    if (runs.length > 0 && runs.every((run) => run.runId === '')) {
+      // Nothing could even be recorded (storage refused or unavailable): say why, for every item.
+      const failures = startExportFailures(runs);
+      return problem(503, 'Exports could not be started', failures.join('; '), 'START_FAILED');
+    }
+    const first = runs[0];
     return {
       status: 202,
-      headers: runs.length === 1 && runs[0] !== undefined ? { location: statusUrl(runs[0].runId) } : {},
+      headers:
+        runs.length === 1 && first !== undefined && first.runId !== '' ? { location: `${statusUrl(first.runId)}` } : {},
       jsonBody: { runs: runs.map((run) => ({ ...run, statusUrl: statusUrl(run.runId) })) },
     };
   } catch (error) {

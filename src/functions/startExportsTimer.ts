@@ -1,6 +1,7 @@
 import { app, type InvocationContext, type Timer } from '@azure/functions';
+import { ExportError } from '../errors';
 import { FunctionNames } from '../names';
-import { startExports } from '../pipeline/startExports';
+import { startExportFailures, startExports } from '../pipeline/startExports';
 import { depsFor } from './invocation';
 
 /** Daily timer (EXPORT_SCHEDULE, UTC): starts the export of every configured currency and billing period. */
@@ -10,11 +11,20 @@ export async function startExportsTimer(timer: Timer, context: InvocationContext
     deps.logger.warn('The timer is past due (the app was down at the scheduled time); starting now.');
   const runs = await startExports({ trigger: 'schedule' }, deps);
   for (const run of runs) {
+    if (run.error !== undefined) continue;
     deps.logger
       .child({ runId: run.runId, currency: run.currency, billingPeriod: run.billingPeriod })
       .info(run.alreadyInFlight ? `Already in flight (${run.status}).` : `Started (${run.status}).`);
   }
   await deps.telemetry.flush();
+  // Every item was tried; now the invocation fails (an error in Application Insights) if any could not start.
+  const failures = startExportFailures(runs);
+  if (failures.length > 0) {
+    throw new ExportError(
+      'START_FAILED',
+      `${failures.length} of ${runs.length} export(s) could not be started:\n- ${failures.join('\n- ')}`,
+    );
+  }
 }
 
 app.timer(FunctionNames.startExportsTimer, {

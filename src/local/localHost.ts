@@ -15,7 +15,7 @@ import { CronExpressionParser } from 'cron-parser';
 import { createQueueServiceClient } from '../adapters/storage/clients';
 import type { StorageConnection } from '../config';
 import { errorMessage } from '../errors';
-import { FunctionNames, QueueNames } from '../names';
+import { FunctionNames, QueueNames, SUPERVISE_SCHEDULE } from '../names';
 import { redact } from '../redact';
 
 /** The queue settings of host.json that the local host honours, as the Functions host does. */
@@ -62,6 +62,7 @@ export interface FunctionHandlers {
   copyExportBlob: QueueHandler;
   exportStatusPoison: QueueHandler;
   exportCopyPoison: QueueHandler;
+  superviseRuns: TimerHandler;
 }
 
 /**
@@ -84,6 +85,7 @@ export function loadFunctionHandlers(): FunctionHandlers {
       copyExportBlob: require('../functions/copyExportBlob').copyExportBlob,
       exportStatusPoison: require('../functions/exportStatusPoison').exportStatusPoison,
       exportCopyPoison: require('../functions/exportCopyPoison').exportCopyPoison,
+      superviseRuns: require('../functions/superviseRuns').superviseRuns,
     };
   } finally {
     console.warn = warn;
@@ -244,7 +246,7 @@ class QueueListener {
 export class LocalFunctionsHost {
   private readonly listeners: QueueListener[] = [];
   private server: Server | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly timers = new Map<string, NodeJS.Timeout>();
   private lastActivity = Date.now();
   readonly handlers: FunctionHandlers;
   /** Base URL of the HTTP routes, e.g. http://localhost:7071, once started with an HTTP port. */
@@ -257,7 +259,10 @@ export class LocalFunctionsHost {
   static async start(options: LocalHostOptions): Promise<LocalFunctionsHost> {
     const host = new LocalFunctionsHost(options);
     await host.startListeners();
-    if (options.schedule !== undefined) host.scheduleTimer(options.schedule);
+    if (options.schedule !== undefined) {
+      host.scheduleTimer(FunctionNames.startExportsTimer, options.schedule, () => host.runTimerNow());
+      host.scheduleTimer(FunctionNames.superviseRuns, SUPERVISE_SCHEDULE, () => host.superviseNow());
+    }
     if (options.httpPort !== undefined) await host.startHttp(options.httpPort);
     return host;
   }
@@ -285,8 +290,21 @@ export class LocalFunctionsHost {
     );
   }
 
+  /** Runs superviseRuns now (its timer fires every 10 minutes). */
+  async superviseNow(): Promise<void> {
+    const now = new Date().toISOString();
+    await this.handlers.superviseRuns(
+      {
+        isPastDue: false,
+        schedule: { adjustForDST: false },
+        scheduleStatus: { last: now, next: now, lastUpdated: now },
+      },
+      invocationContext(FunctionNames.superviseRuns, this.options.log),
+    );
+  }
+
   async stop(): Promise<void> {
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    for (const timer of this.timers.values()) clearTimeout(timer);
     await Promise.all(this.listeners.map((l) => l.stop()));
     const server = this.server;
     if (server !== undefined) {
@@ -330,15 +348,16 @@ export class LocalFunctionsHost {
     }
   }
 
-  private scheduleTimer(schedule: string): void {
+  private scheduleTimer(name: string, schedule: string, run: () => Promise<void>): void {
     const next = CronExpressionParser.parse(schedule, { tz: 'UTC' }).next().toDate();
     const delay = Math.max(0, Math.min(next.getTime() - Date.now(), 2 ** 31 - 1));
-    this.timer = setTimeout(() => {
-      this.runTimerNow()
-        .catch((error) => this.options.log('error', FunctionNames.startExportsTimer, redact(errorMessage(error))))
-        .finally(() => this.scheduleTimer(schedule));
+    const timer = setTimeout(() => {
+      run()
+        .catch((error) => this.options.log('error', name, redact(errorMessage(error))))
+        .finally(() => this.scheduleTimer(name, schedule, run));
     }, delay);
-    this.timer.unref();
+    timer.unref();
+    this.timers.set(name, timer);
   }
 
   private async startHttp(port: number): Promise<void> {

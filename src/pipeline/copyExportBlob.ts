@@ -1,8 +1,9 @@
+import { crashPoint } from '../crashPoints';
 import { ExportError, isExportError } from '../errors';
 import type { PipelineDeps } from './deps';
 import { finalizeRunIfComplete } from './finalizeRun';
 import type { CopyMessage, ExportManifest, RunRecord } from './ports';
-import { handleStepError, isTerminal, runLogger } from './runLifecycle';
+import { handleStepError, isTerminal, runLogger } from './runStateMachine';
 
 /**
  * Copies one blob of a run (queue export-copy) server-side into the run folder, idempotently, then
@@ -22,13 +23,11 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
     return;
   }
   try {
-    if (run.status !== 'copying' && run.path === undefined) {
+    if (run.status !== 'copying' || run.path === undefined) {
       throw new ExportError(
         'MESSAGE_INVALID',
         `Copy message for run ${run.runId}, which is ${run.status}, not copying.`,
-        {
-          retryable: true,
-        },
+        { retryable: true },
       );
     }
     const blob = await deps.ledger.getBlob(run.runId, message.blobName);
@@ -40,13 +39,16 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
     }
     if (blob.status !== 'copied') {
       const destinationPath = `${run.path}/${message.blobName}`;
+      crashPoint('copy.beforeCopy');
       const result = await copyWithFreshSas(deps, run, message.blobName, destinationPath);
+      crashPoint('copy.afterCopy');
       await deps.ledger.markBlobCopied(run.runId, message.blobName, {
         byteCount: result.byteCount,
         contentType: result.contentType,
         method: result.method,
         copiedAt: deps.clock.now().toISOString(),
       });
+      crashPoint('copy.afterMarkCopied');
       log.info(`Copied ${message.blobName} (${result.byteCount} bytes, ${result.method}).`);
     } else {
       log.info(`Blob ${message.blobName} was already copied; redelivered message ignored.`);
@@ -63,6 +65,12 @@ async function copyWithFreshSas(deps: PipelineDeps, run: RunRecord, blobName: st
     try {
       return await deps.copier.copy({ sourceUrl: sourceUrl(manifest, blobName), destinationPath });
     } catch (error) {
+      if (isExportError(error) && error.status === 404 && error.code === 'DESTINATION_UNAVAILABLE' && attempt < 2) {
+        // The destination container was deleted under the run: create it again (the fan-in re-copies what was lost).
+        runLogger(deps, run).warn(`The destination container is gone; creating it again before copying ${blobName}.`);
+        await deps.destination.ensureContainer(true);
+        continue;
+      }
       if (isExportError(error) && error.code === 'SOURCE_EXPIRED' && attempt < 2) {
         runLogger(deps, run).info(`The export SAS expired while copying ${blobName}; fetching a fresh one from Graph.`);
         manifest = await refreshManifest(deps, run);

@@ -1,17 +1,12 @@
+import { crashPoint } from '../crashPoints';
 import { ExportError } from '../errors';
 import type { PipelineDeps } from './deps';
 import { latestPath } from './layout';
-import type { BlobRecord, RunRecord } from './ports';
-import { endRunSuccessfully, runLogger } from './runLifecycle';
+import type { BlobRecord, RunRecord, Versioned } from './ports';
+import { advance, runLogger, withRun } from './runStateMachine';
 
 /** Version of our manifest.json format. */
 export const MANIFEST_VERSION = '1.0';
-
-/** A fan-in claim older than this is considered abandoned (its worker died) and may be taken over. */
-const CLAIM_TIMEOUT_MS = 10 * 60_000;
-
-/** Reads of the run before giving up (and letting the queue retry) when the fan-in claim keeps being lost. */
-const MAX_CLAIM_ATTEMPTS = 5;
 
 /** Our manifest.json (SPEC section 4). Never holds a SAS. */
 export interface RunManifest {
@@ -39,70 +34,114 @@ export interface RunManifest {
 }
 
 /**
- * The fan-in: when every blob of the run is copied, exactly one worker claims the run (an ETag-conditional
- * ledger update), writes manifest.json (create-only), then latest.json (if this run is the newest), and
- * marks the run succeeded. Safe under duplicated and interleaved messages.
+ * The fan-in, with no claim that a dead worker could hold: whoever sees every blob of a copying run copied
+ * (the last copy, a redelivered message, a status check or the supervisor) completes it. Every step is
+ * idempotent: manifest.json is created once (a second finisher reads the one that is there and takes its
+ * completedAt), latest.json only ever moves to a newer run, and the ETag-conditional move to `succeeded` lets
+ * exactly one finisher send ExportRunCompleted. Before manifest.json is written, the run folder is listed once:
+ * a blob that went missing (a deleted container, say) is set back to pending and copied again.
  */
 export async function finalizeRunIfComplete(deps: PipelineDeps, runId: string): Promise<void> {
-  for (let attempt = 0; attempt < MAX_CLAIM_ATTEMPTS; attempt++) {
-    if (await tryFinalize(deps, runId)) return;
-  }
-  throw new ExportError(
-    'COPY_FAILED',
-    `Could not claim the completion of run ${runId}: its ledger row kept changing; the copy message is retried.`,
-    { retryable: true },
-  );
+  await withRun(deps, runId, async (current) => {
+    const run = current.value;
+    if (run.status !== 'copying') return undefined;
+    const blobs = await deps.ledger.listBlobs(runId);
+    const copied = blobs.filter((b) => b.status === 'copied');
+    const bytes = copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0);
+    const expected = run.blobCount ?? blobs.length;
+    if (copied.length < expected) {
+      // Progress only: conditional, so a late writer never lowers the counts of a run that moved on.
+      if (copied.length > run.blobsCopied) {
+        await deps.ledger.updateRun(
+          runId,
+          { blobsCopied: copied.length, byteCount: bytes, updatedAt: deps.clock.now().toISOString() },
+          current.etag,
+        );
+      }
+      return undefined;
+    }
+    const fromManifest = await completeFromManifest(deps, current);
+    if (fromManifest === 'succeeded') return { done: true, value: undefined };
+    if (fromManifest === 'race') return { done: false };
+    if (!(await destinationHolds(deps, run, copied))) return undefined;
+    crashPoint('finalize.beforeManifest');
+    const completedAt = deps.clock.now().toISOString();
+    const manifest = await writeManifest(deps, run, sortedBlobs(copied), bytes, completedAt);
+    crashPoint('finalize.afterManifest');
+    return (await finishFrom(deps, current, manifest)) ? { done: true, value: undefined } : { done: false };
+  });
 }
 
-/** One look at the run: true when done (finalized, not complete yet, or someone else's); false when the claim was lost. */
-async function tryFinalize(deps: PipelineDeps, runId: string): Promise<boolean> {
-  const blobs = await deps.ledger.listBlobs(runId);
-  const found = await deps.ledger.getRun(runId);
-  if (found === undefined) return true;
-  const run = found.value;
-  if (run.status !== 'copying' && run.status !== 'waiting') return true;
-  const copied = blobs.filter((b) => b.status === 'copied');
-  const bytes = copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0);
-  const expected = run.blobCount ?? blobs.length;
-  if (copied.length < expected) {
-    // Progress only: conditional, so a late writer never lowers the counts of a run that moved on.
-    await deps.ledger.updateRun(runId, { blobsCopied: copied.length, byteCount: bytes }, found.etag);
-    return true;
+/**
+ * Completes a copying run whose folder already holds its manifest.json (a finisher that died after writing it,
+ * or a failure after it): latest.json, then `succeeded` with the manifest's counts and completedAt.
+ * 'absent' when there is no manifest.json yet; 'race' when the run row changed meanwhile (read it again).
+ */
+export async function completeFromManifest(
+  deps: PipelineDeps,
+  current: Versioned<RunRecord>,
+): Promise<'succeeded' | 'race' | 'absent'> {
+  const run = current.value;
+  if (run.path === undefined) return 'absent';
+  const found = await deps.destination.readJson(`${run.path}/manifest.json`);
+  if (found === undefined) return 'absent';
+  const manifest = found.value as Partial<RunManifest> | null;
+  if (manifest === null || typeof manifest !== 'object' || manifest.runId !== run.runId) {
+    throw new ExportError(
+      'MANIFEST_INVALID',
+      `${run.path}/manifest.json exists but does not belong to run ${run.runId}; left as it is.`,
+    );
   }
-  const now = deps.clock.now();
-  if (
-    run.finalizingSince !== undefined &&
-    run.finalizingSince !== '' &&
-    now.getTime() - Date.parse(run.finalizingSince) < CLAIM_TIMEOUT_MS
-  ) {
-    return true;
-  }
-  // A lost claim does not mean another finalizer: a worker may only have recorded its progress since we
-  // read the run. Returning then would leave a complete run unfinished for ever, so the caller looks again.
-  const claimed = await deps.ledger.updateRun(runId, { finalizingSince: now.toISOString() }, found.etag);
-  if (!claimed) return false;
+  return (await finishFrom(deps, current, manifest as RunManifest)) ? 'succeeded' : 'race';
+}
 
-  try {
-    await writeCompletion(deps, run, sortedBlobs(copied), bytes, now.toISOString());
-  } catch (error) {
-    // Give the claim back so the retried message can finalize.
-    await deps.ledger.updateRun(runId, { finalizingSince: '' }).catch(() => undefined);
-    throw error;
-  }
-  return true;
+/** latest.json, then the ETag-conditional move to succeeded. False when the run row changed meanwhile. */
+async function finishFrom(deps: PipelineDeps, current: Versioned<RunRecord>, manifest: RunManifest): Promise<boolean> {
+  await updateLatest(deps, current.value, manifest.completedAt);
+  crashPoint('finalize.afterLatest');
+  const moved = await advance(deps, current, 'succeeded', {
+    blobsCopied: manifest.blobCount,
+    byteCount: manifest.byteCount,
+    blobCount: manifest.blobCount,
+    completedAt: manifest.completedAt,
+  });
+  if (moved !== undefined) crashPoint('finalize.afterSucceeded');
+  return moved !== undefined;
+}
+
+/**
+ * Lists the run folder once and checks every copied blob is there with its length. Missing ones are set back to
+ * pending and their copy messages sent again (the container is created if it was deleted); false then.
+ */
+async function destinationHolds(deps: PipelineDeps, run: RunRecord, copied: BlobRecord[]): Promise<boolean> {
+  const present = new Map(
+    (await deps.destination.list(`${run.path}/`)).map((blob) => [blob.path, blob.byteCount] as const),
+  );
+  const missing = copied.filter((b) => present.get(`${run.path}/${b.name}`) !== b.byteCount);
+  if (missing.length === 0) return true;
+  runLogger(deps, run).warn(
+    `${missing.length} copied blob(s) are missing from ${run.path} (was the container or folder deleted?); copying them again: ${missing
+      .slice(0, 5)
+      .map((b) => b.name)
+      .join(', ')}${missing.length > 5 ? ', …' : ''}.`,
+  );
+  await deps.destination.ensureContainer(true);
+  for (const blob of missing) await deps.ledger.markBlobPending(run.runId, blob.name);
+  await deps.queue.sendCopies(missing.map((b) => ({ version: 1, runId: run.runId, blobName: b.name })));
+  return false;
 }
 
 function sortedBlobs(blobs: BlobRecord[]): BlobRecord[] {
   return [...blobs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-async function writeCompletion(
+async function writeManifest(
   deps: PipelineDeps,
   run: RunRecord,
   sorted: BlobRecord[],
   bytes: number,
   completedAt: string,
-): Promise<void> {
+): Promise<RunManifest> {
   const runId = run.runId;
   const log = runLogger(deps, run);
   if (run.path === undefined || run.billingMonth === undefined) {
@@ -132,15 +171,15 @@ async function writeCompletion(
     blobs: sorted.map((b) => ({ name: b.name, byteCount: b.byteCount ?? 0 })),
   };
   const written = await deps.destination.writeJson(`${run.path}/manifest.json`, manifest, { ifNoneMatch: '*' });
-  if (!written) log.warn('manifest.json already existed (a previous finalization was interrupted); kept as it is.');
-
-  await updateLatest(deps, run, completedAt);
-  await endRunSuccessfully(deps, run, 'succeeded', {
-    blobsCopied: sorted.length,
-    byteCount: bytes,
-    blobCount: sorted.length,
-    completedAt,
-  });
+  if (written) return manifest;
+  // Another finisher of this run created it first: take that one, so the ledger and the file agree.
+  const existing = await deps.destination.readJson(`${run.path}/manifest.json`);
+  const value = existing?.value as Partial<RunManifest> | undefined;
+  if (value?.runId !== runId) {
+    throw new ExportError('MANIFEST_INVALID', `${run.path}/manifest.json exists but does not belong to run ${runId}.`);
+  }
+  log.info('manifest.json was already written by another finisher of this run; completing from it.');
+  return value as RunManifest;
 }
 
 /** Points latest.json at this run unless a newer complete run already is there (run ids sort by start time). */
@@ -157,7 +196,8 @@ async function updateLatest(deps: PipelineDeps, run: RunRecord, completedAt: str
     const current = await deps.destination.readJson(path);
     if (current !== undefined) {
       const currentRunId = (current.value as { runId?: unknown } | null)?.runId;
-      if (typeof currentRunId === 'string' && currentRunId > run.runId) return;
+      // Already ours (a finisher that died after writing it), or a newer complete run's: leave it.
+      if (typeof currentRunId === 'string' && currentRunId >= run.runId) return;
     }
     const ok = await deps.destination.writeJson(
       path,

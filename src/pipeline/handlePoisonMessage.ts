@@ -1,7 +1,7 @@
 import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
 import { decodeMessageBody, runIdOf } from './messages';
-import { endRunUnsuccessfully, isTerminal } from './runLifecycle';
+import { endRun, isTerminal } from './runStateMachine';
 
 /**
  * A message reached a poison queue (it failed maxDequeueCount times, or was not valid base64):
@@ -19,7 +19,7 @@ export async function handlePoisonMessage(queue: string, raw: unknown, deps: Pip
     const reason = `A message in ${queue} names no run; recorded and dropped.`;
     deps.logger.error(`${reason} Message: ${excerpt}`);
     await deps.ledger.recordRejectedMessage(queue, reason, excerpt);
-    deps.telemetry.messagePoisoned({ queue, runId: undefined, reason });
+    deps.telemetry.messagePoisoned({ queue, runId: undefined, reason, runStatus: '' });
     return;
   }
   const found = await deps.ledger.getRun(runId);
@@ -28,19 +28,21 @@ export async function handlePoisonMessage(queue: string, raw: unknown, deps: Pip
     const reason = `${what} of unknown run ${runId} was poisoned.`;
     deps.logger.child({ runId }).error(reason);
     await deps.ledger.recordRejectedMessage(queue, reason, excerpt);
-    deps.telemetry.messagePoisoned({ queue, runId, reason });
+    deps.telemetry.messagePoisoned({ queue, runId, reason, runStatus: '' });
     return;
   }
   const run = found.value;
   const reason = `${what} failed repeatedly and reached ${queue}${
     run.lastError !== undefined && run.lastError !== '' ? `; last error: ${run.lastError}` : ''
   }`;
-  deps.telemetry.messagePoisoned({ queue, runId, reason: redact(reason) });
+  deps.telemetry.messagePoisoned({ queue, runId, reason: redact(reason), runStatus: run.status });
   if (isTerminal(run.status)) {
     deps.logger
       .child({ runId, currency: run.currency, billingPeriod: run.billingPeriod })
       .warn(`Poisoned message for a run already ${run.status}: ${redact(reason)}`);
     return;
   }
-  await endRunUnsuccessfully(deps, run, 'failed', 'MESSAGE_POISONED', reason);
+  // Through the state machine: a run that ended meanwhile stays as it ended, and a copying run whose folder already
+  // holds manifest.json completes instead of failing.
+  await endRun(deps, runId, 'failed', 'MESSAGE_POISONED', reason);
 }

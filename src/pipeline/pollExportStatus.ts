@@ -1,11 +1,12 @@
 import { billingMonthFromRoot } from '../adapters/graph/operationParser';
-import { isExportError } from '../errors';
+import { crashPoint } from '../crashPoints';
+import { ExportError, isExportError } from '../errors';
 import { safeUrl } from '../redact';
 import type { PipelineDeps } from './deps';
 import { finalizeRunIfComplete } from './finalizeRun';
 import { billingMonthFor, latestPath, runFolder } from './layout';
-import type { ExportManifest, RunRecord, StatusMessage } from './ports';
-import { endRunSuccessfully, endRunUnsuccessfully, handleStepError, isTerminal, runLogger } from './runLifecycle';
+import type { ExportManifest, RunRecord, StatusMessage, Versioned } from './ports';
+import { advance, endRun, handleStepError, isTerminal, runLogger } from './runStateMachine';
 import { clampDelay, requestExport } from './startExports';
 
 /** Graph's failed-operation code for "No data available": a warning (`noData`), not an alert. */
@@ -24,31 +25,66 @@ export async function pollExportStatus(message: StatusMessage, deps: PipelineDep
   }
   const run = found.value;
   const log = runLogger(deps, run);
-  if (isTerminal(run.status) || run.status === 'copying') {
+  if (isTerminal(run.status)) {
     log.info(`Duplicate status check: the run is already ${run.status}; nothing to do.`);
     return;
   }
   try {
-    if (message.kind === 'start') {
-      if (run.status === 'starting') await requestExport(deps, run, run.polls);
-      return;
+    switch (run.status) {
+      case 'copying':
+        // A status message of a copying run is a retried or duplicated fan-out: make sure every copy message
+        // went out, and complete the run if its blobs are all there (an export with no blobs, say).
+        await resumeCopying(deps, run, false);
+        return;
+      case 'starting':
+        if (message.kind === 'start') {
+          await requestExport(deps, found);
+        } else if (message.operationUrl !== undefined) {
+          await adoptOperation(deps, found, message.operationUrl, message.attempt);
+        } else {
+          log.info('Status check of a run Graph has not accepted yet: ignored.');
+        }
+        return;
+      case 'waiting':
+        if (message.kind === 'start') {
+          // The start that recorded the operation failed before its first status check went out: send it now.
+          log.info('Start message of a run already waiting: resuming its status checks.');
+          await deps.queue.sendStatus({ version: 1, kind: 'poll', runId: run.runId, attempt: run.polls }, 1);
+          return;
+        }
+        if (message.attempt < run.polls) {
+          log.info(`Duplicate status check (check ${message.attempt}, the run is at ${run.polls}): ignored.`);
+          return;
+        }
+        await poll(deps, found, message.attempt);
+        return;
     }
-    await poll(deps, run, message.attempt);
   } catch (error) {
     await handleStepError(deps, run, error);
   }
 }
 
-async function poll(deps: PipelineDeps, run: RunRecord, attempt: number): Promise<void> {
+/** A first status check that carries the operation URL Graph gave, because recording it had failed. */
+async function adoptOperation(
+  deps: PipelineDeps,
+  current: Versioned<RunRecord>,
+  operationUrl: string,
+  attempt: number,
+): Promise<void> {
+  const url = safeUrl(operationUrl);
+  const moved = await advance(deps, current, 'waiting', { operationUrl: url, operationId: url.split('/').pop() ?? '' });
+  if (moved === undefined)
+    throw new ExportError('MESSAGE_INVALID', 'The run changed while adopting its operation.', { retryable: true });
+  runLogger(deps, moved).info('Recorded the Graph operation carried by the status check.');
+  const latest = await deps.ledger.getRun(moved.runId);
+  if (latest !== undefined) await poll(deps, latest, attempt);
+}
+
+async function poll(deps: PipelineDeps, current: Versioned<RunRecord>, attempt: number): Promise<void> {
+  const run = current.value;
   const log = runLogger(deps, run);
   if (run.operationUrl === undefined) {
-    await endRunUnsuccessfully(
-      deps,
-      run,
-      'failed',
-      'MESSAGE_INVALID',
-      'Status check for a run without a Graph operation.',
-    );
+    await endRun(deps, run.runId, 'failed', 'MESSAGE_INVALID', 'Status check for a run without a Graph operation.');
     return;
   }
   const now = deps.clock.now();
@@ -62,11 +98,12 @@ async function poll(deps: PipelineDeps, run: RunRecord, attempt: number): Promis
     if (isExportError(error) && error.retryable && error.retryAfterSeconds !== undefined && waitedMs < maxWaitMs) {
       const delay = clampDelay(deps, error.retryAfterSeconds);
       log.info(`Graph asked to wait (${error.code}); next status check in ${delay} s.`);
-      await deps.queue.sendStatus({ version: 1, kind: 'poll', runId: run.runId, attempt }, delay);
+      await scheduleCheck(deps, current, attempt, delay, run.polls);
       return;
     }
     throw error;
   }
+  crashPoint('poll.afterGraphAnswer');
   const polls = run.polls + 1;
   switch (state.kind) {
     case 'running': {
@@ -74,45 +111,77 @@ async function poll(deps: PipelineDeps, run: RunRecord, attempt: number): Promis
         log.warn(`Graph reported an unknown operation status "${state.status}"; treated as still running.`);
       }
       if (waitedMs >= maxWaitMs) {
-        await endRunUnsuccessfully(
+        await endRun(
           deps,
-          { ...run, polls },
+          run.runId,
           'failed',
           'EXPORT_TIMEOUT',
           `The Graph export was still ${state.status} after ${(waitedMs / 3600_000).toFixed(2)} h (EXPORT_MAX_WAIT_HOURS=${deps.config.polling.maxWaitHours}); gave up after ${polls} status checks. The next run starts a new export.`,
+          { polls },
         );
         return;
       }
       const backoff = deps.config.polling.initialDelaySeconds * 2 ** Math.min(attempt, 16);
       const delay = clampDelay(deps, state.retryAfterSeconds ?? backoff);
-      await deps.ledger.updateRun(run.runId, { status: 'waiting', polls, updatedAt: now.toISOString() });
-      await deps.queue.sendStatus({ version: 1, kind: 'poll', runId: run.runId, attempt: attempt + 1 }, delay);
-      log.info(`Export ${state.status}; next status check in ${delay} s (check ${polls}).`);
+      if (await scheduleCheck(deps, current, polls, delay, polls)) {
+        log.info(`Export ${state.status}; next status check in ${delay} s (check ${polls}).`);
+      }
       return;
     }
     case 'failed': {
       const detail = `Graph export operation failed with code ${state.code}: ${state.message || '(no message)'}`;
       if (state.code === NO_DATA_CODE) {
-        await endRunUnsuccessfully(deps, { ...run, polls }, 'noData', 'EXPORT_NO_DATA', detail);
+        await endRun(deps, run.runId, 'noData', 'EXPORT_NO_DATA', detail, { polls });
       } else {
-        await endRunUnsuccessfully(
+        await endRun(
           deps,
-          { ...run, polls },
+          run.runId,
           'failed',
           'EXPORT_FAILED',
           `${detail}. The operation is terminal; the next run (or a manual run) starts a new export.`,
+          { polls },
         );
       }
       return;
     }
     case 'succeeded':
-      await fanOut(deps, { ...run, polls }, state.manifest);
+      await fanOut(deps, current, polls, state.manifest);
       return;
   }
 }
 
-async function fanOut(deps: PipelineDeps, run: RunRecord, manifest: ExportManifest): Promise<void> {
+/**
+ * Records the check (ETag-conditional: of two deliveries of one check, only one goes on) and then schedules the
+ * next one. A crash between the two leaves the run waiting with nothing scheduled: the supervisor resumes it once
+ * `nextCheckAt` is overdue. False when another delivery won.
+ */
+async function scheduleCheck(
+  deps: PipelineDeps,
+  current: Versioned<RunRecord>,
+  attempt: number,
+  delay: number,
+  polls: number,
+): Promise<boolean> {
+  const nextCheckAt = new Date(deps.clock.now().getTime() + delay * 1000).toISOString();
+  const moved = await advance(deps, current, 'waiting', { polls, nextCheckAt });
+  if (moved === undefined) {
+    runLogger(deps, current.value).info('Another delivery of this status check went on first; this one stops.');
+    return false;
+  }
+  crashPoint('poll.afterPollWrite');
+  await deps.queue.sendStatus({ version: 1, kind: 'poll', runId: current.value.runId, attempt }, delay);
+  crashPoint('poll.afterPollMessage');
+  return true;
+}
+
+async function fanOut(
+  deps: PipelineDeps,
+  current: Versioned<RunRecord>,
+  polls: number,
+  manifest: ExportManifest,
+): Promise<void> {
   const { config } = deps;
+  const run = current.value;
   const now = deps.clock.now().toISOString();
   const billingMonth =
     billingMonthFromRoot(manifest.rootDirectory) ?? billingMonthFor(run.billingPeriod, run.startedAt);
@@ -123,7 +192,7 @@ async function fanOut(deps: PipelineDeps, run: RunRecord, manifest: ExportManife
     attributeSet: run.attributeSet,
   };
   const manifestFields: Partial<RunRecord> = {
-    polls: run.polls,
+    polls,
     billingMonth,
     manifestId: manifest.id,
     eTag: manifest.eTag,
@@ -133,10 +202,7 @@ async function fanOut(deps: PipelineDeps, run: RunRecord, manifest: ExportManife
     partnerTenantId: manifest.partnerTenantId,
     rootDirectory: safeUrl(manifest.rootDirectory),
     blobCount: manifest.blobCount,
-    updatedAt: now,
   };
-  const merged = { ...run, ...manifestFields };
-  const log = runLogger(deps, merged);
 
   if (!run.force) {
     const latest = await deps.destination.readJson(latestPath(key));
@@ -145,7 +211,11 @@ async function fanOut(deps: PipelineDeps, run: RunRecord, manifest: ExportManife
         ? (latest.value as { eTag?: unknown }).eTag
         : undefined;
     if (typeof latestETag === 'string' && latestETag === manifest.eTag) {
-      await endRunSuccessfully(deps, merged, 'unchanged', manifestFields);
+      if ((await advance(deps, current, 'unchanged', manifestFields)) === undefined) {
+        throw new ExportError('MESSAGE_INVALID', 'The run changed while ending it unchanged; the check is retried.', {
+          retryable: true,
+        });
+      }
       return;
     }
   }
@@ -154,30 +224,36 @@ async function fanOut(deps: PipelineDeps, run: RunRecord, manifest: ExportManife
   deps.manifests.set(run.runId, manifest);
   const names = manifest.blobs.map((b) => b.name);
   await deps.ledger.addBlobs(run.runId, names);
-  await deps.ledger.updateRun(run.runId, { ...manifestFields, path });
-  await deps.queue.sendCopies(names.map((blobName) => ({ version: 1, runId: run.runId, blobName })));
-  await markCopying(deps, run.runId);
-  log.info(`Export succeeded: ${names.length} blobs to copy into ${path} (data eTag ${manifest.eTag}).`);
-  if (names.length === 0) {
-    const current = await deps.ledger.getRun(run.runId);
-    if (current !== undefined) await finalizeRunIfComplete(deps, current.value.runId);
+  crashPoint('fanout.afterBlobRows');
+  const moved = await advance(deps, current, 'copying', { ...manifestFields, path, nextCheckAt: now });
+  if (moved === undefined) {
+    // Another delivery of this check moved the run first (or recorded something): read it again and let the
+    // queue retry this message, which then finds the run copying and only makes sure the copies went out.
+    throw new ExportError('MESSAGE_INVALID', 'The run changed while starting its copies; the check is retried.', {
+      retryable: true,
+    });
   }
+  crashPoint('fanout.afterRunUpdate');
+  runLogger(deps, moved).info(
+    `Export succeeded: ${names.length} blobs to copy into ${path} (data eTag ${manifest.eTag}).`,
+  );
+  await resumeCopying(deps, moved, true);
 }
 
 /**
- * Moves a run from waiting to copying once its copy messages are out. Copy workers may already have
- * finished the run by then, so only a run still waiting changes (an unconditional write would turn a
- * succeeded run back into copying for ever).
+ * Makes sure every pending blob of a copying run has its copy message (`force`: send them even if they were sent
+ * before, as the supervisor does for a run that stopped moving), records that they went out, and completes the
+ * run when every blob is already there.
  */
-async function markCopying(deps: PipelineDeps, runId: string): Promise<void> {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const current = await deps.ledger.getRun(runId);
-    if (current === undefined || current.value.status !== 'waiting') return;
-    const updated = await deps.ledger.updateRun(
-      runId,
-      { status: 'copying', updatedAt: deps.clock.now().toISOString() },
-      current.etag,
-    );
-    if (updated) return;
+export async function resumeCopying(deps: PipelineDeps, run: RunRecord, force: boolean): Promise<number> {
+  let sent = 0;
+  if (force || run.copiesQueuedAt === undefined) {
+    const pending = (await deps.ledger.listBlobs(run.runId)).filter((b) => b.status !== 'copied');
+    await deps.queue.sendCopies(pending.map((b) => ({ version: 1, runId: run.runId, blobName: b.name })));
+    sent = pending.length;
+    crashPoint('fanout.afterCopyMessages');
+    await deps.ledger.updateRun(run.runId, { copiesQueuedAt: deps.clock.now().toISOString() });
   }
+  await finalizeRunIfComplete(deps, run.runId);
+  return sent;
 }

@@ -72,7 +72,10 @@ export interface Telemetry {
     run: RunIdentity & { status: RunStatus; errorCode: string; error: string },
     measurements: { durationMs: number; blobCount: number; byteCount: number; polls: number },
   ): void;
-  messagePoisoned(details: { queue: string; runId: string | undefined; reason: string }): void;
+  /** `runStatus` is the run's status when the message was poisoned ('' for an unknown run): alerts skip ended runs. */
+  messagePoisoned(details: { queue: string; runId: string | undefined; reason: string; runStatus: string }): void;
+  /** The supervisor resumed an overdue run (`step`: what it re-sent). */
+  runResumed(run: RunIdentity & { status: RunStatus }, details: { step: string; resumes: number }): void;
   flush(): Promise<void>;
 }
 
@@ -82,6 +85,7 @@ export const noTelemetry: Telemetry = {
   runCompleted() {},
   runFailed() {},
   messagePoisoned() {},
+  runResumed() {},
   async flush() {},
 };
 
@@ -113,8 +117,14 @@ export interface RunRecord extends RunIdentity {
   error?: string | undefined;
   /** Last retried (transient) problem, shown when the message is finally poisoned. */
   lastError?: string | undefined;
-  /** Fan-in claim: who is writing manifest.json, and since when (ISO). */
-  finalizingSince?: string | undefined;
+  /** When the run's next step is expected (ISO): the delay of the message just scheduled. The supervisor compares it. */
+  nextCheckAt?: string | undefined;
+  /** Times the supervisor resumed this run. */
+  resumes?: number | undefined;
+  /** Attempts to have Graph accept the export (transient failures retried with a delay). */
+  startAttempts?: number | undefined;
+  /** Set once every copy message of the run was sent (ISO); until then a status message re-sends them. */
+  copiesQueuedAt?: string | undefined;
 }
 
 /** One blob of a run. */
@@ -155,6 +165,8 @@ export interface RunLedger {
   listRuns(query: RunQuery): Promise<RunRecord[]>;
   /** Creates the blob rows that do not exist yet (pending). */
   addBlobs(runId: string, names: string[]): Promise<void>;
+  /** Sets a copied blob back to pending (its copy went missing from the destination). */
+  markBlobPending(runId: string, name: string): Promise<void>;
   getBlob(runId: string, name: string): Promise<BlobRecord | undefined>;
   markBlobCopied(
     runId: string,
@@ -180,7 +192,15 @@ export interface RunLedger {
 /** Messages of the export-status queue. */
 export type StatusMessage =
   | { version: 1; kind: 'start'; runId: string }
-  | { version: 1; kind: 'poll'; runId: string; attempt: number };
+  | {
+      version: 1;
+      kind: 'poll';
+      runId: string;
+      /** The run's poll count when this check was scheduled: an older one is a stale duplicate. */
+      attempt: number;
+      /** Graph's operation URL (no query string) when recording it in the ledger failed: the check adopts it. */
+      operationUrl?: string | undefined;
+    };
 
 /** Messages of the export-copy queue: one per blob. */
 export interface CopyMessage {
@@ -210,7 +230,8 @@ export interface BlobCopier {
 
 /** The partner's destination container: our manifest.json and latest.json. */
 export interface DestinationStore {
-  ensureContainer(): Promise<void>;
+  /** Creates the container if missing (once per process; `again`: check again, it may have been deleted). */
+  ensureContainer(again?: boolean): Promise<void>;
   readJson(path: string): Promise<Versioned<unknown> | undefined>;
   /**
    * Writes JSON. `ifNoneMatch: '*'` creates only; `ifMatch` replaces only that version.

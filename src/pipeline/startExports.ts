@@ -1,10 +1,11 @@
 import type { AttributeSet, BillingPeriod } from '../config';
-import { errorMessage, isExportError } from '../errors';
+import { crashPoint } from '../crashPoints';
+import { classifyError, errorMessage, isExportError } from '../errors';
 import { redact, safeUrl } from '../redact';
 import type { PipelineDeps } from './deps';
 import { startLockKey } from './layout';
-import type { RunRecord, RunStatus, Trigger } from './ports';
-import { endRunUnsuccessfully, isTerminal, runLogger } from './runLifecycle';
+import type { RunRecord, RunStatus, Trigger, Versioned } from './ports';
+import { advance, endRun, isTerminal, runLogger, withRun } from './runStateMachine';
 
 /** What to start: defaults come from the configuration; the HTTP endpoint and the command line may narrow them. */
 export interface StartRequest {
@@ -16,7 +17,7 @@ export interface StartRequest {
   force?: boolean | undefined;
 }
 
-/** One (currency, period) of a start: the run it created, or the run already in flight. */
+/** One (currency, period) of a start: the run it created, or the run already in flight, or why it could not start. */
 export interface StartedRun {
   runId: string;
   currency: string;
@@ -25,25 +26,69 @@ export interface StartedRun {
   status: RunStatus;
   /** True when a run for the same currency, period and attribute set was already in flight (no new export). */
   alreadyInFlight: boolean;
+  /** Set when this item could not be started at all (no run, or a run that failed at once): the reason, redacted. */
+  error?: string | undefined;
 }
 
+/** A holder of the start lock without a ledger row yet may be a starter a few milliseconds ahead of us. */
+const START_GRACE_MS = 2 * 60_000;
+
+/** Attempts to have Graph accept an export before the run fails. */
+const MAX_START_ATTEMPTS = 10;
+
+/** In-process attempts of a host-storage write that must not be lost (the operation URL, the first status check). */
+const RECORD_ATTEMPTS = 3;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 /**
- * Starts one run per (currency × period): takes the in-flight lock (idempotent starts), records the run,
- * asks Graph for the export and schedules its first status check.
+ * Starts one run per (currency × period), each on its own: one that fails does not keep the others from starting.
+ * Every item is tried; the failures come back with an `error` (the timer then fails its invocation, listing them).
  */
 export async function startExports(request: StartRequest, deps: PipelineDeps): Promise<StartedRun[]> {
   const { config } = deps;
   const currencies = request.currencies ?? config.currencies;
   const periods = request.billingPeriods ?? config.billingPeriods;
   const attributeSet = request.attributeSet ?? config.attributeSet;
-  await deps.destination.ensureContainer();
+  let container: Promise<void> | undefined;
+  const ensureContainer = () => {
+    container ??= deps.destination.ensureContainer();
+    return container;
+  };
   const started: StartedRun[] = [];
   for (const currency of currencies) {
     for (const billingPeriod of periods) {
-      started.push(await startOne(deps, request, currency, billingPeriod, attributeSet));
+      try {
+        await ensureContainer();
+        started.push(await startOne(deps, request, currency, billingPeriod, attributeSet));
+      } catch (error) {
+        const text = redact(errorMessage(classifyError(error)));
+        deps.logger
+          .child({ currency, billingPeriod, attributeSet })
+          .error(`Could not start the export of ${currency} ${billingPeriod} ${attributeSet}: ${text}`);
+        started.push({
+          runId: '',
+          currency,
+          billingPeriod,
+          attributeSet,
+          status: 'failed',
+          alreadyInFlight: false,
+          error: text,
+        });
+      }
     }
   }
   return started;
+}
+
+/** The items of a start that could not be started, as one line each (for the timer's error and the CLI). */
+export function startExportFailures(started: StartedRun[]): string[] {
+  return started
+    .filter((run) => run.error !== undefined || (run.status === 'failed' && !run.alreadyInFlight))
+    .map(
+      (run) =>
+        `${run.currency} ${run.billingPeriod} ${run.attributeSet}${run.runId === '' ? '' : ` (run ${run.runId})`}: ${run.error ?? 'failed at once; see the run'}`,
+    );
 }
 
 async function startOne(
@@ -55,19 +100,24 @@ async function startOne(
 ): Promise<StartedRun> {
   const now = deps.clock.now();
   const runId = deps.newRunId(now);
-  const maxAgeMs = deps.config.polling.maxWaitHours * 3600_000 + 3600_000;
+  const maxAgeMs = deps.config.supervision.maxRunHours * 3600_000;
+  const age = (since: string) => deps.clock.now().getTime() - Date.parse(since);
   const holder = await deps.ledger.acquireStartLock(
     startLockKey(currency, billingPeriod, attributeSet),
     runId,
     async (holderRunId, since) => {
       const held = await deps.ledger.getRun(holderRunId);
-      if (held === undefined || isTerminal(held.value.status)) return true;
-      // A run older than the maximum wait (plus copy time) is stuck: a new one may start.
-      return deps.clock.now().getTime() - Date.parse(since) > maxAgeMs;
+      // No row yet: the holder may be a start a few milliseconds ahead of us (timer and Test/Run at once), which
+      // must win. Only a holder that never wrote its row for minutes (it died there) is replaced.
+      if (held === undefined) return age(since) > START_GRACE_MS;
+      if (isTerminal(held.value.status)) return true;
+      // Past every limit (the supervisor fails such a run; this is the backstop if it did not run).
+      return age(held.value.startedAt) > maxAgeMs;
     },
   );
+  crashPoint('start.afterLock');
   if (holder !== undefined) {
-    const held = await deps.ledger.getRun(holder);
+    const held = await waitForRow(deps, holder);
     deps.logger
       .child({ runId: holder, currency, billingPeriod, attributeSet })
       .info(
@@ -95,67 +145,151 @@ async function startOne(
     polls: 0,
     blobsCopied: 0,
     byteCount: 0,
+    startAttempts: 0,
   };
   await deps.ledger.createRun(run);
+  crashPoint('start.afterRunRow');
   runLogger(deps, run).info(`Run started (${request.trigger}).`);
   deps.telemetry.runStarted(run);
-  const status = await requestExport(deps, run, 0);
-  return { runId, currency, billingPeriod, attributeSet, status, alreadyInFlight: false };
+  const result: StartedRun = {
+    runId,
+    currency,
+    billingPeriod,
+    attributeSet,
+    status: 'starting',
+    alreadyInFlight: false,
+  };
+  try {
+    const current = await deps.ledger.getRun(runId);
+    if (current !== undefined) result.status = await requestExport(deps, current);
+  } catch (error) {
+    // The run exists; what failed is left to the retried message or the supervisor. Reported with the others.
+    result.error = redact(errorMessage(classifyError(error)));
+    runLogger(deps, run).error(`Starting the export did not complete: ${result.error}`);
+    return result;
+  }
+  if (result.status === 'failed') {
+    const ended = await deps.ledger.getRun(runId);
+    result.error = ended?.value.error ?? 'failed';
+  }
+  return result;
+}
+
+/** The run of a lock holder; a starter a moment ahead of us may not have written it yet. */
+async function waitForRow(deps: PipelineDeps, runId: string): Promise<Versioned<RunRecord> | undefined> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const found = await deps.ledger.getRun(runId);
+    if (found !== undefined) return found;
+    await sleep(200);
+  }
+  return undefined;
 }
 
 /**
- * Asks Graph for the export of a run in `starting`. A transient failure schedules a `start` message
- * (the status queue retries it with a delay); a terminal one fails the run.
+ * Asks Graph for the export of a run in `starting` (read as `current`). The attempt is first marked on the run
+ * (ETag-conditional), so of two deliveries of the same start message only one calls Graph. A transient failure
+ * schedules a `start` message (retried with a delay); a terminal one fails the run. Once Graph accepted, the
+ * operation URL is recorded and the first status check scheduled, each with in-process retries; the check
+ * carries the operation URL when it could not be recorded, so no export is ever requested twice because a
+ * write failed. Only a process that dies between Graph's answer and those writes leaves the run to the
+ * supervisor, which then requests a second export (and says so).
  */
-export async function requestExport(deps: PipelineDeps, run: RunRecord, attempt: number): Promise<RunStatus> {
+export async function requestExport(deps: PipelineDeps, current: Versioned<RunRecord>): Promise<RunStatus> {
+  const attempt = (current.value.startAttempts ?? 0) + 1;
+  const claimed = await advance(deps, current, 'starting', {
+    startAttempts: attempt,
+    nextCheckAt: new Date(deps.clock.now().getTime() + 120_000).toISOString(),
+  });
+  if (claimed === undefined) return (await deps.ledger.getRun(current.value.runId))?.value.status ?? 'starting';
+  const run = claimed;
   const log = runLogger(deps, run);
+  let operationUrl: string;
+  let retryAfterSeconds: number | undefined;
   try {
     const started = await deps.graph.startUnbilledExport({
       currencyCode: run.currency,
       billingPeriod: run.billingPeriod,
       attributeSet: run.attributeSet,
     });
-    const operationUrl = safeUrl(started.operationUrl);
-    const operationId = operationUrl.split('/').pop() ?? '';
-    const delay = clampDelay(deps, started.retryAfterSeconds ?? deps.config.polling.initialDelaySeconds);
-    await deps.ledger.updateRun(run.runId, {
-      status: 'waiting',
-      operationUrl,
-      operationId,
-      updatedAt: deps.clock.now().toISOString(),
-    });
-    await deps.queue.sendStatus({ version: 1, kind: 'poll', runId: run.runId, attempt: 0 }, delay);
-    log.child({ operationId }).info(`Graph accepted the export; first status check in ${delay} s.`);
-    return 'waiting';
+    operationUrl = safeUrl(started.operationUrl);
+    retryAfterSeconds = started.retryAfterSeconds;
   } catch (error) {
-    if (isExportError(error) && !error.retryable) {
-      await endRunUnsuccessfully(deps, run, 'failed', error.code, error.message);
-      return 'failed';
-    }
-    if (attempt >= 10) {
-      await endRunUnsuccessfully(
-        deps,
-        run,
-        'failed',
-        isExportError(error) ? error.code : 'GRAPH_NETWORK',
-        `Graph did not accept the export after ${attempt + 1} attempts: ${errorMessage(error)}`,
-      );
-      return 'failed';
-    }
-    const delay = clampDelay(
-      deps,
-      (isExportError(error) ? error.retryAfterSeconds : undefined) ??
-        deps.config.polling.initialDelaySeconds * 2 ** Math.min(attempt, 8),
+    return startFailed(deps, run, attempt, error);
+  }
+  crashPoint('start.afterGraphAccepted');
+  const operationId = operationUrl.split('/').pop() ?? '';
+  const delay = clampDelay(deps, retryAfterSeconds ?? deps.config.polling.initialDelaySeconds);
+  const nextCheckAt = new Date(deps.clock.now().getTime() + delay * 1000).toISOString();
+  let recorded = false;
+  try {
+    recorded = await retrying(log, 'recording the Graph operation', () =>
+      withRun(deps, run.runId, async (latest) => {
+        if (latest.value.status !== 'starting')
+          return { done: true, value: latest.value.operationUrl === operationUrl };
+        const moved = await advance(deps, latest, 'waiting', { operationUrl, operationId, nextCheckAt });
+        return moved === undefined ? { done: false } : { done: true, value: true };
+      }).then((value) => value ?? false),
     );
-    const text = redact(errorMessage(error));
-    log.info(`Starting the export failed transiently; retrying in ${delay} s: ${text}`);
-    await deps.ledger.updateRun(run.runId, {
-      lastError: text,
-      polls: attempt + 1,
-      updatedAt: deps.clock.now().toISOString(),
-    });
-    await deps.queue.sendStatus({ version: 1, kind: 'start', runId: run.runId }, delay);
-    return 'starting';
+  } catch (error) {
+    log.warn(
+      `Graph accepted the export (operation ${operationId}) but recording it failed: ${redact(errorMessage(error))}. The first status check carries the operation instead.`,
+    );
+  }
+  crashPoint('start.afterWaitingWrite');
+  await retrying(log, 'scheduling the first status check', () =>
+    deps.queue.sendStatus(
+      { version: 1, kind: 'poll', runId: run.runId, attempt: 0, ...(recorded ? {} : { operationUrl }) },
+      delay,
+    ),
+  );
+  log.child({ operationId }).info(`Graph accepted the export; first status check in ${delay} s.`);
+  return 'waiting';
+}
+
+/** A failed request to start the export: retried later with a delay (transient), or the run fails. */
+async function startFailed(deps: PipelineDeps, run: RunRecord, attempt: number, error: unknown): Promise<RunStatus> {
+  const log = runLogger(deps, run);
+  const classified = classifyError(error);
+  if (!classified.retryable) {
+    return (await endRun(deps, run.runId, 'failed', classified.code, classified.message)) ?? 'failed';
+  }
+  if (attempt >= MAX_START_ATTEMPTS) {
+    await endRun(
+      deps,
+      run.runId,
+      'failed',
+      isExportError(error) ? error.code : 'GRAPH_NETWORK',
+      `Graph did not accept the export after ${attempt} attempts: ${errorMessage(error)}`,
+    );
+    return 'failed';
+  }
+  const delay = clampDelay(
+    deps,
+    (isExportError(error) ? error.retryAfterSeconds : undefined) ??
+      deps.config.polling.initialDelaySeconds * 2 ** Math.min(attempt - 1, 8),
+  );
+  const text = redact(errorMessage(error));
+  log.info(`Starting the export failed transiently; retrying in ${delay} s: ${text}`);
+  await deps.ledger.updateRun(run.runId, {
+    lastError: text,
+    nextCheckAt: new Date(deps.clock.now().getTime() + delay * 1000).toISOString(),
+    updatedAt: deps.clock.now().toISOString(),
+  });
+  await deps.queue.sendStatus({ version: 1, kind: 'start', runId: run.runId }, delay);
+  return 'starting';
+}
+
+/** Runs a host-storage write up to RECORD_ATTEMPTS times; a terminal failure (a missing role) is not retried. */
+async function retrying<T>(log: ReturnType<typeof runLogger>, what: string, write: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await write();
+    } catch (error) {
+      const classified = classifyError(error);
+      if (!classified.retryable || attempt >= RECORD_ATTEMPTS) throw error;
+      log.info(`${what} failed (attempt ${attempt}), trying again: ${redact(errorMessage(error))}`);
+      await sleep(250 * 2 ** attempt);
+    }
   }
 }
 

@@ -171,7 +171,21 @@ function telemetryOver(client: AppInsights.TelemetryClient, flushTimeoutMs: numb
       guarded(TelemetryEvents.messagePoisoned, () => {
         client.trackEvent({
           name: TelemetryEvents.messagePoisoned,
-          properties: properties({ queue: details.queue, runId: details.runId, reason: details.reason }),
+          properties: properties({
+            queue: details.queue,
+            runId: details.runId,
+            reason: details.reason,
+            runStatus: details.runStatus,
+          }),
+        });
+      });
+    },
+    runResumed(run, details) {
+      guarded(TelemetryEvents.runResumed, () => {
+        client.trackEvent({
+          name: TelemetryEvents.runResumed,
+          properties: { ...runProperties(run, run.status), ...properties({ step: details.step }) },
+          measurements: { resumes: details.resumes },
         });
       });
     },

@@ -122,17 +122,11 @@ describe('TableRunLedger runs', () => {
     const read = await ledger.getRun(record.runId);
     assert.ok(read !== undefined);
 
-    assert.equal(
-      await ledger.updateRun(record.runId, { finalizingSince: '2026-03-01T07:00:00.000Z' }, read.etag),
-      true,
-    );
-    assert.equal(
-      await ledger.updateRun(record.runId, { finalizingSince: '2026-03-01T07:00:05.000Z' }, read.etag),
-      false,
-    );
+    assert.equal(await ledger.updateRun(record.runId, { nextCheckAt: '2026-03-01T07:00:00.000Z' }, read.etag), true);
+    assert.equal(await ledger.updateRun(record.runId, { nextCheckAt: '2026-03-01T07:00:05.000Z' }, read.etag), false);
 
     const after = await ledger.getRun(record.runId);
-    assert.equal(after?.value.finalizingSince, '2026-03-01T07:00:00.000Z');
+    assert.equal(after?.value.nextCheckAt, '2026-03-01T07:00:00.000Z');
     assert.notEqual(after?.etag, read.etag);
   });
 

@@ -62,7 +62,12 @@ describe('Application Insights telemetry', () => {
         telemetry.runStarted(run);
         telemetry.runCompleted({ ...run, status: 'succeeded' }, measurements);
         telemetry.runFailed({ ...run, status: 'failed', errorCode: 'X', error: SAS_URL }, measurements);
-        telemetry.messagePoisoned({ queue: 'export-status-poison', runId: run.runId, reason: 'bad' });
+        telemetry.messagePoisoned({
+          queue: 'export-status-poison',
+          runId: run.runId,
+          reason: 'bad',
+          runStatus: 'copying',
+        });
         await telemetry.flush();
       }
       assert.equal(sdkLoaded(), false, 'the applicationinsights package was loaded');
@@ -89,6 +94,7 @@ describe('Application Insights telemetry', () => {
         queue: 'export-copy-poison',
         runId: run.runId,
         reason: `Message for ${SAS_URL} was dequeued 5 times`,
+        runStatus: 'copying',
       });
       await telemetry.flush();
 
@@ -268,7 +274,7 @@ describe('Application Insights telemetry', () => {
         telemetry.runCompleted(unreadable({ ...run, status: 'succeeded' }, 'currency'), measurements),
       );
       assert.doesNotThrow(() =>
-        telemetry.messagePoisoned(unreadable({ queue: 'q', runId: undefined, reason: 'r' }, 'reason')),
+        telemetry.messagePoisoned(unreadable({ queue: 'q', runId: undefined, reason: 'r', runStatus: '' }, 'reason')),
       );
       await telemetry.flush();
     } finally {

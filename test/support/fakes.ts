@@ -173,6 +173,13 @@ export class InMemoryRunLedger implements RunLedger {
     rows.set(name, { ...row, status: 'copied', ...result });
   }
 
+  async markBlobPending(runId: string, name: string): Promise<void> {
+    await tick();
+    const rows = this.blobs.get(runId);
+    if (rows === undefined || !rows.has(name)) throw new Error(`InMemoryRunLedger: no blob row ${runId}/${name}`);
+    rows.set(name, { runId, name, status: 'pending' });
+  }
+
   async listBlobs(runId: string): Promise<BlobRecord[]> {
     await tick();
     return [...(this.blobs.get(runId)?.values() ?? [])].map(clone);
@@ -576,7 +583,9 @@ export class RecordingTelemetry implements Telemetry {
     run: RunIdentity & { status: RunStatus; errorCode: string; error: string };
     measurements: Measurements;
   }> = [];
-  readonly poisoned: Array<{ queue: string; runId: string | undefined; reason: string }> = [];
+  readonly poisoned: Array<{ queue: string; runId: string | undefined; reason: string; runStatus: string }> = [];
+  readonly resumed: Array<{ run: RunIdentity & { status: RunStatus }; details: { step: string; resumes: number } }> =
+    [];
   flushes = 0;
 
   runStarted(run: RunIdentity): void {
@@ -594,8 +603,12 @@ export class RecordingTelemetry implements Telemetry {
     this.failed.push(clone({ run, measurements }));
   }
 
-  messagePoisoned(details: { queue: string; runId: string | undefined; reason: string }): void {
+  messagePoisoned(details: { queue: string; runId: string | undefined; reason: string; runStatus: string }): void {
     this.poisoned.push(clone(details));
+  }
+
+  runResumed(run: RunIdentity & { status: RunStatus }, details: { step: string; resumes: number }): void {
+    this.resumed.push(clone({ run, details }));
   }
 
   async flush(): Promise<void> {

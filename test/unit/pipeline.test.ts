@@ -163,16 +163,16 @@ describe('startExports', () => {
     assert.equal(deps.graph.startCalls.length, 2);
   });
 
-  it('replaces the in-flight lock of a run stuck for longer than the maximum wait', async () => {
+  it('replaces the in-flight lock of a run stuck for longer than the maximum wait plus the copy allowance', async () => {
     const deps = makeDeps(USD_ONLY);
     const stuckId = await startOne(deps);
 
-    deps.clock.advanceHours(6.5);
+    deps.clock.advanceHours(6 + 6 - 0.1);
     const [stillHeld] = await start(deps);
     assert.equal(stillHeld?.runId, stuckId);
     assert.equal(stillHeld?.alreadyInFlight, true);
 
-    deps.clock.advanceHours(0.6);
+    deps.clock.advanceHours(0.2);
     const [replaced] = await start(deps);
     assert.equal(replaced?.alreadyInFlight, false);
     assert.notEqual(replaced?.runId, stuckId);

@@ -20,8 +20,8 @@ export class BlobDestination implements DestinationStore {
 
   constructor(private readonly container: ContainerClient) {}
 
-  ensureContainer(): Promise<void> {
-    if (this.ready === undefined) {
+  ensureContainer(again = false): Promise<void> {
+    if (this.ready === undefined || again) {
       this.ready = this.container.createIfNotExists().then(
         () => undefined,
         (error: unknown) => {

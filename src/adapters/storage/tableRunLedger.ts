@@ -222,7 +222,10 @@ function runFields(run: Partial<RunRecord>): Record<string, Scalar | undefined> 
     errorCode: run.errorCode,
     error: run.error,
     lastError: run.lastError,
-    finalizingSince: run.finalizingSince,
+    nextCheckAt: run.nextCheckAt,
+    resumes: run.resumes,
+    startAttempts: run.startAttempts,
+    copiesQueuedAt: run.copiesQueuedAt,
   };
 }
 
@@ -265,7 +268,10 @@ function readRun(stored: StoredEntity, table: string): RunRecord {
   set('errorCode', row.optString('errorCode'));
   set('error', row.optString('error'));
   set('lastError', row.optString('lastError'));
-  set('finalizingSince', row.optString('finalizingSince'));
+  set('nextCheckAt', row.optString('nextCheckAt'));
+  set('resumes', row.optNumber('resumes'));
+  set('startAttempts', row.optNumber('startAttempts'));
+  set('copiesQueuedAt', row.optString('copiesQueuedAt'));
   return run;
 }
 
@@ -470,6 +476,12 @@ export class TableRunLedger implements RunLedger {
       this.names.blobs,
     );
     await table.upsertEntity(row, 'Merge');
+  }
+
+  async markBlobPending(runId: string, name: string): Promise<void> {
+    const table = await this.table(this.blobs);
+    // Replace, not Merge: the copy result (length, method, time) of a blob that went missing is no longer true.
+    await table.upsertEntity(entity(runId, blobRowKey(name), { name, status: 'pending' }, this.names.blobs), 'Replace');
   }
 
   async listBlobs(runId: string): Promise<BlobRecord[]> {
