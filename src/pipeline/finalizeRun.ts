@@ -1,5 +1,6 @@
 import { crashPoint } from '../crashPoints';
-import { ExportError } from '../errors';
+import { classifyError, ExportError, errorMessage } from '../errors';
+import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
 import { latestPath } from './layout';
 import type { BlobRecord, RunRecord, Versioned } from './ports';
@@ -97,7 +98,17 @@ export async function completeFromManifest(
 
 /** latest.json, then the ETag-conditional move to succeeded. False when the run row changed meanwhile. */
 async function finishFrom(deps: PipelineDeps, current: Versioned<RunRecord>, manifest: RunManifest): Promise<boolean> {
-  await updateLatest(deps, current.value, manifest.completedAt);
+  try {
+    await updateLatest(deps, current.value, manifest.completedAt);
+  } catch (error) {
+    // manifest.json is the "data complete" signal and it is in place: a pointer we may not write (a terminal
+    // error) does not make a complete folder a failed run. A transient failure is retried as usual.
+    const classified = classifyError(error);
+    if (classified.retryable) throw error;
+    runLogger(deps, current.value).error(
+      `The run folder is complete, but latest.json could not be updated (${classified.code}): ${redact(errorMessage(classified))}`,
+    );
+  }
   crashPoint('finalize.afterLatest');
   const moved = await advance(deps, current, 'succeeded', {
     blobsCopied: manifest.blobCount,

@@ -8,7 +8,13 @@ const runId = z.string().refine(isRunId, 'is not a run id');
 const statusSchema = z.discriminatedUnion('kind', [
   z.object({ version: z.literal(1), kind: z.literal('start'), runId }).strict(),
   z
-    .object({ version: z.literal(1), kind: z.literal('poll'), runId, attempt: z.number().int().min(0).max(100000) })
+    .object({
+      version: z.literal(1),
+      kind: z.literal('poll'),
+      runId,
+      attempt: z.number().int().min(0).max(100000),
+      operationUrl: z.string().url().max(2048).startsWith('https://').optional(),
+    })
     .strict(),
 ]);
 
@@ -41,7 +47,7 @@ export function parseStatusMessage(raw: unknown): StatusMessage {
   if (!result.success) {
     throw new ExportError(
       'MESSAGE_INVALID',
-      `Invalid export-status message: ${describe(result.error)}. Accepted: {"version":1,"kind":"start"|"poll","runId":"<run id>","attempt":<n> (poll only)}.`,
+      `Invalid export-status message: ${describe(result.error)}. Accepted: {"version":1,"kind":"start"|"poll","runId":"<run id>","attempt":<n> (poll only),"operationUrl":"https://…" (poll only, optional)}.`,
     );
   }
   return result.data;

@@ -72,6 +72,11 @@ async function adoptOperation(
   attempt: number,
 ): Promise<void> {
   const url = safeUrl(operationUrl);
+  const host = new URL(url).host;
+  if (host !== new URL(deps.config.graph.baseUrl).host && host !== 'graph.microsoft.com') {
+    runLogger(deps, current.value).warn(`A status check carries an operation on another host (${host}): ignored.`);
+    return;
+  }
   const moved = await advance(deps, current, 'waiting', { operationUrl: url, operationId: url.split('/').pop() ?? '' });
   if (moved === undefined)
     throw new ExportError('MESSAGE_INVALID', 'The run changed while adopting its operation.', { retryable: true });

@@ -146,6 +146,7 @@ describe('Application Insights telemetry', () => {
         queue: 'export-copy-poison',
         runId: run.runId,
         reason: 'Message for https://x.blob.core.windows.net/c/b?[REDACTED] was dequeued 5 times',
+        runStatus: 'copying',
       });
 
       const metrics = server.items.filter((item) => item.baseType === 'MetricData');

@@ -24,6 +24,8 @@ const NOT_SET_IN_INFRA: Readonly<Record<string, string>> = {
     'Connection-string form; the deployment uses the identity-based AzureWebJobsStorage__* settings (shared keys are disabled).',
   DESTINATION_STORAGE:
     'Connection-string form; the deployment uses the identity-based DESTINATION_STORAGE__* settings (shared keys are disabled).',
+  EXPORT_STALL_MINUTES: 'Its default (30) suits every deployment; the fault suite shortens it locally.',
+  EXPORT_MAX_RESUMES: 'Its default (3) suits every deployment; the fault suite changes it locally.',
 };
 
 /** App settings infra sets that SETTINGS does not list: read by the Functions host or by @azure/identity itself. */

@@ -103,7 +103,7 @@ describe('function registration (what the Functions host sees)', () => {
     }
   });
 
-  it('registers the seven functions under the names operators see in the portal, without any setting', () => {
+  it('registers the eight functions under the names operators see in the portal, without any setting', () => {
     assert.deepEqual(registrations.map((r) => r.name).sort(), [
       'copyExportBlob',
       'exportCopyPoison',
@@ -112,6 +112,7 @@ describe('function registration (what the Functions host sees)', () => {
       'pollExportStatus',
       'startExportsHttp',
       'startExportsTimer',
+      'superviseRuns',
     ]);
     assert.equal(programmingModels, 1, 'the programming model is set once');
     assert.deepEqual(warnings, [], 'no test-mode warning: the fake runtime was detected');
@@ -133,6 +134,14 @@ describe('function registration (what the Functions host sees)', () => {
     assert.equal(trigger['schedule'], '%EXPORT_SCHEDULE%');
     assert.equal(trigger['runOnStartup'], false);
     assert.equal(trigger['useMonitor'], true);
+    assert.deepEqual(others, []);
+  });
+
+  it('registers superviseRuns every 10 minutes with runOnStartup false', () => {
+    const { trigger, others } = triggerOf(registered('superviseRuns'));
+    assert.equal(trigger.type, 'timerTrigger');
+    assert.equal(trigger['schedule'], '0 */10 * * * *');
+    assert.equal(trigger['runOnStartup'], false);
     assert.deepEqual(others, []);
   });
 
