@@ -125,6 +125,8 @@ export interface RunRecord extends RunIdentity {
   startAttempts?: number | undefined;
   /** Set once every copy message of the run was sent (ISO); until then a status message re-sends them. */
   copiesQueuedAt?: string | undefined;
+  /** False from the write that ended the run until its end event was sent; the supervisor sends what a crash lost. */
+  announced?: boolean | undefined;
 }
 
 /** One blob of a run. */
@@ -152,6 +154,8 @@ export interface RunQuery {
   until?: string | undefined;
   status?: RunStatus | undefined;
   currency?: string | undefined;
+  /** Only ended runs whose end event may not have been sent (`announced` false). */
+  unannounced?: boolean | undefined;
   /** Newest first; at most this many. */
   limit?: number | undefined;
 }

@@ -79,7 +79,7 @@ export async function advance(
     ...fields,
     status: to,
     updatedAt: now,
-    ...(terminal ? { completedAt: fields.completedAt ?? now } : {}),
+    ...(terminal ? { completedAt: fields.completedAt ?? now, announced: false } : {}),
   };
   if (change.error !== undefined) change.error = redact(change.error);
   const written = await deps.ledger.updateRun(current.value.runId, change, current.etag);
@@ -92,8 +92,12 @@ export async function advance(
   return run;
 }
 
-/** After a run reached its end state: release the start lock, forget its manifest, log, send the one event. */
-async function announceEnd(deps: PipelineDeps, run: RunRecord): Promise<void> {
+/**
+ * After a run reached its end state: log, send the one end event (flushed), mark it sent, release the start lock.
+ * A crash before the mark leaves `announced` false: the supervisor sends the event then (at least once, and
+ * almost always exactly once: only a crash between the flush and the mark repeats it).
+ */
+export async function announceEnd(deps: PipelineDeps, run: RunRecord): Promise<void> {
   deps.manifests.delete(run.runId);
   const log = runLogger(deps, run);
   const completedAt = run.completedAt ?? deps.clock.now().toISOString();
@@ -119,6 +123,12 @@ async function announceEnd(deps: PipelineDeps, run: RunRecord): Promise<void> {
       deps.telemetry.runFailed({ ...run, status: run.status, errorCode, error }, measurements(run, completedAt));
     }
   }
+  await deps.telemetry.flush();
+  await deps.ledger
+    .updateRun(run.runId, { announced: true })
+    .catch((error: unknown) =>
+      log.info(`Marking the end event sent failed (the supervisor sends it again): ${redact(errorMessage(error))}`),
+    );
   // The lock goes last: a crash before this leaves it held by an ended run, which the next start replaces.
   await deps.ledger
     .releaseStartLock(startLockKey(run.currency, run.billingPeriod, run.attributeSet), run.runId)

@@ -4,7 +4,7 @@ import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
 import { resumeCopying } from './pollExportStatus';
 import type { RunRecord, RunStatus } from './ports';
-import { advance, endRun, isTerminal, runLogger, withRun } from './runStateMachine';
+import { advance, announceEnd, endRun, isTerminal, runLogger, withRun } from './runStateMachine';
 
 /** What one sweep of the supervisor found and did. */
 export interface SupervisionReport {
@@ -14,8 +14,29 @@ export interface SupervisionReport {
   resumed: number;
   /** Runs failed with RUN_STALLED (or completed from their manifest.json). */
   ended: number;
+  /** Ended runs whose end event a crash had lost, sent now. */
+  announced: number;
   /** Runs the sweep could not look at (an error each, logged). */
   errors: number;
+}
+
+/** An ended run's own process gets this long to send its end event before the supervisor does. */
+const ANNOUNCE_GRACE_MS = 2 * 60_000;
+
+/** Sends the end event of runs that ended without it (their process died right after the ending write). */
+async function announceLostEnds(deps: PipelineDeps, now: Date): Promise<number> {
+  const since = new Date(now.getTime() - LOOKBACK_DAYS * 86400_000).toISOString();
+  let sent = 0;
+  for (const run of await deps.ledger.listRuns({ unannounced: true, since })) {
+    if (!isTerminal(run.status) || run.announced !== false) continue;
+    if (now.getTime() - Date.parse(run.completedAt ?? run.updatedAt) < ANNOUNCE_GRACE_MS) continue;
+    runLogger(deps, run).warn(
+      `The run ended ${run.status} but its end event was not sent (its process stopped): sending it now.`,
+    );
+    await announceEnd(deps, run);
+    sent += 1;
+  }
+  return sent;
 }
 
 const ACTIVE: readonly RunStatus[] = ['starting', 'waiting', 'copying'];
@@ -38,7 +59,7 @@ export async function superviseRuns(
 ): Promise<SupervisionReport> {
   const now = deps.clock.now();
   const since = new Date(now.getTime() - LOOKBACK_DAYS * 86400_000).toISOString();
-  const report: SupervisionReport = { checked: 0, resumed: 0, ended: 0, errors: 0 };
+  const report: SupervisionReport = { checked: 0, resumed: 0, ended: 0, announced: 0, errors: 0 };
   const runs: RunRecord[] = [];
   for (const status of ACTIVE) runs.push(...(await deps.ledger.listRuns({ status, since })));
   const wanted = options.runIds === undefined ? undefined : new Set(options.runIds);
@@ -54,8 +75,9 @@ export async function superviseRuns(
       runLogger(deps, run).error(`The supervisor could not look after this run: ${redact(errorMessage(error))}`);
     }
   }
-  const line = `Supervisor: ${report.checked} run(s) in flight, ${report.resumed} resumed, ${report.ended} ended as stalled, ${report.errors} error(s).`;
-  if (report.resumed + report.ended + report.errors > 0) deps.logger.warn(line);
+  report.announced = await announceLostEnds(deps, now);
+  const line = `Supervisor: ${report.checked} run(s) in flight, ${report.resumed} resumed, ${report.ended} ended as stalled, ${report.announced} lost end event(s) sent, ${report.errors} error(s).`;
+  if (report.resumed + report.ended + report.announced + report.errors > 0) deps.logger.warn(line);
   else deps.logger.info(line);
   return report;
 }

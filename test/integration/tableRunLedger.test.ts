@@ -178,6 +178,49 @@ describe('TableRunLedger runs', () => {
     assert.deepEqual(ids(await ledger.listRuns({ limit: 0 })), []);
   });
 
+  it('lists the ended runs whose end event is not marked sent, and the run loop fields round-trip', async () => {
+    const ledger = newLedger();
+    const ended = run('2026-03-01T06:00:00.000Z', {
+      status: 'succeeded',
+      announced: false,
+      resumes: 2,
+      startAttempts: 1,
+    });
+    const announced = run('2026-03-01T06:00:01.000Z', { status: 'failed', announced: true });
+    const legacy = run('2026-03-01T06:00:02.000Z', { status: 'succeeded' });
+    for (const r of [ended, announced, legacy]) await ledger.createRun(r);
+    assert.deepEqual(
+      (await ledger.listRuns({ unannounced: true })).map((r) => r.runId),
+      [ended.runId],
+    );
+    const read = await ledger.getRun(ended.runId);
+    assert.equal(read?.value.announced, false);
+    assert.equal(read?.value.resumes, 2);
+    assert.equal(read?.value.startAttempts, 1);
+    assert.equal((await ledger.getRun(legacy.runId))?.value.announced, undefined);
+    await ledger.updateRun(ended.runId, { announced: true });
+    assert.deepEqual(await ledger.listRuns({ unannounced: true }), []);
+  });
+
+  it('sets a copied blob back to pending, dropping its copy result', async () => {
+    const ledger = newLedger();
+    const r = run('2026-03-01T06:00:00.000Z', { status: 'copying' });
+    await ledger.createRun(r);
+    await ledger.addBlobs(r.runId, ['a.json.gz']);
+    await ledger.markBlobCopied(r.runId, 'a.json.gz', {
+      byteCount: 10,
+      contentType: 'application/gzip',
+      method: 'copyFromUrl',
+      copiedAt: '2026-03-01T06:01:00.000Z',
+    });
+    await ledger.markBlobPending(r.runId, 'a.json.gz');
+    assert.deepEqual(await ledger.getBlob(r.runId, 'a.json.gz'), {
+      runId: r.runId,
+      name: 'a.json.gz',
+      status: 'pending',
+    });
+  });
+
   it('refuses to store a SAS in a run row (defence in depth) and stores nothing', async () => {
     const ledger = newLedger();
     const record = run('2026-03-01T06:00:00.000Z', {

@@ -144,6 +144,7 @@ export class InMemoryRunLedger implements RunLedger {
       .filter((r) => query.until === undefined || r.startedAt < query.until)
       .filter((r) => query.status === undefined || r.status === query.status)
       .filter((r) => query.currency === undefined || r.currency === query.currency)
+      .filter((r) => query.unannounced !== true || r.announced === false)
       .sort((a, b) => (a.runId < b.runId ? 1 : a.runId > b.runId ? -1 : 0))
       .slice(0, query.limit ?? Number.POSITIVE_INFINITY);
   }

@@ -296,6 +296,32 @@ describe('7. a run whose next step never comes', () => {
   });
 });
 
+describe('an end event lost to a crash right after the ending write', () => {
+  it('is sent by the supervisor, once', async () => {
+    const deps = makeDeps(USD);
+    const runId = await startUsd(deps);
+    deps.graph.scriptOperation('*', succeeded(makeManifest({ blobNames: ['a.json.gz'] })));
+    await deliverNextStatus(deps);
+    const record = deps.telemetry.runCompleted.bind(deps.telemetry);
+    deps.telemetry.runCompleted = () => {
+      throw new Error('process died');
+    };
+    for (const raw of deps.queue.takeCopies()) await copyExportBlob(parseCopyMessage(raw), deps).catch(() => undefined);
+    deps.telemetry.runCompleted = record;
+    assert.equal(runOf(deps, runId).status, 'succeeded');
+    assert.equal(runOf(deps, runId).announced, false);
+    assert.equal(deps.telemetry.completed.length, 0);
+
+    deps.clock.advanceSeconds(60);
+    assert.equal((await superviseRuns(deps)).announced, 0, 'its own process still has time');
+    deps.clock.advanceSeconds(120);
+    assert.equal((await superviseRuns(deps)).announced, 1);
+    assert.equal((await superviseRuns(deps)).announced, 0);
+    assert.equal(deps.telemetry.completed.length, 1);
+    assert.equal(runOf(deps, runId).announced, true);
+  });
+});
+
 describe('10. a missing role on the host storage', () => {
   it('fails the run at once, naming the role to grant, instead of retrying', async () => {
     const deps = makeDeps(USD);

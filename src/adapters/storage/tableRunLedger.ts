@@ -226,6 +226,7 @@ function runFields(run: Partial<RunRecord>): Record<string, Scalar | undefined> 
     resumes: run.resumes,
     startAttempts: run.startAttempts,
     copiesQueuedAt: run.copiesQueuedAt,
+    announced: run.announced,
   };
 }
 
@@ -272,6 +273,7 @@ function readRun(stored: StoredEntity, table: string): RunRecord {
   set('resumes', row.optNumber('resumes'));
   set('startAttempts', row.optNumber('startAttempts'));
   set('copiesQueuedAt', row.optString('copiesQueuedAt'));
+  if (stored['announced'] !== undefined && stored['announced'] !== null) run.announced = row.boolean('announced');
   return run;
 }
 
@@ -405,6 +407,7 @@ export class TableRunLedger implements RunLedger {
     if (query.until !== undefined) filters.push(odata`RowKey lt ${runIdStamp(query.until, 'until')}`);
     if (query.status !== undefined) filters.push(odata`status eq ${query.status}`);
     if (query.currency !== undefined) filters.push(odata`currency eq ${query.currency.toUpperCase()}`);
+    if (query.unannounced === true) filters.push(odata`announced eq ${false}`);
     const limit = query.limit;
     if (limit !== undefined && limit <= 0) return [];
     // The service returns rows in ascending RowKey (start time) order; keep only the newest `limit`.
