@@ -73,6 +73,7 @@ export function buildSharedDeps(config: Config, env: Record<string, string | und
     telemetry: buildTelemetry(config, env),
     manifests: new ManifestCache(),
     newRunId,
+    sleep: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
   };
 }
 

@@ -26,6 +26,8 @@ export interface PipelineDeps {
   manifests: ManifestCache;
   /** Run id factory (tests make it deterministic). */
   newRunId(now: Date): string;
+  /** Waits between in-process retries of a write (tests make it instant). */
+  sleep(ms: number): Promise<void>;
 }
 
 /** In-process cache of the newest manifest of each run, so copy workers need not ask Graph for every blob. */

@@ -36,63 +36,101 @@ export interface RunManifest {
 
 /**
  * The fan-in, with no claim that a dead worker could hold: whoever sees every blob of a copying run copied
- * (the last copy, a redelivered message, a status check or the supervisor) completes it. Every step is
- * idempotent: manifest.json is created once (a second finisher reads the one that is there and takes its
- * completedAt), latest.json only ever moves to a newer run, and the ETag-conditional move to `succeeded` lets
- * exactly one finisher send ExportRunCompleted. Before manifest.json is written, the run folder is listed once:
- * a blob that went missing (a deleted container, say) is set back to pending and copied again.
+ * (the last copy, a redelivered message, a status check or the supervisor) completes it.
+ *
+ * 1. The run folder is listed once: a blob that went missing (a deleted container, say) is set back to pending
+ *    and copied again.
+ * 2. The run is *committed* (`committedAt`, ETag-conditional): from here it can only succeed. A failure racing the
+ *    finisher either lands first (the commit then loses and nothing is written) or finds the run committed and
+ *    completes it instead of failing it: a folder with manifest.json is never reported failed.
+ * 3. manifest.json is created once (a second finisher takes the one that is there, and its completedAt), then
+ *    latest.json (only ever moved to a newer run), then the ETag-conditional move to `succeeded`, which lets
+ *    exactly one finisher send ExportRunCompleted.
  */
 export async function finalizeRunIfComplete(deps: PipelineDeps, runId: string): Promise<void> {
   await withRun(deps, runId, async (current) => {
     const run = current.value;
     if (run.status !== 'copying') return undefined;
+    if (run.committedAt !== undefined) return outcome(await completeCommitted(deps, current));
     const blobs = await deps.ledger.listBlobs(runId);
     const copied = blobs.filter((b) => b.status === 'copied');
     const bytes = copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0);
     const expected = run.blobCount ?? blobs.length;
     if (copied.length < expected) {
-      // Progress only: conditional, so a late writer never lowers the counts of a run that moved on.
+      // Progress only: conditional, so a late writer never lowers the counts of a run that moved on. Progress
+      // also gives the run its resumes back: the supervisor limits runs that stopped, not long ones.
       if (copied.length > run.blobsCopied) {
         await deps.ledger.updateRun(
           runId,
-          { blobsCopied: copied.length, byteCount: bytes, updatedAt: deps.clock.now().toISOString() },
+          {
+            blobsCopied: copied.length,
+            byteCount: bytes,
+            updatedAt: deps.clock.now().toISOString(),
+            ...(run.resumes ? { resumes: 0 } : {}),
+          },
           current.etag,
         );
       }
       return undefined;
     }
     const fromManifest = await completeFromManifest(deps, current);
-    if (fromManifest === 'succeeded') return { done: true, value: undefined };
-    if (fromManifest === 'race') return { done: false };
+    if (fromManifest === 'foreign') {
+      throw new ExportError(
+        'MANIFEST_INVALID',
+        `${run.path}/manifest.json exists but does not belong to run ${runId}.`,
+      );
+    }
+    if (fromManifest !== 'absent') return outcome(fromManifest);
     if (!(await destinationHolds(deps, run, copied))) return undefined;
-    crashPoint('finalize.beforeManifest');
-    const completedAt = deps.clock.now().toISOString();
-    const manifest = await writeManifest(deps, run, sortedBlobs(copied), bytes, completedAt);
-    crashPoint('finalize.afterManifest');
-    return (await finishFrom(deps, current, manifest)) ? { done: true, value: undefined } : { done: false };
+    const committed = await advance(deps, current, 'copying', {
+      committedAt: deps.clock.now().toISOString(),
+      blobsCopied: copied.length,
+      byteCount: bytes,
+    });
+    if (committed === undefined) return { done: false };
+    const latest = await deps.ledger.getRun(runId);
+    if (latest === undefined) return undefined;
+    return outcome(await completeCommitted(deps, latest));
   });
+}
+
+function outcome(result: 'succeeded' | 'race'): { done: true; value: undefined } | { done: false } {
+  return result === 'succeeded' ? { done: true, value: undefined } : { done: false };
+}
+
+/**
+ * Completes a committed run (every blob verified in the destination): manifest.json (created once), latest.json,
+ * `succeeded`. 'race' when the run row changed meanwhile (read it again).
+ */
+export async function completeCommitted(
+  deps: PipelineDeps,
+  current: Versioned<RunRecord>,
+): Promise<'succeeded' | 'race'> {
+  const run = current.value;
+  const copied = (await deps.ledger.listBlobs(run.runId)).filter((b) => b.status === 'copied');
+  const bytes = copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0);
+  crashPoint('finalize.beforeManifest');
+  const manifest = await writeManifest(deps, run, sortedBlobs(copied), bytes, deps.clock.now().toISOString());
+  crashPoint('finalize.afterManifest');
+  return (await finishFrom(deps, current, manifest)) ? 'succeeded' : 'race';
 }
 
 /**
  * Completes a copying run whose folder already holds its manifest.json (a finisher that died after writing it,
  * or a failure after it): latest.json, then `succeeded` with the manifest's counts and completedAt.
- * 'absent' when there is no manifest.json yet; 'race' when the run row changed meanwhile (read it again).
+ * 'absent' when there is no manifest.json yet; 'foreign' when the file there is not this run's; 'race' when the
+ * run row changed meanwhile (read it again).
  */
 export async function completeFromManifest(
   deps: PipelineDeps,
   current: Versioned<RunRecord>,
-): Promise<'succeeded' | 'race' | 'absent'> {
+): Promise<'succeeded' | 'race' | 'absent' | 'foreign'> {
   const run = current.value;
   if (run.path === undefined) return 'absent';
   const found = await deps.destination.readJson(`${run.path}/manifest.json`);
   if (found === undefined) return 'absent';
   const manifest = found.value as Partial<RunManifest> | null;
-  if (manifest === null || typeof manifest !== 'object' || manifest.runId !== run.runId) {
-    throw new ExportError(
-      'MANIFEST_INVALID',
-      `${run.path}/manifest.json exists but does not belong to run ${run.runId}; left as it is.`,
-    );
-  }
+  if (manifest === null || typeof manifest !== 'object' || manifest.runId !== run.runId) return 'foreign';
   return (await finishFrom(deps, current, manifest as RunManifest)) ? 'succeeded' : 'race';
 }
 

@@ -64,6 +64,12 @@ export async function getRunDetails(runId: string, deps: PipelineDeps): Promise<
 
 /** A run as shown to operators (internal coordination fields left out). */
 export function publicRun(run: RunRecord): RunRecord {
-  const { copiesQueuedAt: _copies, startAttempts: _attempts, announced: _announced, ...rest } = run;
+  const {
+    copiesQueuedAt: _copies,
+    startAttempts: _attempts,
+    announced: _announced,
+    committedAt: _committed,
+    ...rest
+  } = run;
   return rest;
 }

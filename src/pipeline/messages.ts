@@ -6,7 +6,14 @@ import type { CopyMessage, StatusMessage } from './ports';
 const runId = z.string().refine(isRunId, 'is not a run id');
 
 const statusSchema = z.discriminatedUnion('kind', [
-  z.object({ version: z.literal(1), kind: z.literal('start'), runId }).strict(),
+  z
+    .object({
+      version: z.literal(1),
+      kind: z.literal('start'),
+      runId,
+      attempt: z.number().int().min(0).max(1000).optional(),
+    })
+    .strict(),
   z
     .object({
       version: z.literal(1),
@@ -47,7 +54,7 @@ export function parseStatusMessage(raw: unknown): StatusMessage {
   if (!result.success) {
     throw new ExportError(
       'MESSAGE_INVALID',
-      `Invalid export-status message: ${describe(result.error)}. Accepted: {"version":1,"kind":"start"|"poll","runId":"<run id>","attempt":<n> (poll only),"operationUrl":"https://…" (poll only, optional)}.`,
+      `Invalid export-status message: ${describe(result.error)}. Accepted: {"version":1,"kind":"start"|"poll","runId":"<run id>","attempt":<n>,"operationUrl":"https://…" (poll only, optional)}.`,
     );
   }
   return result.data;

@@ -38,7 +38,7 @@ export async function pollExportStatus(message: StatusMessage, deps: PipelineDep
         return;
       case 'starting':
         if (message.kind === 'start') {
-          await requestExport(deps, found);
+          await requestExport(deps, found, message.attempt ?? run.startAttempts ?? 0);
         } else if (message.operationUrl !== undefined) {
           await adoptOperation(deps, found, message.operationUrl, message.attempt);
         } else {
@@ -103,7 +103,8 @@ async function poll(deps: PipelineDeps, current: Versioned<RunRecord>, attempt: 
     if (isExportError(error) && error.retryable && error.retryAfterSeconds !== undefined && waitedMs < maxWaitMs) {
       const delay = clampDelay(deps, error.retryAfterSeconds);
       log.info(`Graph asked to wait (${error.code}); next status check in ${delay} s.`);
-      await scheduleCheck(deps, current, attempt, delay, run.polls);
+      // Counted like any check, so two deliveries of a throttled check cannot both go on as two chains.
+      await scheduleCheck(deps, current, run.polls + 1, delay, run.polls + 1);
       return;
     }
     throw error;

@@ -125,6 +125,11 @@ export interface RunRecord extends RunIdentity {
   startAttempts?: number | undefined;
   /** Set once every copy message of the run was sent (ISO); until then a status message re-sends them. */
   copiesQueuedAt?: string | undefined;
+  /**
+   * Set (conditionally) by the finisher once every blob is verified in the destination, before manifest.json is
+   * written: from then on the run can only succeed, and a failure that races the finisher completes it instead.
+   */
+  committedAt?: string | undefined;
   /** False from the write that ended the run until its end event was sent; the supervisor sends what a crash lost. */
   announced?: boolean | undefined;
 }
@@ -195,7 +200,13 @@ export interface RunLedger {
 
 /** Messages of the export-status queue. */
 export type StatusMessage =
-  | { version: 1; kind: 'start'; runId: string }
+  | {
+      version: 1;
+      kind: 'start';
+      runId: string;
+      /** The run's start attempts when this start was scheduled: an older one is a stale duplicate. */
+      attempt?: number | undefined;
+    }
   | {
       version: 1;
       kind: 'poll';

@@ -2,7 +2,7 @@ import { crashPoint } from '../crashPoints';
 import { classifyError, type ErrorCode, errorMessage } from '../errors';
 import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
-import { completeFromManifest } from './finalizeRun';
+import { completeCommitted, completeFromManifest } from './finalizeRun';
 import { startLockKey } from './layout';
 import type { Logger, RunRecord, RunStatus, Versioned } from './ports';
 import { TERMINAL_STATUSES } from './ports';
@@ -178,6 +178,16 @@ export async function endRun(
       const completed = await completeFromManifest(deps, current);
       if (completed === 'race') return { done: false };
       if (completed === 'succeeded') return { done: true, value: 'succeeded' as RunStatus };
+      if (completed === 'absent' && current.value.committedAt !== undefined) {
+        // The finisher verified every blob and committed the run before this failure landed: complete it.
+        try {
+          const committed = await completeCommitted(deps, current);
+          return committed === 'race' ? { done: false } : { done: true, value: 'succeeded' as RunStatus };
+        } catch (error) {
+          // manifest.json cannot be written (a terminal refusal): then the folder is not complete, and fails.
+          if (classifyError(error).retryable) throw error;
+        }
+      }
     }
     const moved = await advance(deps, current, status, { ...fields, errorCode, error: redact(reason) });
     return moved === undefined ? { done: false } : { done: true, value: status as RunStatus };

@@ -36,10 +36,11 @@ const START_GRACE_MS = 2 * 60_000;
 /** Attempts to have Graph accept an export before the run fails. */
 const MAX_START_ATTEMPTS = 10;
 
-/** In-process attempts of a host-storage write that must not be lost (the operation URL, the first status check). */
-const RECORD_ATTEMPTS = 3;
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/**
+ * Waits between in-process attempts of a write that must not be lost once Graph accepted an export (the operation
+ * URL, the first status check): about a minute in all, so a short host-storage outage never costs a second export.
+ */
+const RECORD_RETRY_DELAYS_MS = [250, 500, 1000, 2000, 4000, 8000, 15000, 30000];
 
 /**
  * Starts one run per (currency × period), each on its own: one that fails does not keep the others from starting.
@@ -118,19 +119,18 @@ async function startOne(
   crashPoint('start.afterLock');
   if (holder !== undefined) {
     const held = await waitForRow(deps, holder);
-    deps.logger
-      .child({ runId: holder, currency, billingPeriod, attributeSet })
-      .info(
-        `An export for ${currency} ${billingPeriod} ${attributeSet} is already in flight (run ${holder}); not starting another.`,
-      );
-    return {
-      runId: holder,
-      currency,
-      billingPeriod,
-      attributeSet,
-      status: held?.value.status ?? 'starting',
-      alreadyInFlight: true,
-    };
+    const log = deps.logger.child({ runId: holder, currency, billingPeriod, attributeSet });
+    if (held === undefined) {
+      // The holder took the lock and never wrote its run: it died there. Its lock is replaced 2 minutes after it
+      // was taken; until then nothing starts, and saying "in flight" would hide that.
+      const error = `Run ${holder} holds the start lock of ${currency} ${billingPeriod} ${attributeSet} but never recorded itself (its process stopped); the lock is replaced 2 minutes after it was taken. Start again then.`;
+      log.warn(error);
+      return { runId: holder, currency, billingPeriod, attributeSet, status: 'starting', alreadyInFlight: true, error };
+    }
+    log.info(
+      `An export for ${currency} ${billingPeriod} ${attributeSet} is already in flight (run ${holder}); not starting another.`,
+    );
+    return { runId: holder, currency, billingPeriod, attributeSet, status: held.value.status, alreadyInFlight: true };
   }
   const run: RunRecord = {
     runId,
@@ -146,6 +146,7 @@ async function startOne(
     blobsCopied: 0,
     byteCount: 0,
     startAttempts: 0,
+    nextCheckAt: new Date(now.getTime() + 120_000).toISOString(),
   };
   await deps.ledger.createRun(run);
   crashPoint('start.afterRunRow');
@@ -161,7 +162,7 @@ async function startOne(
   };
   try {
     const current = await deps.ledger.getRun(runId);
-    if (current !== undefined) result.status = await requestExport(deps, current);
+    if (current !== undefined) result.status = await requestExport(deps, current, 0);
   } catch (error) {
     // The run exists; what failed is left to the retried message or the supervisor. Reported with the others.
     result.error = redact(errorMessage(classifyError(error)));
@@ -180,22 +181,34 @@ async function waitForRow(deps: PipelineDeps, runId: string): Promise<Versioned<
   for (let attempt = 0; attempt < 10; attempt++) {
     const found = await deps.ledger.getRun(runId);
     if (found !== undefined) return found;
-    await sleep(200);
+    await deps.sleep(200);
   }
   return undefined;
 }
 
 /**
- * Asks Graph for the export of a run in `starting` (read as `current`). The attempt is first marked on the run
- * (ETag-conditional), so of two deliveries of the same start message only one calls Graph. A transient failure
+ * Asks Graph for the export of a run in `starting` (read as `current`), as start attempt `expected` + 1. A start
+ * (message) scheduled when the run had made `expected` attempts goes on only while that is still so, and marks the
+ * attempt on the run first (ETag-conditional): of two deliveries of one start, or a start and the supervisor's
+ * re-send of it, only one calls Graph; a stale one is dropped. A transient failure
  * schedules a `start` message (retried with a delay); a terminal one fails the run. Once Graph accepted, the
  * operation URL is recorded and the first status check scheduled, each with in-process retries; the check
  * carries the operation URL when it could not be recorded, so no export is ever requested twice because a
  * write failed. Only a process that dies between Graph's answer and those writes leaves the run to the
  * supervisor, which then requests a second export (and says so).
  */
-export async function requestExport(deps: PipelineDeps, current: Versioned<RunRecord>): Promise<RunStatus> {
-  const attempt = (current.value.startAttempts ?? 0) + 1;
+export async function requestExport(
+  deps: PipelineDeps,
+  current: Versioned<RunRecord>,
+  expected: number,
+): Promise<RunStatus> {
+  if ((current.value.startAttempts ?? 0) !== expected) {
+    runLogger(deps, current.value).info(
+      `Start attempt ${expected + 1} was already made (the run is at ${current.value.startAttempts ?? 0}): this start is a duplicate.`,
+    );
+    return current.value.status;
+  }
+  const attempt = expected + 1;
   const claimed = await advance(deps, current, 'starting', {
     startAttempts: attempt,
     nextCheckAt: new Date(deps.clock.now().getTime() + 120_000).toISOString(),
@@ -222,7 +235,7 @@ export async function requestExport(deps: PipelineDeps, current: Versioned<RunRe
   const nextCheckAt = new Date(deps.clock.now().getTime() + delay * 1000).toISOString();
   let recorded = false;
   try {
-    recorded = await retrying(log, 'recording the Graph operation', () =>
+    recorded = await retrying(deps, log, 'recording the Graph operation', () =>
       withRun(deps, run.runId, async (latest) => {
         if (latest.value.status !== 'starting')
           return { done: true, value: latest.value.operationUrl === operationUrl };
@@ -236,7 +249,7 @@ export async function requestExport(deps: PipelineDeps, current: Versioned<RunRe
     );
   }
   crashPoint('start.afterWaitingWrite');
-  await retrying(log, 'scheduling the first status check', () =>
+  await retrying(deps, log, 'scheduling the first status check', () =>
     deps.queue.sendStatus(
       { version: 1, kind: 'poll', runId: run.runId, attempt: 0, ...(recorded ? {} : { operationUrl }) },
       delay,
@@ -275,20 +288,25 @@ async function startFailed(deps: PipelineDeps, run: RunRecord, attempt: number, 
     nextCheckAt: new Date(deps.clock.now().getTime() + delay * 1000).toISOString(),
     updatedAt: deps.clock.now().toISOString(),
   });
-  await deps.queue.sendStatus({ version: 1, kind: 'start', runId: run.runId }, delay);
+  await deps.queue.sendStatus({ version: 1, kind: 'start', runId: run.runId, attempt }, delay);
   return 'starting';
 }
 
-/** Runs a host-storage write up to RECORD_ATTEMPTS times; a terminal failure (a missing role) is not retried. */
-async function retrying<T>(log: ReturnType<typeof runLogger>, what: string, write: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
+/** Runs a host-storage write with in-process retries for about a minute; a terminal failure is not retried. */
+async function retrying<T>(
+  deps: PipelineDeps,
+  log: ReturnType<typeof runLogger>,
+  what: string,
+  write: () => Promise<T>,
+): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
     try {
       return await write();
     } catch (error) {
-      const classified = classifyError(error);
-      if (!classified.retryable || attempt >= RECORD_ATTEMPTS) throw error;
-      log.info(`${what} failed (attempt ${attempt}), trying again: ${redact(errorMessage(error))}`);
-      await sleep(250 * 2 ** attempt);
+      const wait = RECORD_RETRY_DELAYS_MS[attempt];
+      if (!classifyError(error).retryable || wait === undefined) throw error;
+      log.info(`${what} failed (attempt ${attempt + 1}), trying again in ${wait} ms: ${redact(errorMessage(error))}`);
+      await deps.sleep(wait);
     }
   }
 }

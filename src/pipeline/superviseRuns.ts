@@ -29,7 +29,8 @@ async function announceLostEnds(deps: PipelineDeps, now: Date): Promise<number> 
   let sent = 0;
   for (const run of await deps.ledger.listRuns({ unannounced: true, since })) {
     if (!isTerminal(run.status) || run.announced !== false) continue;
-    if (now.getTime() - Date.parse(run.completedAt ?? run.updatedAt) < ANNOUNCE_GRACE_MS) continue;
+    // From the ending write itself (updatedAt), not completedAt, which may come from an older manifest.json.
+    if (now.getTime() - Date.parse(run.updatedAt) < ANNOUNCE_GRACE_MS) continue;
     runLogger(deps, run).warn(
       `The run ended ${run.status} but its end event was not sent (its process stopped): sending it now.`,
     );
@@ -135,10 +136,10 @@ async function resumeStep(deps: PipelineDeps, run: RunRecord): Promise<string> {
     case 'starting':
       if ((run.startAttempts ?? 0) > 0) {
         runLogger(deps, run).warn(
-          'The run never recorded Graph’s answer to its start (its process stopped there): asking Graph again, which may start a second export of the same data.',
+          'The run never recorded Graph’s answer to its start (its process stopped there, or the host storage was unreachable for over a minute): asking Graph again, which may start a second export of the same data.',
         );
       }
-      await deps.queue.sendStatus({ version: 1, kind: 'start', runId: run.runId }, 1);
+      await deps.queue.sendStatus({ version: 1, kind: 'start', runId: run.runId, attempt: run.startAttempts ?? 0 }, 1);
       return 'start';
     case 'waiting':
       await deps.queue.sendStatus({ version: 1, kind: 'poll', runId: run.runId, attempt: run.polls }, 1);

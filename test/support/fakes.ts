@@ -688,6 +688,9 @@ export function makeDeps(overrides: DepsOverrides = {}): FakeDeps {
     telemetry: new RecordingTelemetry(),
     logger: new CapturingLogger(),
     manifests: new ManifestCache(),
+    sleep: async () => {
+      await tick();
+    },
     newRunId(now: Date): string {
       counter += 1;
       const stamp = now.toISOString().replace(/[-:]/g, '').replace('.', '');

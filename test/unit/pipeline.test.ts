@@ -196,7 +196,7 @@ describe('startExports', () => {
     const runId = started!.runId;
     assert.deepEqual(
       deps.queue.statusSent.map((s) => [s.message, s.delaySeconds]),
-      [[{ version: 1, kind: 'start', runId }, 120]],
+      [[{ version: 1, kind: 'start', runId, attempt: 1 }, 120]],
     );
     assert.equal(run(deps, runId).status, 'starting');
     assert.match(run(deps, runId).lastError ?? '', /answered 429/);
@@ -365,9 +365,10 @@ describe('pollExportStatus', () => {
 
     assert.deepEqual(
       deps.queue.pendingStatus.map((s) => [s.message, s.delaySeconds]),
-      [[{ version: 1, kind: 'poll', runId, attempt: 0 }, 300]],
+      [[{ version: 1, kind: 'poll', runId, attempt: 1 }, 300]],
     );
     assert.equal(run(deps, runId).status, 'waiting');
+    assert.equal(run(deps, runId).polls, 1, 'a throttled check counts, so its duplicates cannot fork the chain');
   });
 
   it('rethrows a transient status-check failure without Retry-After so the queue retries, noting it as lastError', async () => {

@@ -339,3 +339,134 @@ describe('10. a missing role on the host storage', () => {
     assert.match(run.error ?? '', /Storage Table Data Contributor/);
   });
 });
+
+describe('races found in review', () => {
+  const flush = async (n = 300) => {
+    for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+  };
+
+  it('two overlapping deliveries of one start message call Graph once', async () => {
+    const deps = makeDeps(USD);
+    deps.graph.scriptStart(new ExportError('GRAPH_THROTTLED', 'throttled', { retryable: true, retryAfterSeconds: 5 }));
+    await startUsd(deps);
+    const start = deps.queue.takeStatus()[0];
+    assert.equal(start?.message.kind, 'start');
+    const original = deps.graph.startUnbilledExport.bind(deps.graph);
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let calls = 0;
+    deps.graph.startUnbilledExport = async (request) => {
+      calls += 1;
+      if (calls === 1) await gate; // delivery A: Graph is slow; the message becomes visible again
+      return original(request);
+    };
+    const a = pollExportStatus(parseStatusMessage(start!.raw), deps);
+    await flush();
+    const b = pollExportStatus(parseStatusMessage(start!.raw), deps); // delivery B of the same message
+    await flush();
+    release();
+    await Promise.allSettled([a, b]);
+    assert.equal(deps.graph.startCalls.length, 2, 'the throttled call and one accepted export');
+  });
+
+  it('a failure racing the finisher never leaves manifest.json in a failed run', async () => {
+    const deps = makeDeps(USD);
+    const runId = await startUsd(deps);
+    deps.graph.scriptOperation('*', succeeded(makeManifest({ blobNames: ['a.json.gz'] })));
+    const poll = deps.queue.takeStatus()[0];
+    assert.ok(poll !== undefined);
+    deps.clock.advanceSeconds(poll.delaySeconds);
+    await pollExportStatus(parseStatusMessage(poll.raw), deps);
+    const [copy] = deps.queue.takeCopies();
+    const write = deps.destination.writeJson.bind(deps.destination);
+    let raced = false;
+    deps.destination.writeJson = async (path, value, condition) => {
+      if (path.endsWith('/manifest.json') && !raced) {
+        raced = true;
+        // Between the finisher's read of the run and its manifest write, a poisoned message of the run lands.
+        await handlePoisonMessage('export-status-poison', poll.raw, deps);
+      }
+      return write(path, value, condition);
+    };
+    await copyExportBlob(parseCopyMessage(copy!), deps).catch(() => undefined);
+    const run = runOf(deps, runId);
+    const manifest = deps.destination.json(`${run.path}/manifest.json`);
+    assert.ok(raced);
+    assert.ok(!(manifest !== undefined && run.status === 'failed'), 'a folder with manifest.json reported failed');
+    assert.equal(run.status, 'succeeded');
+    assert.equal(deps.telemetry.failed.length, 0);
+    assert.equal(deps.telemetry.completed.length, 1);
+  });
+
+  it('a host-storage outage of a few seconds right after Graph accepted costs no second export', async () => {
+    const deps = makeDeps(USD);
+    const update = deps.ledger.updateRun.bind(deps.ledger);
+    const send = deps.queue.sendStatus.bind(deps.queue);
+    let updateFailures = 0;
+    let sendFailures = 0;
+    deps.ledger.updateRun = async (id, fields, etag) => {
+      if (fields.status === 'waiting' && updateFailures++ < 5) throw storageUnavailable();
+      return update(id, fields, etag);
+    };
+    deps.queue.sendStatus = async (message, delay) => {
+      if (sendFailures++ < 5) throw storageUnavailable();
+      return send(message, delay);
+    };
+    const runId = await startUsd(deps);
+    deps.ledger.updateRun = update;
+    deps.queue.sendStatus = send;
+    assert.equal(runOf(deps, runId).status, 'waiting');
+    deps.graph.scriptOperation('*', succeeded(makeManifest()));
+    assert.deepEqual((await drain(deps, deps.queue)).errors, []);
+    assert.equal(runOf(deps, runId).status, 'succeeded');
+    assert.equal(deps.graph.startCalls.length, 1);
+  });
+
+  it('duplicated status checks during a 429 storm collapse into one chain', async () => {
+    const deps = makeDeps(USD);
+    await startUsd(deps);
+    const first = deps.queue.takeStatus()[0];
+    assert.ok(first !== undefined);
+    deps.graph.scriptOperation(
+      '*',
+      new ExportError('GRAPH_THROTTLED', '429', { retryable: true, retryAfterSeconds: 30 }),
+    );
+    let pending = [first.raw, first.raw];
+    for (let round = 0; round < 5; round++) {
+      for (const raw of pending) await pollExportStatus(parseStatusMessage(raw), deps).catch(() => undefined);
+      pending = deps.queue.takeStatus().map((s) => s.raw);
+    }
+    assert.equal(pending.length, 1, `status checks in flight after 5 rounds: ${pending.length}`);
+  });
+
+  it('a run completed from an older manifest.json is announced once, even with a supervisor sweep meanwhile', async () => {
+    const deps = makeDeps(USD);
+    const runId = await startUsd(deps);
+    deps.graph.scriptOperation('*', succeeded(makeManifest({ blobNames: ['a.json.gz'] })));
+    await deliverNextStatus(deps);
+    const [copy] = deps.queue.takeCopies();
+    const write = deps.destination.writeJson.bind(deps.destination);
+    deps.destination.writeJson = async (path, value, condition) => {
+      const ok = await write(path, value, condition);
+      if (path.endsWith('/manifest.json')) throw new Error('process died after manifest.json');
+      return ok;
+    };
+    await copyExportBlob(parseCopyMessage(copy!), deps).catch(() => undefined);
+    deps.destination.writeJson = write;
+    deps.clock.advanceSeconds(20 * 60); // the redelivery comes 20 minutes later
+    const flushTelemetry = deps.telemetry.flush.bind(deps.telemetry);
+    let swept = false;
+    deps.telemetry.flush = async () => {
+      if (!swept) {
+        swept = true;
+        await superviseRuns(deps); // a sweep on another host while this process announces the end
+      }
+      return flushTelemetry();
+    };
+    await copyExportBlob(parseCopyMessage(copy!), deps);
+    assert.equal(runOf(deps, runId).status, 'succeeded');
+    assert.equal(deps.telemetry.completed.length, 1, 'one ExportRunCompleted');
+  });
+});

@@ -227,6 +227,7 @@ function runFields(run: Partial<RunRecord>): Record<string, Scalar | undefined> 
     startAttempts: run.startAttempts,
     copiesQueuedAt: run.copiesQueuedAt,
     announced: run.announced,
+    committedAt: run.committedAt,
   };
 }
 
@@ -273,6 +274,7 @@ function readRun(stored: StoredEntity, table: string): RunRecord {
   set('resumes', row.optNumber('resumes'));
   set('startAttempts', row.optNumber('startAttempts'));
   set('copiesQueuedAt', row.optString('copiesQueuedAt'));
+  set('committedAt', row.optString('committedAt'));
   if (stored['announced'] !== undefined && stored['announced'] !== null) run.announced = row.boolean('announced');
   return run;
 }
