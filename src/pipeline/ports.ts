@@ -1,4 +1,4 @@
-import type { AttributeSet, BillingPeriod } from '../config';
+import type { AttributeSet, BillingPeriod, DatasetId } from '../config';
 
 /** How a run was started: the timer, or by hand (HTTP endpoint, command line). */
 export type Trigger = 'schedule' | 'manual';
@@ -59,6 +59,10 @@ export interface RunIdentity {
   attributeSet: AttributeSet;
   trigger: Trigger;
   operationId?: string | undefined;
+  /** The dataset (src/datasets.ts); absent on rows written before datasets existed: unbilledUsage. */
+  dataset?: DatasetId | undefined;
+  /** The invoice of a billed dataset run. */
+  invoiceId?: string | undefined;
 }
 
 /** Application Insights custom events and metrics. Implementations must redact and never throw. */
@@ -142,6 +146,8 @@ export interface RunQuery {
   until?: string | undefined;
   status?: RunStatus | undefined;
   currency?: string | undefined;
+  dataset?: DatasetId | undefined;
+  invoiceId?: string | undefined;
   /** Newest first; at most this many. */
   limit?: number | undefined;
 }
