@@ -1,4 +1,5 @@
 import type { Config } from '../config';
+import type { PartnerInvoiceSource } from './invoiceDiscovery';
 import type {
   BillingExportApi,
   BlobCopier,
@@ -26,6 +27,8 @@ export interface PipelineDeps {
   manifests: ManifestCache;
   /** Run id factory (tests make it deterministic). */
   newRunId(now: Date): string;
+  /** The partner's invoices (Partner Center), for invoice discovery; absent when discovery is off. */
+  invoices?: PartnerInvoiceSource | undefined;
 }
 
 /** In-process cache of the newest manifest of each run, so copy workers need not ask Graph for every blob. */

@@ -41,8 +41,18 @@ export interface StartedExport {
   retryAfterSeconds: number | undefined;
 }
 
+/** The export request of one dataset run (built by src/datasets.ts exportRequestFor). */
+export interface ExportRequest {
+  dataset: DatasetId;
+  /** Export action path relative to the Graph root, e.g. `/reports/partners/billing/usage/billed/export`. */
+  path: string;
+  body: Record<string, string>;
+}
+
 /** The partner billing export API (Microsoft Graph, or its emulator). */
 export interface BillingExportApi {
+  /** Starts the export of any dataset. */
+  startExport(request: ExportRequest): Promise<StartedExport>;
   startUnbilledExport(request: {
     currencyCode: string;
     billingPeriod: BillingPeriod;
