@@ -1,9 +1,9 @@
 import { billingMonthFromRoot } from '../adapters/graph/operationParser';
+import { fallbackBillingMonth, layoutFor } from '../datasets';
 import { isExportError } from '../errors';
 import { safeUrl } from '../redact';
 import type { PipelineDeps } from './deps';
 import { finalizeRunIfComplete } from './finalizeRun';
-import { billingMonthFor, latestPath, runFolder } from './layout';
 import type { ExportManifest, RunRecord, StatusMessage } from './ports';
 import { endRunSuccessfully, endRunUnsuccessfully, handleStepError, isTerminal, runLogger } from './runLifecycle';
 import { clampDelay, requestExport } from './startExports';
@@ -112,16 +112,9 @@ async function poll(deps: PipelineDeps, run: RunRecord, attempt: number): Promis
 }
 
 async function fanOut(deps: PipelineDeps, run: RunRecord, manifest: ExportManifest): Promise<void> {
-  const { config } = deps;
   const now = deps.clock.now().toISOString();
-  const billingMonth =
-    billingMonthFromRoot(manifest.rootDirectory) ?? billingMonthFor(run.billingPeriod, run.startedAt);
-  const key = {
-    prefix: config.destination.prefix,
-    billingMonth,
-    currency: run.currency,
-    attributeSet: run.attributeSet,
-  };
+  const billingMonth = billingMonthFromRoot(manifest.rootDirectory) ?? fallbackBillingMonth(run, run.startedAt);
+  const layout = layoutFor(deps.config, run, billingMonth);
   const manifestFields: Partial<RunRecord> = {
     polls: run.polls,
     billingMonth,
@@ -139,7 +132,7 @@ async function fanOut(deps: PipelineDeps, run: RunRecord, manifest: ExportManife
   const log = runLogger(deps, merged);
 
   if (!run.force) {
-    const latest = await deps.destination.readJson(latestPath(key));
+    const latest = await deps.destination.readJson(layout.latestPath);
     const latestETag =
       latest !== undefined && typeof latest.value === 'object' && latest.value !== null
         ? (latest.value as { eTag?: unknown }).eTag
@@ -150,7 +143,7 @@ async function fanOut(deps: PipelineDeps, run: RunRecord, manifest: ExportManife
     }
   }
 
-  const path = runFolder(key, run.runId);
+  const path = layout.runFolder;
   deps.manifests.set(run.runId, manifest);
   const names = manifest.blobs.map((b) => b.name);
   await deps.ledger.addBlobs(run.runId, names);

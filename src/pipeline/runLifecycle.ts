@@ -1,7 +1,7 @@
+import { startLockKeyFor } from '../datasets';
 import { type ErrorCode, errorMessage, isExportError } from '../errors';
 import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
-import { startLockKey } from './layout';
 import type { Logger, RunRecord, RunStatus } from './ports';
 import { TERMINAL_STATUSES } from './ports';
 
@@ -13,6 +13,8 @@ export function runLogger(deps: PipelineDeps, run: RunRecord): Logger {
     billingPeriod: run.billingPeriod,
     attributeSet: run.attributeSet,
     operationId: run.operationId,
+    ...(run.dataset === undefined ? {} : { dataset: run.dataset }),
+    ...(run.invoiceId === undefined ? {} : { invoiceId: run.invoiceId }),
   });
 }
 
@@ -43,7 +45,7 @@ export async function endRunUnsuccessfully(
   const now = deps.clock.now().toISOString();
   const error = redact(reason);
   await deps.ledger.updateRun(run.runId, { status, completedAt: now, updatedAt: now, errorCode, error });
-  await deps.ledger.releaseStartLock(startLockKey(run.currency, run.billingPeriod, run.attributeSet), run.runId);
+  await deps.ledger.releaseStartLock(startLockKeyFor(run), run.runId);
   deps.manifests.delete(run.runId);
   const log = runLogger(deps, run);
   const ended = { ...run, status, completedAt: now };
@@ -65,7 +67,7 @@ export async function endRunSuccessfully(
 ): Promise<void> {
   const now = fields.completedAt ?? deps.clock.now().toISOString();
   await deps.ledger.updateRun(run.runId, { ...fields, status, completedAt: now, updatedAt: now });
-  await deps.ledger.releaseStartLock(startLockKey(run.currency, run.billingPeriod, run.attributeSet), run.runId);
+  await deps.ledger.releaseStartLock(startLockKeyFor(run), run.runId);
   deps.manifests.delete(run.runId);
   const ended = { ...run, ...fields, status, completedAt: now };
   runLogger(deps, ended).info(

@@ -1,8 +1,9 @@
-import type { AttributeSet, BillingPeriod } from '../config';
+import type { AttributeSet, BillingPeriod, DatasetId } from '../config';
+import { exportRequestFor, runLabel, startLockKeyFor } from '../datasets';
 import { errorMessage, isExportError } from '../errors';
 import { redact, safeUrl } from '../redact';
 import type { PipelineDeps } from './deps';
-import { startLockKey } from './layout';
+import { type ExportTarget, exportTargets } from './exportTargets';
 import type { RunRecord, RunStatus, Trigger } from './ports';
 import { endRunUnsuccessfully, isTerminal, runLogger } from './runLifecycle';
 
@@ -14,6 +15,10 @@ export interface StartRequest {
   attributeSet?: AttributeSet | undefined;
   /** Copy even when the Graph data eTag equals the newest complete run's. */
   force?: boolean | undefined;
+  /** Datasets to export (default EXPORT_DATASETS). */
+  datasets?: DatasetId[] | undefined;
+  /** Invoices of the billed datasets (default: invoice discovery, when on). */
+  invoiceIds?: string[] | undefined;
 }
 
 /** One (currency, period) of a start: the run it created, or the run already in flight. */
@@ -25,6 +30,9 @@ export interface StartedRun {
   status: RunStatus;
   /** True when a run for the same currency, period and attribute set was already in flight (no new export). */
   alreadyInFlight: boolean;
+  dataset: DatasetId;
+  /** The invoice of a billed dataset run. */
+  invoiceId?: string | undefined;
 }
 
 /**
@@ -32,47 +40,32 @@ export interface StartedRun {
  * asks Graph for the export and schedules its first status check.
  */
 export async function startExports(request: StartRequest, deps: PipelineDeps): Promise<StartedRun[]> {
-  const { config } = deps;
-  const currencies = request.currencies ?? config.currencies;
-  const periods = request.billingPeriods ?? config.billingPeriods;
-  const attributeSet = request.attributeSet ?? config.attributeSet;
+  const { targets, problems } = await exportTargets(request, deps);
   await deps.destination.ensureContainer();
   const started: StartedRun[] = [];
-  for (const currency of currencies) {
-    for (const billingPeriod of periods) {
-      started.push(await startOne(deps, request, currency, billingPeriod, attributeSet));
-    }
-  }
+  for (const target of targets) started.push(await startOne(deps, request, target));
+  // Invoice discovery failed: the other exports started; the invocation still fails so the problem is seen.
+  if (problems[0] !== undefined) throw problems[0];
   return started;
 }
 
-async function startOne(
-  deps: PipelineDeps,
-  request: StartRequest,
-  currency: string,
-  billingPeriod: BillingPeriod,
-  attributeSet: AttributeSet,
-): Promise<StartedRun> {
+async function startOne(deps: PipelineDeps, request: StartRequest, target: ExportTarget): Promise<StartedRun> {
+  const { currency, billingPeriod, attributeSet, dataset } = target;
+  const invoice = target.invoiceId === undefined ? {} : { invoiceId: target.invoiceId };
   const now = deps.clock.now();
   const runId = deps.newRunId(now);
   const maxAgeMs = deps.config.polling.maxWaitHours * 3600_000 + 3600_000;
-  const holder = await deps.ledger.acquireStartLock(
-    startLockKey(currency, billingPeriod, attributeSet),
-    runId,
-    async (holderRunId, since) => {
-      const held = await deps.ledger.getRun(holderRunId);
-      if (held === undefined || isTerminal(held.value.status)) return true;
-      // A run older than the maximum wait (plus copy time) is stuck: a new one may start.
-      return deps.clock.now().getTime() - Date.parse(since) > maxAgeMs;
-    },
-  );
+  const holder = await deps.ledger.acquireStartLock(startLockKeyFor(target), runId, async (holderRunId, since) => {
+    const held = await deps.ledger.getRun(holderRunId);
+    if (held === undefined || isTerminal(held.value.status)) return true;
+    // A run older than the maximum wait (plus copy time) is stuck: a new one may start.
+    return deps.clock.now().getTime() - Date.parse(since) > maxAgeMs;
+  });
   if (holder !== undefined) {
     const held = await deps.ledger.getRun(holder);
     deps.logger
-      .child({ runId: holder, currency, billingPeriod, attributeSet })
-      .info(
-        `An export for ${currency} ${billingPeriod} ${attributeSet} is already in flight (run ${holder}); not starting another.`,
-      );
+      .child({ runId: holder, currency, billingPeriod, attributeSet, dataset, ...invoice })
+      .info(`An export for ${runLabel(target)} is already in flight (run ${holder}); not starting another.`);
     return {
       runId: holder,
       currency,
@@ -80,6 +73,8 @@ async function startOne(
       attributeSet,
       status: held?.value.status ?? 'starting',
       alreadyInFlight: true,
+      dataset,
+      ...invoice,
     };
   }
   const run: RunRecord = {
@@ -88,6 +83,8 @@ async function startOne(
     currency,
     billingPeriod,
     attributeSet,
+    dataset,
+    ...invoice,
     force: request.force ?? false,
     status: 'starting',
     startedAt: now.toISOString(),
@@ -100,7 +97,7 @@ async function startOne(
   runLogger(deps, run).info(`Run started (${request.trigger}).`);
   deps.telemetry.runStarted(run);
   const status = await requestExport(deps, run, 0);
-  return { runId, currency, billingPeriod, attributeSet, status, alreadyInFlight: false };
+  return { runId, currency, billingPeriod, attributeSet, status, alreadyInFlight: false, dataset, ...invoice };
 }
 
 /**
@@ -110,11 +107,7 @@ async function startOne(
 export async function requestExport(deps: PipelineDeps, run: RunRecord, attempt: number): Promise<RunStatus> {
   const log = runLogger(deps, run);
   try {
-    const started = await deps.graph.startUnbilledExport({
-      currencyCode: run.currency,
-      billingPeriod: run.billingPeriod,
-      attributeSet: run.attributeSet,
-    });
+    const started = await deps.graph.startExport(exportRequestFor(run));
     const operationUrl = safeUrl(started.operationUrl);
     const operationId = operationUrl.split('/').pop() ?? '';
     const delay = clampDelay(deps, started.retryAfterSeconds ?? deps.config.polling.initialDelaySeconds);

@@ -145,6 +145,8 @@ export class InMemoryRunLedger implements RunLedger {
       .filter((r) => query.until === undefined || r.startedAt < query.until)
       .filter((r) => query.status === undefined || r.status === query.status)
       .filter((r) => query.currency === undefined || r.currency === query.currency)
+      .filter((r) => query.dataset === undefined || (r.dataset ?? 'unbilledUsage') === query.dataset)
+      .filter((r) => query.invoiceId === undefined || r.invoiceId === query.invoiceId)
       .sort((a, b) => (a.runId < b.runId ? 1 : a.runId > b.runId ? -1 : 0))
       .slice(0, query.limit ?? Number.POSITIVE_INFINITY);
   }
