@@ -105,6 +105,7 @@ describe('Application Insights telemetry', () => {
         ...dimensions,
         status: 'starting',
         trigger: 'schedule',
+        dataset: 'unbilledUsage', // issue 10: a dataset dimension on every event
       });
       assert.deepEqual(started.measurements, {});
       assert.equal(started.tags['ai.cloud.role'], 'csp-unbilled-export');
@@ -116,6 +117,7 @@ describe('Application Insights telemetry', () => {
         status: 'succeeded',
         operationId,
         trigger: 'schedule',
+        dataset: 'unbilledUsage', // issue 10: a dataset dimension on every event
       });
       assert.deepEqual(completed.measurements, measurements);
 
@@ -127,6 +129,7 @@ describe('Application Insights telemetry', () => {
         status: 'failed',
         operationId,
         trigger: 'manual',
+        dataset: 'unbilledUsage',
         errorCode: 'COPY_FAILED',
       });
       assert.equal(
