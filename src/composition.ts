@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
-import { EMULATOR_DEV_TOKEN } from './adapters/graph/devToken';
+import { EMULATOR_DEV_TOKEN, EMULATOR_PARTNER_CENTER_DEV_TOKEN } from './adapters/graph/devToken';
 import { GraphBillingExportApi } from './adapters/graph/graphBillingExportApi';
+import { PartnerCenterInvoiceApi } from './adapters/graph/partnerCenterInvoiceApi';
 import { StorageMessageQueue } from './adapters/queue/storageMessageQueue';
 import { ServerSideBlobCopier } from './adapters/storage/blobCopier';
 import { BlobDestination } from './adapters/storage/blobDestination';
@@ -25,6 +26,23 @@ export const emulatorCredential: TokenCredential = {
     return { token: EMULATOR_DEV_TOKEN, expiresOnTimestamp: Date.now() + 3600_000 };
   },
 };
+
+/** A credential that always returns the emulator's fixed Partner Center development token (emulator mode only). */
+export const emulatorPartnerCenterCredential: TokenCredential = {
+  async getToken() {
+    return { token: EMULATOR_PARTNER_CENTER_DEV_TOKEN, expiresOnTimestamp: Date.now() + 3600_000 };
+  },
+};
+
+/**
+ * The credential used for the Partner Center invoices API: the same @azure/identity settings as Graph (an app
+ * registered in Partner Center), asked for the Partner Center scope only; the fixed development token in emulator mode.
+ */
+export function partnerCenterCredential(config: Config, env: Record<string, string | undefined>): TokenCredential {
+  if (config.partnerCenter.emulator) return emulatorPartnerCenterCredential;
+  const clientId = env['AZURE_CLIENT_ID'];
+  return new DefaultAzureCredential(clientId === undefined ? {} : { managedIdentityClientId: clientId });
+}
 
 /** The credential used for Microsoft Graph. */
 export function graphCredential(config: Config, env: Record<string, string | undefined>): TokenCredential {
@@ -62,7 +80,17 @@ export function buildSharedDeps(config: Config, env: Record<string, string | und
     caCertPem,
   });
   const destinationBlobs = createBlobServiceClient(config.destination.connection);
+  const invoices =
+    config.invoiceDiscovery.mode === 'partnerCenter'
+      ? new PartnerCenterInvoiceApi({
+          baseUrl: config.partnerCenter.baseUrl,
+          credential: partnerCenterCredential(config, env),
+          emulator: config.partnerCenter.emulator,
+          caCertPem: config.partnerCenter.emulator ? caCertPem : undefined,
+        })
+      : undefined;
   return {
+    invoices,
     config,
     graph,
     ledger: new TableRunLedger(config.hostStorage),

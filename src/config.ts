@@ -9,6 +9,14 @@ export type BillingPeriod = (typeof BILLING_PERIODS)[number];
 export const ATTRIBUTE_SETS = ['full', 'basic'] as const;
 export type AttributeSet = (typeof ATTRIBUTE_SETS)[number];
 
+/** The partner billing datasets Graph exports (issue 10; descriptions in src/datasets.ts). */
+export const DATASET_IDS = ['unbilledUsage', 'unbilledReconciliation', 'billedUsage', 'billedReconciliation'] as const;
+export type DatasetId = (typeof DATASET_IDS)[number];
+
+/** How new invoices are found for the billed datasets. */
+export const INVOICE_DISCOVERY_MODES = ['off', 'partnerCenter'] as const;
+export type InvoiceDiscoveryMode = (typeof INVOICE_DISCOVERY_MODES)[number];
+
 /** How to reach a storage account: a connection string, or endpoints reached with a (managed) identity. */
 export type StorageConnection =
   | { kind: 'connectionString'; connectionString: string }
@@ -36,7 +44,28 @@ export interface Config {
     caCertFile: string | undefined;
   };
   hostStorage: StorageConnection;
-  destination: { connection: StorageConnection; container: string; prefix: string };
+  destination: {
+    connection: StorageConnection;
+    container: string;
+    /** Folder of the unbilled usage dataset (DESTINATION_PREFIX). */
+    prefix: string;
+    /** Folder of every dataset (unbilledUsage is `prefix`). */
+    prefixes: Record<DatasetId, string>;
+  };
+  /** Datasets the timer exports (EXPORT_DATASETS); the HTTP endpoint and the command line may narrow them. */
+  datasets: DatasetId[];
+  /** Finding new invoices for the billed datasets. */
+  invoiceDiscovery: {
+    mode: InvoiceDiscoveryMode;
+    /** Invoices dated in the current month and this many months before it are considered. */
+    months: number;
+  };
+  partnerCenter: {
+    /** Partner Center API root, e.g. https://api.partnercenter.microsoft.com/v1. */
+    baseUrl: string;
+    /** Loopback root: the emulator's invoices list with the fixed development token. */
+    emulator: boolean;
+  };
   polling: {
     /** First delay when Graph gives no Retry-After, doubled on each poll. */
     initialDelaySeconds: number;
@@ -131,6 +160,48 @@ export const SETTINGS: readonly SettingInfo[] = [
     required: false,
     default: 'unbilled-usage',
     description: 'Folder inside the container.',
+  },
+  {
+    name: 'EXPORT_DATASETS',
+    required: false,
+    default: 'unbilledUsage',
+    description: 'Datasets exported: any of unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation.',
+  },
+  {
+    name: 'DESTINATION_PREFIX_UNBILLED_RECONCILIATION',
+    required: false,
+    default: 'unbilled-reconciliation',
+    description: 'Folder of the unbilled invoice reconciliation dataset.',
+  },
+  {
+    name: 'DESTINATION_PREFIX_BILLED_USAGE',
+    required: false,
+    default: 'billed-usage',
+    description: 'Folder of the billed daily-rated usage dataset (per invoice).',
+  },
+  {
+    name: 'DESTINATION_PREFIX_BILLED_RECONCILIATION',
+    required: false,
+    default: 'billed-reconciliation',
+    description: 'Folder of the billed invoice reconciliation dataset (per invoice).',
+  },
+  {
+    name: 'EXPORT_INVOICE_DISCOVERY',
+    required: false,
+    default: 'off',
+    description: 'off, or partnerCenter: the timer finds new invoices for the billed datasets.',
+  },
+  {
+    name: 'EXPORT_INVOICE_MONTHS',
+    required: false,
+    default: '3',
+    description: 'Invoice discovery looks at invoices of the current month and this many months before.',
+  },
+  {
+    name: 'PARTNER_CENTER_BASE_URL',
+    required: false,
+    default: 'https://api.partnercenter.microsoft.com/v1',
+    description: 'Partner Center API root for invoice discovery; a loopback URL selects emulator mode.',
   },
   {
     name: 'EXPORT_POLL_INITIAL_SECONDS',
@@ -281,6 +352,49 @@ export function parseAttributeSet(value: string, setting: string, problems: stri
     return 'full';
   }
   return set as AttributeSet;
+}
+
+/** Parses a comma-separated dataset list. */
+export function parseDatasets(value: string, setting: string, problems: string[]): DatasetId[] {
+  const accepted = `accepted: any of ${DATASET_IDS.join(', ')}, comma-separated`;
+  const datasets: DatasetId[] = [];
+  for (const item of list(value)) {
+    const id = DATASET_IDS.find((d) => d.toLowerCase() === item.toLowerCase());
+    if (id === undefined) problems.push(`${setting}: "${item}" is not a dataset; ${accepted}`);
+    else if (!datasets.includes(id)) datasets.push(id);
+  }
+  if (datasets.length === 0 && !problems.some((p) => p.startsWith(setting))) {
+    problems.push(`${setting}: no dataset given; ${accepted}`);
+  }
+  return datasets;
+}
+
+/** Invoice ids as Partner Center writes them (e.g. G000000001, D02005YFHI): letters and digits, up to 32. */
+export function isInvoiceId(value: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/.test(value);
+}
+
+/** Parses a comma-separated invoice id list (upper-cased). */
+export function parseInvoiceIds(value: string, setting: string, problems: string[]): string[] {
+  const ids: string[] = [];
+  for (const item of list(value)) {
+    if (!isInvoiceId(item)) {
+      problems.push(`${setting}: "${item}" is not an invoice id; letters and digits are accepted, e.g. G000000001`);
+    } else if (!ids.includes(item.toUpperCase())) {
+      ids.push(item.toUpperCase());
+    }
+  }
+  return ids;
+}
+
+function folderPath(value: string, setting: string, problems: string[]): string {
+  const prefix = value.replace(/^\/+|\/+$/g, '');
+  if (prefix === '' || prefix.split('/').some((s) => s === '' || s === '.' || s === '..') || /[\\?#]/.test(prefix)) {
+    problems.push(
+      `${setting}: "${prefix}" is not a folder path; non-empty segments separated by "/", no "..", "\\", "?" or "#"`,
+    );
+  }
+  return prefix;
 }
 
 function checkUrl(value: string, setting: string, problems: string[], what: string): string {
@@ -442,6 +556,52 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
 
+  const prefixes: Record<DatasetId, string> = {
+    unbilledUsage: prefix,
+    unbilledReconciliation: folderPath(
+      read(env, 'DESTINATION_PREFIX_UNBILLED_RECONCILIATION') ?? 'unbilled-reconciliation',
+      'DESTINATION_PREFIX_UNBILLED_RECONCILIATION',
+      problems,
+    ),
+    billedUsage: folderPath(
+      read(env, 'DESTINATION_PREFIX_BILLED_USAGE') ?? 'billed-usage',
+      'DESTINATION_PREFIX_BILLED_USAGE',
+      problems,
+    ),
+    billedReconciliation: folderPath(
+      read(env, 'DESTINATION_PREFIX_BILLED_RECONCILIATION') ?? 'billed-reconciliation',
+      'DESTINATION_PREFIX_BILLED_RECONCILIATION',
+      problems,
+    ),
+  };
+  const prefixOwners = new Map<string, string>();
+  for (const [dataset, folder] of Object.entries(prefixes)) {
+    const other = prefixOwners.get(folder);
+    if (other !== undefined) {
+      problems.push(
+        `The datasets ${other} and ${dataset} share the folder "${folder}"; give each dataset its own DESTINATION_PREFIX_* folder`,
+      );
+    }
+    prefixOwners.set(folder, dataset);
+  }
+  const datasets = parseDatasets(read(env, 'EXPORT_DATASETS') ?? 'unbilledUsage', 'EXPORT_DATASETS', problems);
+  const discoveryRaw = read(env, 'EXPORT_INVOICE_DISCOVERY') ?? 'off';
+  const discoveryMode = INVOICE_DISCOVERY_MODES.find((m) => m.toLowerCase() === discoveryRaw.toLowerCase());
+  if (discoveryMode === undefined) {
+    problems.push(`EXPORT_INVOICE_DISCOVERY: "${discoveryRaw}" is not accepted; off or partnerCenter`);
+  }
+  const invoiceMonths = number(env, 'EXPORT_INVOICE_MONTHS', 3, 0, 24, problems);
+  const partnerCenterRaw = read(env, 'PARTNER_CENTER_BASE_URL') ?? 'https://api.partnercenter.microsoft.com/v1';
+  const partnerCenterBaseUrl = checkUrl(
+    partnerCenterRaw,
+    'PARTNER_CENTER_BASE_URL',
+    problems,
+    'accepted: https://api.partnercenter.microsoft.com/v1, or a loopback https URL of the partner billing emulator',
+  );
+  if (!partnerCenterBaseUrl.startsWith('https://') && problems.every((p) => !p.startsWith('PARTNER_CENTER_BASE_URL'))) {
+    problems.push(`PARTNER_CENTER_BASE_URL: "${partnerCenterRaw}" must use https (tokens are only sent over TLS)`);
+  }
+
   const problemsBeforePolling = problems.length;
   const initialDelaySeconds = number(env, 'EXPORT_POLL_INITIAL_SECONDS', 30, 1, 3600, problems);
   const maxDelaySeconds = number(env, 'EXPORT_POLL_MAX_SECONDS', 900, 1, 86400, problems);
@@ -469,7 +629,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     schedule,
     graph: { baseUrl: graphBaseUrl, emulator, caCertFile },
     hostStorage: hostStorage!,
-    destination: { connection: destinationConnection!, container, prefix },
+    destination: { connection: destinationConnection!, container, prefix, prefixes },
+    datasets,
+    invoiceDiscovery: { mode: discoveryMode ?? 'off', months: invoiceMonths },
+    partnerCenter: { baseUrl: partnerCenterBaseUrl, emulator: isLoopbackUrl(partnerCenterBaseUrl) },
     polling: { initialDelaySeconds, maxDelaySeconds, maxWaitHours },
     supervision: { stallMinutes, maxResumes, maxRunHours: maxWaitHours + COPY_ALLOWANCE_HOURS },
     copy: { singleCopyMaxBytes: singleCopyMaxMiB * MiB, blockSizeBytes: blockMiB * MiB, concurrency },

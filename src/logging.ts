@@ -8,6 +8,8 @@ export type LogSink = (level: LogLevel, line: string, fields: Partial<RunIdentit
 
 const FIELD_ORDER: Array<[keyof RunIdentity, string]> = [
   ['runId', 'runId'],
+  ['dataset', 'dataset'],
+  ['invoiceId', 'invoiceId'],
   ['currency', 'currency'],
   ['billingPeriod', 'period'],
   ['attributeSet', 'attributeSet'],
@@ -16,9 +18,10 @@ const FIELD_ORDER: Array<[keyof RunIdentity, string]> = [
 
 /** The run fields of a line as a prefix, e.g. `[runId=... currency=USD period=current]`. */
 export function formatFields(fields: Partial<RunIdentity>): string {
-  const parts = FIELD_ORDER.filter(([key]) => fields[key] !== undefined && fields[key] !== '').map(
-    ([key, label]) => `${label}=${String(fields[key])}`,
-  );
+  // Unbilled usage lines stay as they were before datasets existed.
+  const shown = (key: keyof RunIdentity): boolean =>
+    fields[key] !== undefined && fields[key] !== '' && !(key === 'dataset' && fields[key] === 'unbilledUsage');
+  const parts = FIELD_ORDER.filter(([key]) => shown(key)).map(([key, label]) => `${label}=${String(fields[key])}`);
   return parts.length === 0 ? '' : `[${parts.join(' ')}] `;
 }
 

@@ -12,9 +12,10 @@ import {
   SASProtocol,
   StorageSharedKeyCredential,
 } from '@azure/storage-blob';
+import { datasetBlobChunks } from './datasetData';
 import { GZIP_CHUNK_BYTES, type GzipUsageJob, RAW_CHUNK_BYTES } from './gzipUsageProtocol';
 import { randomInt, seededRandom, stableETag } from './seededRandom';
-import { type UsageDataSpec, usageBlobChunks } from './usageData';
+import type { UsageDataSpec } from './usageData';
 
 /** The container Microsoft's unbilled exports live in (reference section 4.3). */
 export const EXPORT_CONTAINER = 'unbilledusagefastpath';
@@ -57,7 +58,10 @@ export interface GeneratedDataset {
 /** The identity of a data set: same identity, same bytes, same eTag. */
 export function datasetIdentity(spec: DatasetSpec): string {
   return [
-    'unbilled',
+    // Unbilled usage keeps the identity it had before datasets existed (same eTags, same blob names).
+    spec.dataset === undefined || spec.dataset === 'unbilledUsage'
+      ? 'unbilled'
+      : `${spec.dataset}|${spec.invoiceId ?? ''}`,
     spec.seed,
     spec.currency,
     spec.billingPeriod,
@@ -75,6 +79,26 @@ function snapshotStamp(date: Date): string {
   return (
     `${date.getUTCFullYear()}${pad(date.getUTCMonth() + 1)}${pad(date.getUTCDate())}` +
     `${pad(date.getUTCHours())}${pad(date.getUTCMinutes())}`
+  );
+}
+
+/**
+ * The folder of a data set, shaped like the live service's (reference section 4.3): unbilled data under a
+ * snapshot stamp and `Currency=`, billed data under `InvoiceId=` and `InvoiceVersion=`. Datasets other than
+ * unbilled usage get a leading folder of their own (Microsoft uses a container per dataset).
+ */
+export function exportDirectory(spec: DatasetSpec, now: Date): string {
+  const dataset = spec.dataset ?? 'unbilledUsage';
+  const lead = dataset === 'unbilledUsage' ? '' : `${dataset.toLowerCase()}/`;
+  if (spec.invoiceId !== undefined) {
+    return (
+      `${lead}v1/PartnerTenantId=${spec.partnerTenantId}/BillingMonth=${spec.billingMonth}` +
+      `/InvoiceId=${spec.invoiceId}/InvoiceVersion=${snapshotStamp(now)}/Fragment=${spec.attributeSet}/PartitionType=default`
+    );
+  }
+  return (
+    `${lead}v1/${snapshotStamp(now)}/PartnerTenantId=${spec.partnerTenantId}/BillingMonth=${spec.billingMonth}` +
+    `/Currency=${spec.currency}/Fragment=${spec.attributeSet}/PartitionType=default`
   );
 }
 
@@ -142,7 +166,7 @@ class WorkerGzipStream extends Readable {
 export function gzippedUsageBlob(spec: UsageDataSpec, blobIndex: number): Readable {
   if (existsSync(WORKER_FILE)) return new WorkerGzipStream({ spec, blobIndex });
   return pipelineCallback(
-    Readable.from(usageBlobChunks(spec, blobIndex, RAW_CHUNK_BYTES)),
+    Readable.from(datasetBlobChunks(spec, blobIndex, RAW_CHUNK_BYTES)),
     createGzip({ level: 1, chunkSize: GZIP_CHUNK_BYTES }),
     () => undefined,
   );
@@ -268,9 +292,7 @@ export class ExportDataStore {
         throw error;
       });
     await this.containerReady;
-    const directory =
-      `v1/${snapshotStamp(now)}/PartnerTenantId=${spec.partnerTenantId}/BillingMonth=${spec.billingMonth}` +
-      `/Currency=${spec.currency}/Fragment=${spec.attributeSet}/PartitionType=default`;
+    const directory = exportDirectory(spec, now);
     const names = blobNames(spec);
     const sizes = await mapLimited(names, BLOB_CONCURRENCY, (name, index) =>
       uploadBlob(this.container.getBlockBlobClient(`${directory}/${name}`), spec, index, this.aborter.signal),

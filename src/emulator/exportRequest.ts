@@ -85,3 +85,67 @@ export function parseExportRequest(contentType: string | undefined, body: string
     },
   };
 }
+
+/** A valid body of `POST .../usage/billed/export` or `.../reconciliation/billed/export`. */
+export interface BilledExportRequest {
+  invoiceId: string;
+  attributeSet: 'full' | 'basic';
+}
+
+export type ParsedBilledExportRequest = { ok: true; value: BilledExportRequest } | { ok: false; message: string };
+
+const BILLED_PARAMETERS = ['invoiceId', 'attributeSet'];
+
+/**
+ * Parses a billed export body as Graph's action binding does: JSON object, only `invoiceId` (required,
+ * a string) and `attributeSet` (optional, full|basic, default full).
+ */
+export function parseBilledExportRequest(contentType: string | undefined, body: string): ParsedBilledExportRequest {
+  if (!isJsonContentType(contentType)) {
+    return {
+      ok: false,
+      message: `Content-Type '${contentType ?? '(none)'}' is not supported for this action; send 'application/json'.`,
+    };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return {
+      ok: false,
+      message:
+        'Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.',
+    };
+  }
+  if (!isRecord(parsed)) {
+    return { ok: false, message: 'The request payload must be a JSON object with the parameters of the action.' };
+  }
+  for (const key of Object.keys(parsed)) {
+    if (!BILLED_PARAMETERS.includes(key)) {
+      return {
+        ok: false,
+        message: `The parameter '${key}' in the request payload is not a valid parameter for the operation 'export'.`,
+      };
+    }
+  }
+  const { invoiceId, attributeSet } = parsed;
+  if (invoiceId === undefined || invoiceId === null) {
+    return { ok: false, message: "The parameter 'invoiceId' is required for the operation 'export'." };
+  }
+  if (typeof invoiceId !== 'string' || invoiceId.trim() === '') {
+    return {
+      ok: false,
+      message: `Invalid value for parameter 'invoiceId': ${JSON.stringify(invoiceId)}. Expected an invoice id, e.g. 'G016907411'.`,
+    };
+  }
+  if (attributeSet !== undefined && attributeSet !== null && attributeSet !== 'full' && attributeSet !== 'basic') {
+    return {
+      ok: false,
+      message: `Requested value ${JSON.stringify(attributeSet)} was not found for parameter 'attributeSet' (accepted: 'full', 'basic').`,
+    };
+  }
+  return {
+    ok: true,
+    value: { invoiceId: invoiceId.trim(), attributeSet: attributeSet === 'basic' ? 'basic' : 'full' },
+  };
+}

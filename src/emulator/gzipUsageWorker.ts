@@ -7,6 +7,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createGzip } from 'node:zlib';
+import { datasetBlobChunks } from './datasetData';
 import {
   GZIP_CHUNK_BYTES,
   type GzipUsageJob,
@@ -14,7 +15,6 @@ import {
   INITIAL_CREDITS,
   RAW_CHUNK_BYTES,
 } from './gzipUsageProtocol';
-import { usageBlobChunks } from './usageData';
 
 function isJob(value: unknown): value is GzipUsageJob {
   if (typeof value !== 'object' || value === null) return false;
@@ -50,7 +50,7 @@ function run(): void {
     },
   });
   pipeline(
-    Readable.from(usageBlobChunks(job.spec, job.blobIndex, RAW_CHUNK_BYTES)),
+    Readable.from(datasetBlobChunks(job.spec, job.blobIndex, RAW_CHUNK_BYTES)),
     createGzip({ level: 1, chunkSize: GZIP_CHUNK_BYTES }),
     sink,
   ).then(

@@ -211,6 +211,8 @@ export async function runEmulatorCommand(argv: string[]): Promise<void> {
         `  GRAPH_BASE_URL      ${emulator.baseUrl}`,
         `  GRAPH_CA_CERT_FILE  ${emulator.caCertPath}   (also usable as NODE_EXTRA_CA_CERTS or curl --cacert)`,
         `  bearer token        ${emulator.token}   (the fixed development token, not a secret)`,
+        `  PARTNER_CENTER_BASE_URL ${emulator.partnerCenterBaseUrl}   (GET /invoices; token ${emulator.partnerCenterToken})`,
+        `  invoices            ${emulator.invoices.map((i) => i.id).join(', ')}   (billed exports exist for these only)`,
         `  export storage      ${storage.blobEndpoint}${azurite === undefined ? '' : ' (Azurite started for this command, in memory)'}`,
         '',
         'Try it (bash):',

@@ -2,13 +2,17 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { EMULATOR_DEV_TOKEN } from '../adapters/graph/devToken';
+import { EMULATOR_DEV_TOKEN, EMULATOR_PARTNER_CENTER_DEV_TOKEN } from '../adapters/graph/devToken';
+import type { DatasetId } from '../config';
 import { redact } from '../redact';
 import { createEmulatorCertificate } from './certificate';
 import { createExportDataStore, type DatasetSpec, type GeneratedDataset } from './exportDataStore';
-import { parseExportRequest } from './exportRequest';
+import { parseBilledExportRequest, parseExportRequest } from './exportRequest';
+import { defaultInvoices, type EmulatedInvoice, invoiceCollection } from './invoices';
 import { lifecycleStep } from './operationLifecycle';
 import { billingMonthOf, usageDaysAt } from './usageData';
+
+export type { EmulatedInvoice } from './invoices';
 
 /** How the emulated service behaves. Everything can be changed at runtime with `configure()`. */
 export interface EmulatorScenario {
@@ -49,7 +53,8 @@ export interface EmulatorScenario {
  */
 export interface Fault {
   kind: 'throttle' | 'unavailable';
-  on: 'export' | 'operation' | 'manifest' | 'any';
+  /** `invoices`: the Partner Center invoices list. */
+  on: 'export' | 'operation' | 'manifest' | 'invoices' | 'any';
   count: number;
   /** `Retry-After` seconds (a throttle always sends one: 1 s when not given). */
   retryAfterSeconds?: number;
@@ -64,6 +69,10 @@ export interface EmulatorOptions {
   scenariosByCurrency?: Record<string, Partial<EmulatorScenario>>;
   /** Bearer token to require (default: EMULATOR_DEV_TOKEN). */
   token?: string;
+  /** Bearer token the Partner Center invoices list requires (default: EMULATOR_PARTNER_CENTER_DEV_TOKEN). */
+  partnerCenterToken?: string;
+  /** The partner's invoices: billed exports exist for these only (default: three recent invoices, see invoices.ts). */
+  invoices?: EmulatedInvoice[];
   /** API version of `baseUrl` (both are served). */
   apiVersion?: 'v1.0' | 'beta';
   /** Partner tenant id in manifests and rows. */
@@ -74,6 +83,9 @@ export interface EmulatorOptions {
 
 export interface EmulatedOperation {
   id: string;
+  dataset: DatasetId;
+  /** The invoice of a billed export. */
+  invoiceId?: string;
   currency: string;
   billingPeriod: string;
   attributeSet: string;
@@ -99,6 +111,12 @@ export interface PartnerBillingEmulator {
   caCertPath: string;
   /** The bearer token the emulator accepts. */
   token: string;
+  /** e.g. `https://127.0.0.1:PORT/v1`: what PARTNER_CENTER_BASE_URL gets (GET {root}/invoices). */
+  partnerCenterBaseUrl: string;
+  /** The bearer token the Partner Center invoices list accepts. */
+  partnerCenterToken: string;
+  /** The invoices the emulator knows. */
+  invoices: EmulatedInvoice[];
   configure(scenario: Partial<EmulatorScenario>, currency?: string): void;
   injectFaults(...faults: Fault[]): void;
   requests: EmulatorRequest[];
@@ -111,7 +129,7 @@ export interface PartnerBillingEmulator {
 export const DEFAULT_SCENARIO: Readonly<EmulatorScenario> = {
   dialect: 'inline',
   successStatus: 'succeeded',
-  odataType: false,
+  odataType: true,
   pollsBeforeSuccess: 2,
   durationMs: 0,
   retryAfterSeconds: 1,
@@ -137,6 +155,9 @@ const BODY_LIMIT_BYTES = 64 * 1024;
 const DATA_WAIT_MS = 5000;
 const REQUEST_LOG_LIMIT = 10_000;
 const BILLING_PREFIX = '/reports/partners/billing';
+/** Partner Center's invoices list, served on the same server: `GET /v1/invoices` (api.partnercenter.microsoft.com). */
+const PARTNER_CENTER_ROOT = '/v1';
+const PARTNER_CENTER_INVOICES = `${PARTNER_CENTER_ROOT}/invoices`;
 
 const NON_NEGATIVE_INTEGERS = [
   'pollsBeforeSuccess',
@@ -184,6 +205,8 @@ export function validateScenario(scenario: Partial<EmulatorScenario>): void {
 
 interface OperationRecord {
   id: string;
+  datasetId: DatasetId;
+  invoiceId: string | undefined;
   apiVersion: string;
   currency: string;
   billingPeriod: 'current' | 'last';
@@ -202,8 +225,9 @@ interface OperationRecord {
 }
 
 type Route =
-  | { kind: 'export'; version: string }
+  | { kind: 'export'; version: string; dataset: DatasetId }
   | { kind: 'otherExport'; version: string }
+  | { kind: 'invoices' }
   | { kind: 'operation'; version: string; id: string }
   | { kind: 'manifest'; version: string; id: string }
   | { kind: 'unknown' };
@@ -211,6 +235,7 @@ type Route =
 const EXPORT_ACTIONS = new Set(['export', 'microsoft.graph.partners.billing.export']);
 
 function route(path: string): Route {
+  if (path === PARTNER_CENTER_INVOICES) return { kind: 'invoices' };
   const match = /^\/(v1\.0|beta)(\/.*)$/.exec(path);
   if (match === null) return { kind: 'unknown' };
   const version = match[1]!;
@@ -221,12 +246,15 @@ function route(path: string): Route {
   if (segments.length === 2 && first === 'operations' && second) return { kind: 'operation', version, id: second };
   if (segments.length === 2 && first === 'manifests' && second) return { kind: 'manifest', version, id: second };
   if (segments.length === 3 && third !== undefined && EXPORT_ACTIONS.has(third)) {
-    if (first === 'usage' && second === 'unbilled') return { kind: 'export', version };
-    const known =
-      (first === 'usage' && second === 'billed') ||
-      (first === 'reconciliation' && (second === 'billed' || second === 'unbilled')) ||
-      (first === 'aggregatedUsage' && second === 'billed');
-    if (known) return { kind: 'otherExport', version };
+    if (first === 'usage' && second === 'unbilled') return { kind: 'export', version, dataset: 'unbilledUsage' };
+    if (first === 'usage' && second === 'billed') return { kind: 'export', version, dataset: 'billedUsage' };
+    if (first === 'reconciliation' && second === 'unbilled') {
+      return { kind: 'export', version, dataset: 'unbilledReconciliation' };
+    }
+    if (first === 'reconciliation' && second === 'billed') {
+      return { kind: 'export', version, dataset: 'billedReconciliation' };
+    }
+    if (first === 'aggregatedUsage' && second === 'billed') return { kind: 'otherExport', version };
   }
   return { kind: 'unknown' };
 }
@@ -276,6 +304,8 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
   validateScenario(options.scenario ?? {});
   for (const scenario of Object.values(options.scenariosByCurrency ?? {})) validateScenario(scenario);
   const token = options.token ?? EMULATOR_DEV_TOKEN;
+  const partnerCenterToken = options.partnerCenterToken ?? EMULATOR_PARTNER_CENTER_DEV_TOKEN;
+  const invoices = (options.invoices ?? defaultInvoices(new Date())).map((invoice) => ({ ...invoice }));
   const apiVersion = options.apiVersion ?? 'v1.0';
   const partnerTenantId = options.partnerTenantId ?? DEFAULT_PARTNER_TENANT_ID;
   const sink = options.log;
@@ -359,7 +389,7 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
   };
 
   /** Strictly in order: only the oldest pending fault applies, to the next request it targets. */
-  const takeFault = (kind: 'export' | 'operation' | 'manifest'): Fault | undefined => {
+  const takeFault = (kind: 'export' | 'operation' | 'manifest' | 'invoices'): Fault | undefined => {
     const fault = faults[0];
     if (fault === undefined || (fault.on !== 'any' && fault.on !== kind)) return undefined;
     fault.left--;
@@ -401,8 +431,12 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
       (dataset) => {
         operation.dataset = dataset;
         const rate = (dataset.byteCount / (1024 * 1024) / Math.max(dataset.durationMs, 1)) * 1000;
+        const what =
+          operation.invoiceId === undefined
+            ? `${operation.currency}/${operation.billingPeriod}/${operation.attributeSet}`
+            : `invoice ${operation.invoiceId}/${operation.attributeSet}`;
         log(
-          `emulator: data for ${operation.currency}/${operation.billingPeriod}/${operation.attributeSet} ready: ` +
+          `emulator: ${operation.datasetId} data for ${what} ready: ` +
             `${dataset.blobs.length} blobs, ${mib(dataset.byteCount)} MiB gzip` +
             (cached ? ' (cached)' : ` written in ${dataset.durationMs} ms (${rate.toFixed(1)} MiB/s)`),
         );
@@ -470,27 +504,78 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
     }
   };
 
-  const handleExport = async (request: IncomingMessage, response: ServerResponse, version: string): Promise<void> => {
+  const handleExport = async (
+    request: IncomingMessage,
+    response: ServerResponse,
+    version: string,
+    dataset: DatasetId,
+  ): Promise<void> => {
     const body = await readBody(request);
     if (body === undefined) {
       sendError(response, 413, 'RequestEntityTooLarge', 'The request body is too large.');
       return;
     }
-    const parsed = parseExportRequest(request.headers['content-type'], body);
-    if (!parsed.ok) {
-      sendError(response, 400, 'BadRequest', parsed.message);
-      return;
-    }
-    const { currencyCode, billingPeriod, attributeSet } = parsed.value;
     const now = new Date();
-    const scenario = scenarioFor(currencyCode);
-    const billingMonth = billingMonthOf(billingPeriod, now);
+    let target: {
+      currency: string;
+      billingPeriod: 'current' | 'last';
+      attributeSet: 'full' | 'basic';
+      billingMonth: string;
+      usageDays: number;
+      invoiceId: string | undefined;
+    };
+    if (dataset === 'billedUsage' || dataset === 'billedReconciliation') {
+      const parsed = parseBilledExportRequest(request.headers['content-type'], body);
+      if (!parsed.ok) {
+        sendError(response, 400, 'BadRequest', parsed.message);
+        return;
+      }
+      const invoice = invoices.find((i) => i.id.toUpperCase() === parsed.value.invoiceId.toUpperCase());
+      if (invoice === undefined) {
+        // Graph documents no error for an unknown invoice; this is the predecessor API's documented
+        // "404 Resource not available with input parameters", in Graph's error envelope.
+        sendError(
+          response,
+          404,
+          'ResourceNotFound',
+          `Resource not available with input parameters: invoice '${parsed.value.invoiceId}' was not found for this partner.`,
+        );
+        return;
+      }
+      target = {
+        currency: invoice.currency,
+        billingPeriod: 'last',
+        attributeSet: parsed.value.attributeSet,
+        billingMonth: invoice.billingMonth,
+        usageDays: usageDaysAt(invoice.billingMonth, new Date(Date.UTC(2999, 0, 1))),
+        invoiceId: invoice.id,
+      };
+    } else {
+      const parsed = parseExportRequest(request.headers['content-type'], body);
+      if (!parsed.ok) {
+        sendError(response, 400, 'BadRequest', parsed.message);
+        return;
+      }
+      const { currencyCode, billingPeriod, attributeSet } = parsed.value;
+      const billingMonth = billingMonthOf(billingPeriod, now);
+      target = {
+        currency: currencyCode,
+        billingPeriod,
+        attributeSet,
+        billingMonth,
+        usageDays: usageDaysAt(billingMonth, now),
+        invoiceId: undefined,
+      };
+    }
+    const scenario = scenarioFor(target.currency);
     const operation: OperationRecord = {
       id: randomUUID(),
+      datasetId: dataset,
+      invoiceId: target.invoiceId,
       apiVersion: version,
-      currency: currencyCode,
-      billingPeriod,
-      attributeSet,
+      currency: target.currency,
+      billingPeriod: target.billingPeriod,
+      attributeSet: target.attributeSet,
       createdAt: now,
       lastActionAt: now,
       scenario,
@@ -498,14 +583,16 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
       status: 'notStarted',
       spec: {
         seed: scenario.seed,
-        currency: currencyCode,
-        attributeSet,
-        billingPeriod,
-        billingMonth,
-        usageDays: usageDaysAt(billingMonth, now),
+        currency: target.currency,
+        attributeSet: target.attributeSet,
+        billingPeriod: target.billingPeriod,
+        billingMonth: target.billingMonth,
+        usageDays: target.usageDays,
         partnerTenantId,
         rowsPerBlob: scenario.rowsPerBlob,
         blobCount: scenario.blobCount,
+        ...(dataset === 'unbilledUsage' ? {} : { dataset }),
+        ...(target.invoiceId === undefined ? {} : { invoiceId: target.invoiceId }),
       },
     };
     operations.set(operation.id, operation);
@@ -514,6 +601,22 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
       Location: `${origin(request)}/${version}${BILLING_PREFIX}/operations/${operation.id}`,
       'Content-Type': 'application/json',
     });
+  };
+
+  /** Partner Center `GET /v1/invoices[?size=&offset=]`: the documented collection shape, paged. */
+  const handleInvoices = (request: IncomingMessage, response: ServerResponse): void => {
+    const query = new URL(request.url ?? '/', 'https://127.0.0.1').searchParams;
+    const size = Number(query.get('size') ?? '200');
+    const offset = Number(query.get('offset') ?? '0');
+    if (!Number.isSafeInteger(size) || size < 1 || size > 1000 || !Number.isSafeInteger(offset) || offset < 0) {
+      send(response, 400, {
+        code: 400,
+        description: 'The size (1-1000) and offset (>= 0) query parameters must be whole numbers.',
+        errorName: 'BadRequest',
+      });
+      return;
+    }
+    send(response, 200, invoiceCollection(invoices, size, offset), { 'MS-RequestId': randomUUID() });
   };
 
   const handleOperation = async (request: IncomingMessage, response: ServerResponse, id: string): Promise<void> => {
@@ -612,7 +715,9 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
     const path = new URL(request.url ?? '/', 'https://127.0.0.1').pathname;
     const authorization = request.headers.authorization;
     const bearer = authorization === undefined ? undefined : /^Bearer\s+(.+)$/i.exec(authorization.trim())?.[1];
-    const authorized = bearer === token;
+    const target = route(path);
+    // Each API has its own token: a Graph token is refused by Partner Center and the other way round.
+    const authorized = bearer !== undefined && bearer === (target.kind === 'invoices' ? partnerCenterToken : token);
     const record: EmulatorRequest = { method, path, authorized, status: 0 };
     requests.push(record);
     if (requests.length > REQUEST_LOG_LIMIT) requests.splice(0, requests.length - REQUEST_LOG_LIMIT);
@@ -621,6 +726,15 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
       log(`emulator: ${method} ${path} -> ${response.statusCode}`);
     });
 
+    if (!authorized && target.kind === 'invoices') {
+      request.resume();
+      send(response, 401, {
+        code: 401,
+        description: 'Unauthorized: the Partner Center token is missing or invalid.',
+        errorName: 'Unauthorized',
+      });
+      return;
+    }
     if (!authorized) {
       request.resume();
       sendError(
@@ -635,7 +749,6 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
       );
       return;
     }
-    const target = route(path);
     const expected = target.kind === 'export' || target.kind === 'otherExport' ? 'POST' : 'GET';
     if (target.kind === 'unknown') {
       request.resume();
@@ -655,7 +768,7 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
         response,
         501,
         'NotImplemented',
-        'The partner billing emulator implements only the unbilled usage export.',
+        'The partner billing emulator does not implement the beta billed aggregated usage export.',
       );
       return;
     }
@@ -665,7 +778,8 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
       sendFault(response, fault);
       return;
     }
-    if (target.kind === 'export') await handleExport(request, response, target.version);
+    if (target.kind === 'export') await handleExport(request, response, target.version, target.dataset);
+    else if (target.kind === 'invoices') handleInvoices(request, response);
     else if (target.kind === 'operation') await handleOperation(request, response, target.id);
     else handleManifest(response, target.id);
   };
@@ -697,6 +811,9 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
   let stopping: Promise<void> | undefined;
   return {
     baseUrl: `https://127.0.0.1:${port}/${apiVersion}`,
+    partnerCenterBaseUrl: `https://127.0.0.1:${port}${PARTNER_CENTER_ROOT}`,
+    partnerCenterToken,
+    invoices,
     caCertPem: certificate.caCertPem,
     caCertPath: certificate.caCertPath,
     token,
@@ -727,6 +844,8 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
     operations(): EmulatedOperation[] {
       return [...operations.values()].map((operation) => ({
         id: operation.id,
+        dataset: operation.datasetId,
+        ...(operation.invoiceId === undefined ? {} : { invoiceId: operation.invoiceId }),
         currency: operation.currency,
         billingPeriod: operation.billingPeriod,
         attributeSet: operation.attributeSet,

@@ -1,3 +1,4 @@
+import type { DatasetId } from '../config';
 import { pick, randomCode, randomGuid, randomInt, seededRandom } from './seededRandom';
 import { type UsageColumn, usageColumns } from './usageColumns';
 
@@ -13,6 +14,10 @@ export interface UsageDataSpec {
   usageDays: number;
   partnerTenantId: string;
   rowsPerBlob: number;
+  /** The dataset (absent: unbilledUsage). */
+  dataset?: DatasetId | undefined;
+  /** The invoice of a billed dataset: written as InvoiceNumber. */
+  invoiceId?: string | undefined;
 }
 
 /** Approximate rates from the pricing currency (USD) to common billing currencies. */
@@ -498,7 +503,7 @@ function buildTemplates(spec: UsageDataSpec): RowTemplate[] {
           CustomerCountry: country,
           MpnId: '6543210',
           Tier2MpnId: '',
-          InvoiceNumber: '',
+          InvoiceNumber: spec.invoiceId ?? '',
           ProductId: product.productId,
           SkuId: product.skuId,
           AvailabilityId: availabilityIds[meterIndex]!,

@@ -3,7 +3,7 @@ import { FunctionNames } from '../names';
 import { getRunDetails, listRuns, parseRunQuery, publicRun } from '../pipeline/listRuns';
 import { depsFor, errorResponse } from './invocation';
 
-/** GET /api/exports/runs[?since&until&status&currency&limit] and GET /api/exports/runs/{runId}: run history. */
+/** GET /api/exports/runs[?since&until&status&currency&dataset&invoiceId&limit] and GET /api/exports/runs/{runId}: run history. */
 export async function listExportRuns(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   try {
     const runId = request.params['runId'];

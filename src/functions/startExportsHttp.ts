@@ -1,12 +1,13 @@
 import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from '@azure/functions';
 import { z } from 'zod';
-import { ATTRIBUTE_SETS, BILLING_PERIODS, parseCurrencies } from '../config';
+import { ATTRIBUTE_SETS, BILLING_PERIODS, DATASET_IDS, parseCurrencies, parseInvoiceIds } from '../config';
 import { FunctionNames } from '../names';
 import { type StartRequest, startExportFailures, startExports } from '../pipeline/startExports';
 import { depsFor, errorResponse, problem } from './invocation';
 
 const ACCEPTED =
-  'Accepted body (all optional): {"currencies":["USD","EUR"],"billingPeriods":["current","last"],"attributeSet":"full"|"basic","force":true|false}';
+  'Accepted body (all optional): {"currencies":["USD","EUR"],"billingPeriods":["current","last"],"attributeSet":"full"|"basic","force":true|false,' +
+  '"datasets":["unbilledUsage","unbilledReconciliation","billedUsage","billedReconciliation"],"invoiceIds":["G000000001"]}';
 
 const bodySchema = z
   .object({
@@ -14,6 +15,8 @@ const bodySchema = z
     billingPeriods: z.union([z.array(z.enum(BILLING_PERIODS)), z.enum(BILLING_PERIODS)]).optional(),
     attributeSet: z.enum(ATTRIBUTE_SETS).optional(),
     force: z.boolean().optional(),
+    datasets: z.union([z.array(z.enum(DATASET_IDS)), z.enum(DATASET_IDS)]).optional(),
+    invoiceIds: z.union([z.array(z.string()), z.string()]).optional(),
   })
   .strict();
 
@@ -41,7 +44,20 @@ export function parseStartBody(text: string): { request: StartRequest } | { prob
           'currencies',
           problems,
         );
+  const invoiceIds =
+    body.invoiceIds === undefined
+      ? undefined
+      : parseInvoiceIds(
+          Array.isArray(body.invoiceIds) ? body.invoiceIds.join(',') : body.invoiceIds,
+          'invoiceIds',
+          problems,
+        );
   if (problems.length > 0) return { problem: `${problems.join('; ')}. ${ACCEPTED}` };
+  const datasets =
+    body.datasets === undefined
+      ? undefined
+      : [...new Set(Array.isArray(body.datasets) ? body.datasets : [body.datasets])];
+  if (datasets !== undefined && datasets.length === 0) return { problem: `datasets is empty. ${ACCEPTED}` };
   const billingPeriods =
     body.billingPeriods === undefined
       ? undefined
@@ -50,7 +66,15 @@ export function parseStartBody(text: string): { request: StartRequest } | { prob
     return { problem: `billingPeriods is empty. ${ACCEPTED}` };
   }
   return {
-    request: { trigger: 'manual', currencies, billingPeriods, attributeSet: body.attributeSet, force: body.force },
+    request: {
+      trigger: 'manual',
+      currencies,
+      billingPeriods,
+      attributeSet: body.attributeSet,
+      force: body.force,
+      ...(datasets === undefined ? {} : { datasets }),
+      ...(invoiceIds === undefined ? {} : { invoiceIds }),
+    },
   };
 }
 

@@ -4,7 +4,10 @@ import { FunctionNames } from '../names';
 import { startExportFailures, startExports } from '../pipeline/startExports';
 import { depsFor } from './invocation';
 
-/** Daily timer (EXPORT_SCHEDULE, UTC): starts the export of every configured currency and billing period. */
+/**
+ * Daily timer (EXPORT_SCHEDULE, UTC): starts the export of every configured dataset, currency and billing period,
+ * and (EXPORT_INVOICE_DISCOVERY=partnerCenter) of the billed datasets of every new invoice.
+ */
 export async function startExportsTimer(timer: Timer, context: InvocationContext): Promise<void> {
   const deps = depsFor(context);
   if (timer.isPastDue)
@@ -13,7 +16,13 @@ export async function startExportsTimer(timer: Timer, context: InvocationContext
   for (const run of runs) {
     if (run.error !== undefined) continue;
     deps.logger
-      .child({ runId: run.runId, currency: run.currency, billingPeriod: run.billingPeriod })
+      .child({
+        runId: run.runId,
+        currency: run.currency,
+        billingPeriod: run.billingPeriod,
+        dataset: run.dataset,
+        ...(run.invoiceId === undefined ? {} : { invoiceId: run.invoiceId }),
+      })
       .info(run.alreadyInFlight ? `Already in flight (${run.status}).` : `Started (${run.status}).`);
   }
   await deps.telemetry.flush();

@@ -3,11 +3,15 @@ import { getDeps, resetDeps } from '../composition';
 import {
   type AttributeSet,
   type BillingPeriod,
+  type DatasetId,
   loadConfig,
   parseAttributeSet,
   parseBillingPeriods,
   parseCurrencies,
+  parseDatasets,
+  parseInvoiceIds,
 } from '../config';
+import { layoutFor, runLabel } from '../datasets';
 import { runEmulatorCommand } from '../emulator/main';
 import { ExportError, errorMessage, isExportError } from '../errors';
 import { getRunDetails, listRuns, parseRunQuery, publicRun } from '../pipeline/listRuns';
@@ -25,13 +29,15 @@ Commands:
   run      Start exports now and process them to the end (exit 0 only if every run ended
            succeeded, unchanged or noData).
              --currencies USD,EUR  --periods current,last  --attribute-set full|basic
+             --datasets unbilledUsage,unbilledReconciliation,billedUsage,billedReconciliation
+             --invoices G000000001,...  (billed datasets; without it, invoice discovery when on)
              --force  --json  --timeout-minutes N
   start    What "npm start" runs: the local host (HTTP on localhost:7071, timer, queues),
            an export at once with progress, then keeps serving until Ctrl-C.
   serve    The local host only: HTTP routes on localhost:7071, the timer, the queues.
              --port N (default 7071)
   runs     Run history from the ledger.  [runId]  --status S  --since DATE  --currency CUR
-             --limit N  --json
+             --dataset D  --invoice ID  --limit N  --json
   emulator The partner billing emulator (HTTPS), standalone. See docs/emulator.md.
 
 Settings come from the environment, then local.settings.json's Values. Absent storage settings
@@ -53,6 +59,9 @@ export interface RunSummary {
     byteCount: number;
     path: string | null;
     error: string | null;
+    /** Added with issue 10, after the fields above. */
+    dataset: DatasetId;
+    invoiceId: string | null;
   }>;
 }
 
@@ -68,6 +77,8 @@ export function summarise(runs: RunRecord[]): RunSummary {
       byteCount: run.byteCount,
       path: run.status === 'succeeded' || run.blobsCopied > 0 ? (run.path ?? null) : null,
       error: run.status === 'failed' ? (run.error ?? 'failed') : null,
+      dataset: run.dataset ?? 'unbilledUsage',
+      invoiceId: run.invoiceId ?? null,
     })),
   };
 }
@@ -147,9 +158,9 @@ function whereFilesAre(
   const config = loadConfig(env);
   const lines: string[] = [];
   for (const run of runs.filter((r) => r.status === 'unchanged')) {
-    const series = `${config.destination.prefix}/billingMonth=${run.billingMonth ?? '?'}/currency=${run.currency}/attributeSet=${run.attributeSet}`;
+    const series = layoutFor(config, run, run.billingMonth ?? '?').series;
     lines.push(
-      `${run.currency} ${run.billingPeriod}: data unchanged since the newest complete run; see ${series}/latest.json (use --force to copy again).`,
+      `${runLabel(run)}: data unchanged since the newest complete run; see ${series}/latest.json (use --force to copy again).`,
     );
   }
   const done = runs.filter((r) => r.path !== undefined && r.status === 'succeeded');
@@ -173,6 +184,8 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
       currencies: { type: 'string' },
       periods: { type: 'string' },
       'attribute-set': { type: 'string' },
+      datasets: { type: 'string' },
+      invoices: { type: 'string' },
       force: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
@@ -190,6 +203,8 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
     flags['attribute-set'] === undefined
       ? undefined
       : parseAttributeSet(flags['attribute-set'], '--attribute-set', problems);
+  const datasets = flags.datasets === undefined ? undefined : parseDatasets(flags.datasets, '--datasets', problems);
+  const invoiceIds = flags.invoices === undefined ? undefined : parseInvoiceIds(flags.invoices, '--invoices', problems);
   const timeoutMinutes = flags['timeout-minutes'] === undefined ? 360 : Number(flags['timeout-minutes']);
   if (!Number.isFinite(timeoutMinutes) || timeoutMinutes <= 0) problems.push('--timeout-minutes: a positive number');
   if (problems.length > 0) throw new ExportError('CONFIG_INVALID', problems.join('\n'));
@@ -207,12 +222,10 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
       display.log(`Local host listening on ${host.httpBaseUrl} (POST /api/exports, GET /api/exports/runs).`);
     const deps = getDeps((level, line) => log(level, 'cli', line));
     const started = await startExports(
-      { trigger: 'manual', currencies, billingPeriods, attributeSet, force: flags.force },
+      { trigger: 'manual', currencies, billingPeriods, attributeSet, force: flags.force, datasets, invoiceIds },
       deps,
     );
-    display.log(
-      `Started ${started.length} run(s): ${started.map((r) => `${r.currency}/${r.billingPeriod} ${r.runId}`).join(', ')}`,
-    );
+    display.log(`Started ${started.length} run(s): ${started.map((r) => `${runLabel(r)} ${r.runId}`).join(', ')}`);
     const runs = await waitForRuns(
       started.map((r) => r.runId),
       deps,
@@ -223,7 +236,7 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
     await deps.telemetry.flush();
     for (const run of runs) {
       const detail = run.status === 'failed' || run.status === 'noData' ? ` — ${run.error ?? ''}` : '';
-      stderr(`${run.currency} ${run.billingPeriod} ${run.attributeSet}: ${run.status}${detail}`);
+      stderr(`${runLabel(run)}: ${run.status}${detail}`);
     }
     for (const line of whereFilesAre(runs, env, embedded)) stderr(line);
     const ok = runs.length === started.length && runs.every((r) => OK_STATUSES.has(r.status));
@@ -280,6 +293,8 @@ async function commandRuns(argv: string[]): Promise<number> {
       since: { type: 'string' },
       until: { type: 'string' },
       currency: { type: 'string' },
+      dataset: { type: 'string' },
+      invoice: { type: 'string' },
       limit: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
@@ -301,6 +316,8 @@ async function commandRuns(argv: string[]): Promise<number> {
       since: flags.since,
       until: flags.until,
       currency: flags.currency,
+      dataset: flags.dataset,
+      invoiceId: flags.invoice,
       limit: flags.limit,
     });
     const runs = (await listRuns(query, deps)).map(publicRun);
@@ -311,7 +328,7 @@ async function commandRuns(argv: string[]): Promise<number> {
     } else {
       for (const run of runs) {
         stdout(
-          `${run.runId}  ${run.trigger.padEnd(8)} ${run.currency} ${run.billingPeriod.padEnd(7)} ${run.attributeSet.padEnd(5)} ${run.status.padEnd(9)} ${run.blobsCopied}/${run.blobCount ?? '?'} blobs ${run.byteCount} bytes${run.error ? `  ${run.error}` : ''}`,
+          `${run.runId}  ${run.trigger.padEnd(8)} ${run.dataset === 'unbilledUsage' ? '' : `${run.dataset} ${run.invoiceId ?? ''} `}${run.currency} ${run.billingPeriod.padEnd(7)} ${run.attributeSet.padEnd(5)} ${run.status.padEnd(9)} ${run.blobsCopied}/${run.blobCount ?? '?'} blobs ${run.byteCount} bytes${run.error ? `  ${run.error}` : ''}`,
         );
       }
     }

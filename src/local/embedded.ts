@@ -68,6 +68,9 @@ export async function startEmbeddedServices(
       });
       filled['GRAPH_BASE_URL'] = emulator.baseUrl;
       filled['GRAPH_CA_CERT_FILE'] = emulator.caCertPath;
+      // The emulator also serves the Partner Center invoices list (invoice discovery), by the same loopback rule.
+      if (!hasSetting(values, 'PARTNER_CENTER_BASE_URL'))
+        filled['PARTNER_CENTER_BASE_URL'] = emulator.partnerCenterBaseUrl;
       if (!hasSetting(values, 'EXPORT_CURRENCIES')) filled['EXPORT_CURRENCIES'] = 'USD,EUR';
       if (!hasSetting(values, 'EXPORT_POLL_INITIAL_SECONDS')) filled['EXPORT_POLL_INITIAL_SECONDS'] = '1';
       if (!hasSetting(values, 'EXPORT_POLL_MAX_SECONDS')) filled['EXPORT_POLL_MAX_SECONDS'] = '5';

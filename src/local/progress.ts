@@ -1,4 +1,5 @@
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
+import { runLabel } from '../datasets';
 import type { PipelineDeps } from '../pipeline/deps';
 import type { RunRecord } from '../pipeline/ports';
 import { TERMINAL_STATUSES } from '../pipeline/ports';
@@ -10,6 +11,7 @@ function mib(bytes: number): string {
 }
 
 function label(run: RunRecord): string {
+  if (run.dataset !== undefined && run.dataset !== 'unbilledUsage') return runLabel(run);
   return `${run.currency} ${run.billingPeriod.padEnd(7)} ${run.attributeSet.padEnd(5)}`;
 }
 

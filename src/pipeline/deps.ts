@@ -1,4 +1,5 @@
 import type { Config } from '../config';
+import type { PartnerInvoiceSource } from './invoiceDiscovery';
 import type {
   BillingExportApi,
   BlobCopier,
@@ -28,6 +29,8 @@ export interface PipelineDeps {
   newRunId(now: Date): string;
   /** Waits between in-process retries of a write (tests make it instant). */
   sleep(ms: number): Promise<void>;
+  /** The partner's invoices (Partner Center), for invoice discovery; absent when discovery is off. */
+  invoices?: PartnerInvoiceSource | undefined;
 }
 
 /** In-process cache of the newest manifest of each run, so copy workers need not ask Graph for every blob. */

@@ -1,8 +1,8 @@
 import { crashPoint } from '../crashPoints';
+import { layoutFor } from '../datasets';
 import { classifyError, ExportError, errorMessage } from '../errors';
 import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
-import { latestPath } from './layout';
 import type { BlobRecord, RunRecord, Versioned } from './ports';
 import { advance, runLogger, withRun } from './runStateMachine';
 
@@ -32,6 +32,10 @@ export interface RunManifest {
   blobCount: number;
   byteCount: number;
   blobs: Array<{ name: string; byteCount: number }>;
+  /** The dataset (src/datasets.ts); added after the fields above, which are unchanged for unbilled usage. */
+  dataset: string;
+  /** The invoice of a billed dataset; null for the daily ones. */
+  invoiceId: string | null;
 }
 
 /**
@@ -218,6 +222,8 @@ async function writeManifest(
     blobCount: sorted.length,
     byteCount: bytes,
     blobs: sorted.map((b) => ({ name: b.name, byteCount: b.byteCount ?? 0 })),
+    dataset: run.dataset ?? 'unbilledUsage',
+    invoiceId: run.invoiceId ?? null,
   };
   const written = await deps.destination.writeJson(`${run.path}/manifest.json`, manifest, { ifNoneMatch: '*' });
   if (written) return manifest;
@@ -233,13 +239,7 @@ async function writeManifest(
 
 /** Points latest.json at this run unless a newer complete run already is there (run ids sort by start time). */
 async function updateLatest(deps: PipelineDeps, run: RunRecord, completedAt: string): Promise<void> {
-  const key = {
-    prefix: deps.config.destination.prefix,
-    billingMonth: run.billingMonth ?? '',
-    currency: run.currency,
-    attributeSet: run.attributeSet,
-  };
-  const path = latestPath(key);
+  const path = layoutFor(deps.config, run, run.billingMonth ?? '').latestPath;
   const pointer = { runId: run.runId, path: run.path, eTag: run.eTag ?? null, completedAt };
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await deps.destination.readJson(path);

@@ -1,3 +1,5 @@
+import { isInvoiceId } from '../config';
+import { isDatasetId } from '../datasets';
 import { ExportError } from '../errors';
 import type { PipelineDeps } from './deps';
 import { isRunId } from './layout';
@@ -9,7 +11,7 @@ export interface RunDetails {
   blobs: BlobRecord[];
 }
 
-/** Parses the filters of GET /api/exports/runs: since/until (ISO dates), status, currency, limit (1-500). */
+/** Parses the filters of GET /api/exports/runs: since/until (ISO dates), status, currency, dataset, invoiceId, limit (1-500). */
 export function parseRunQuery(params: Record<string, string | undefined>): RunQuery {
   const problems: string[] = [];
   const date = (name: string): string | undefined => {
@@ -36,6 +38,22 @@ export function parseRunQuery(params: Record<string, string | undefined>): RunQu
     if (/^[A-Za-z]{3}$/.test(currencyRaw)) currency = currencyRaw.toUpperCase();
     else problems.push(`currency: "${currencyRaw}" is not a three-letter ISO 4217 code`);
   }
+  const datasetRaw = params['dataset'];
+  let dataset: RunQuery['dataset'];
+  if (datasetRaw !== undefined && datasetRaw !== '') {
+    if (isDatasetId(datasetRaw)) dataset = datasetRaw;
+    else {
+      problems.push(
+        `dataset: "${datasetRaw}" is not a dataset; accepted: unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation`,
+      );
+    }
+  }
+  const invoiceRaw = params['invoiceId'];
+  let invoiceId: string | undefined;
+  if (invoiceRaw !== undefined && invoiceRaw !== '') {
+    if (isInvoiceId(invoiceRaw)) invoiceId = invoiceRaw.toUpperCase();
+    else problems.push(`invoiceId: "${invoiceRaw}" is not an invoice id; letters and digits, e.g. G000000001`);
+  }
   const limitRaw = params['limit'];
   let limit = 50;
   if (limitRaw !== undefined && limitRaw !== '') {
@@ -44,7 +62,15 @@ export function parseRunQuery(params: Record<string, string | undefined>): RunQu
     else problems.push(`limit: "${limitRaw}" is not accepted; a whole number from 1 to 500`);
   }
   if (problems.length > 0) throw new ExportError('REQUEST_INVALID', problems.join('; '));
-  return { since, until, status, currency, limit };
+  return {
+    since,
+    until,
+    status,
+    currency,
+    ...(dataset === undefined ? {} : { dataset }),
+    ...(invoiceId === undefined ? {} : { invoiceId }),
+    limit,
+  };
 }
 
 /** Recent runs, newest first. */
@@ -71,5 +97,6 @@ export function publicRun(run: RunRecord): RunRecord {
     committedAt: _committed,
     ...rest
   } = run;
-  return rest;
+  // Rows written before datasets existed are unbilled usage.
+  return { ...rest, dataset: rest.dataset ?? 'unbilledUsage' };
 }

@@ -1,10 +1,10 @@
 import { billingMonthFromRoot } from '../adapters/graph/operationParser';
 import { crashPoint } from '../crashPoints';
+import { fallbackBillingMonth, layoutFor } from '../datasets';
 import { ExportError, isExportError } from '../errors';
 import { safeUrl } from '../redact';
 import type { PipelineDeps } from './deps';
 import { finalizeRunIfComplete } from './finalizeRun';
-import { billingMonthFor, latestPath, runFolder } from './layout';
 import type { ExportManifest, RunRecord, StatusMessage, Versioned } from './ports';
 import { advance, endRun, handleStepError, isTerminal, runLogger } from './runStateMachine';
 import { clampDelay, requestExport } from './startExports';
@@ -186,17 +186,10 @@ async function fanOut(
   polls: number,
   manifest: ExportManifest,
 ): Promise<void> {
-  const { config } = deps;
   const run = current.value;
   const now = deps.clock.now().toISOString();
-  const billingMonth =
-    billingMonthFromRoot(manifest.rootDirectory) ?? billingMonthFor(run.billingPeriod, run.startedAt);
-  const key = {
-    prefix: config.destination.prefix,
-    billingMonth,
-    currency: run.currency,
-    attributeSet: run.attributeSet,
-  };
+  const billingMonth = billingMonthFromRoot(manifest.rootDirectory) ?? fallbackBillingMonth(run, run.startedAt);
+  const layout = layoutFor(deps.config, run, billingMonth);
   const manifestFields: Partial<RunRecord> = {
     polls,
     billingMonth,
@@ -211,7 +204,7 @@ async function fanOut(
   };
 
   if (!run.force) {
-    const latest = await deps.destination.readJson(latestPath(key));
+    const latest = await deps.destination.readJson(layout.latestPath);
     const latestETag =
       latest !== undefined && typeof latest.value === 'object' && latest.value !== null
         ? (latest.value as { eTag?: unknown }).eTag
@@ -226,7 +219,7 @@ async function fanOut(
     }
   }
 
-  const path = runFolder(key, run.runId);
+  const path = layout.runFolder;
   deps.manifests.set(run.runId, manifest);
   const names = manifest.blobs.map((b) => b.name);
   await deps.ledger.addBlobs(run.runId, names);

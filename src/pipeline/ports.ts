@@ -1,4 +1,4 @@
-import type { AttributeSet, BillingPeriod } from '../config';
+import type { AttributeSet, BillingPeriod, DatasetId } from '../config';
 
 /** How a run was started: the timer, or by hand (HTTP endpoint, command line). */
 export type Trigger = 'schedule' | 'manual';
@@ -41,8 +41,18 @@ export interface StartedExport {
   retryAfterSeconds: number | undefined;
 }
 
+/** The export request of one dataset run (built by src/datasets.ts exportRequestFor). */
+export interface ExportRequest {
+  dataset: DatasetId;
+  /** Export action path relative to the Graph root, e.g. `/reports/partners/billing/usage/billed/export`. */
+  path: string;
+  body: Record<string, string>;
+}
+
 /** The partner billing export API (Microsoft Graph, or its emulator). */
 export interface BillingExportApi {
+  /** Starts the export of any dataset. */
+  startExport(request: ExportRequest): Promise<StartedExport>;
   startUnbilledExport(request: {
     currencyCode: string;
     billingPeriod: BillingPeriod;
@@ -59,6 +69,10 @@ export interface RunIdentity {
   attributeSet: AttributeSet;
   trigger: Trigger;
   operationId?: string | undefined;
+  /** The dataset (src/datasets.ts); absent on rows written before datasets existed: unbilledUsage. */
+  dataset?: DatasetId | undefined;
+  /** The invoice of a billed dataset run. */
+  invoiceId?: string | undefined;
 }
 
 /** Application Insights custom events and metrics. Implementations must redact and never throw. */
@@ -161,6 +175,8 @@ export interface RunQuery {
   currency?: string | undefined;
   /** Only ended runs whose end event may not have been sent (`announced` false). */
   unannounced?: boolean | undefined;
+  dataset?: DatasetId | undefined;
+  invoiceId?: string | undefined;
   /** Newest first; at most this many. */
   limit?: number | undefined;
 }

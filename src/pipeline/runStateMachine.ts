@@ -1,9 +1,9 @@
 import { crashPoint } from '../crashPoints';
+import { startLockKeyFor } from '../datasets';
 import { classifyError, type ErrorCode, errorMessage } from '../errors';
 import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
 import { completeCommitted, completeFromManifest } from './finalizeRun';
-import { startLockKey } from './layout';
 import type { Logger, RunRecord, RunStatus, Versioned } from './ports';
 import { TERMINAL_STATUSES } from './ports';
 
@@ -47,6 +47,8 @@ export function runLogger(deps: PipelineDeps, run: RunRecord): Logger {
     billingPeriod: run.billingPeriod,
     attributeSet: run.attributeSet,
     operationId: run.operationId,
+    ...(run.dataset === undefined ? {} : { dataset: run.dataset }),
+    ...(run.invoiceId === undefined ? {} : { invoiceId: run.invoiceId }),
   });
 }
 
@@ -131,7 +133,7 @@ export async function announceEnd(deps: PipelineDeps, run: RunRecord): Promise<v
     );
   // The lock goes last: a crash before this leaves it held by an ended run, which the next start replaces.
   await deps.ledger
-    .releaseStartLock(startLockKey(run.currency, run.billingPeriod, run.attributeSet), run.runId)
+    .releaseStartLock(startLockKeyFor(run), run.runId)
     .catch((error: unknown) =>
       log.info(`Releasing the start lock failed (the next start replaces it): ${redact(errorMessage(error))}`),
     );

@@ -1,9 +1,10 @@
-import type { AttributeSet, BillingPeriod } from '../config';
+import type { AttributeSet, BillingPeriod, DatasetId } from '../config';
 import { crashPoint } from '../crashPoints';
-import { classifyError, errorMessage, isExportError } from '../errors';
+import { exportRequestFor, runLabel, startLockKeyFor } from '../datasets';
+import { classifyError, ExportError, errorMessage, isExportError } from '../errors';
 import { redact, safeUrl } from '../redact';
 import type { PipelineDeps } from './deps';
-import { startLockKey } from './layout';
+import { type ExportTarget, exportTargets } from './exportTargets';
 import type { RunRecord, RunStatus, Trigger, Versioned } from './ports';
 import { advance, endRun, isTerminal, runLogger, withRun } from './runStateMachine';
 
@@ -15,6 +16,10 @@ export interface StartRequest {
   attributeSet?: AttributeSet | undefined;
   /** Copy even when the Graph data eTag equals the newest complete run's. */
   force?: boolean | undefined;
+  /** Datasets to export (default EXPORT_DATASETS). */
+  datasets?: DatasetId[] | undefined;
+  /** Invoices of the billed datasets (default: invoice discovery, when on). */
+  invoiceIds?: string[] | undefined;
 }
 
 /** One (currency, period) of a start: the run it created, or the run already in flight, or why it could not start. */
@@ -26,6 +31,9 @@ export interface StartedRun {
   status: RunStatus;
   /** True when a run for the same currency, period and attribute set was already in flight (no new export). */
   alreadyInFlight: boolean;
+  dataset: DatasetId;
+  /** The invoice of a billed dataset run. */
+  invoiceId?: string | undefined;
   /** Set when this item could not be started at all (no run, or a run that failed at once): the reason, redacted. */
   error?: string | undefined;
 }
@@ -47,39 +55,53 @@ const RECORD_RETRY_DELAYS_MS = [250, 500, 1000, 2000, 4000, 8000, 15000, 30000];
  * Every item is tried; the failures come back with an `error` (the timer then fails its invocation, listing them).
  */
 export async function startExports(request: StartRequest, deps: PipelineDeps): Promise<StartedRun[]> {
-  const { config } = deps;
-  const currencies = request.currencies ?? config.currencies;
-  const periods = request.billingPeriods ?? config.billingPeriods;
-  const attributeSet = request.attributeSet ?? config.attributeSet;
+  const { targets, problems } = await exportTargets(request, deps);
   let container: Promise<void> | undefined;
   const ensureContainer = () => {
     container ??= deps.destination.ensureContainer();
     return container;
   };
   const started: StartedRun[] = [];
-  for (const currency of currencies) {
-    for (const billingPeriod of periods) {
-      try {
-        await ensureContainer();
-        started.push(await startOne(deps, request, currency, billingPeriod, attributeSet));
-      } catch (error) {
-        const text = redact(errorMessage(classifyError(error)));
-        deps.logger
-          .child({ currency, billingPeriod, attributeSet })
-          .error(`Could not start the export of ${currency} ${billingPeriod} ${attributeSet}: ${text}`);
-        started.push({
-          runId: '',
-          currency,
-          billingPeriod,
-          attributeSet,
-          status: 'failed',
-          alreadyInFlight: false,
-          error: text,
-        });
-      }
+  for (const target of targets) {
+    try {
+      await ensureContainer();
+      started.push(await startOne(deps, request, target));
+    } catch (error) {
+      const text = redact(errorMessage(classifyError(error)));
+      deps.logger.child(targetFields(target)).error(`Could not start the export of ${runLabel(target)}: ${text}`);
+      started.push({
+        runId: '',
+        currency: target.currency,
+        billingPeriod: target.billingPeriod,
+        attributeSet: target.attributeSet,
+        dataset: target.dataset,
+        ...(target.invoiceId === undefined ? {} : { invoiceId: target.invoiceId }),
+        status: 'failed',
+        alreadyInFlight: false,
+        error: text,
+      });
     }
   }
+  // Invoice discovery failed: the other exports started; the invocation still fails so the problem is seen.
+  const [problem] = problems;
+  if (problem !== undefined) {
+    const failures = startExportFailures(started);
+    if (failures.length === 0) throw problem;
+    throw new ExportError(problem.code, `${problem.message}\nAlso not started:\n- ${failures.join('\n- ')}`, {
+      retryable: problem.retryable,
+    });
+  }
   return started;
+}
+
+function targetFields(target: ExportTarget) {
+  return {
+    currency: target.currency,
+    billingPeriod: target.billingPeriod,
+    attributeSet: target.attributeSet,
+    dataset: target.dataset,
+    ...(target.invoiceId === undefined ? {} : { invoiceId: target.invoiceId }),
+  };
 }
 
 /** The items of a start that could not be started, as one line each (for the timer's error and the CLI). */
@@ -92,45 +114,36 @@ export function startExportFailures(started: StartedRun[]): string[] {
     );
 }
 
-async function startOne(
-  deps: PipelineDeps,
-  request: StartRequest,
-  currency: string,
-  billingPeriod: BillingPeriod,
-  attributeSet: AttributeSet,
-): Promise<StartedRun> {
+async function startOne(deps: PipelineDeps, request: StartRequest, target: ExportTarget): Promise<StartedRun> {
+  const { currency, billingPeriod, attributeSet, dataset } = target;
+  const invoice = target.invoiceId === undefined ? {} : { invoiceId: target.invoiceId };
   const now = deps.clock.now();
   const runId = deps.newRunId(now);
   const maxAgeMs = deps.config.supervision.maxRunHours * 3600_000;
   const age = (since: string) => deps.clock.now().getTime() - Date.parse(since);
-  const holder = await deps.ledger.acquireStartLock(
-    startLockKey(currency, billingPeriod, attributeSet),
-    runId,
-    async (holderRunId, since) => {
-      const held = await deps.ledger.getRun(holderRunId);
-      // No row yet: the holder may be a start a few milliseconds ahead of us (timer and Test/Run at once), which
-      // must win. Only a holder that never wrote its row for minutes (it died there) is replaced.
-      if (held === undefined) return age(since) > START_GRACE_MS;
-      if (isTerminal(held.value.status)) return true;
-      // Past every limit (the supervisor fails such a run; this is the backstop if it did not run).
-      return age(held.value.startedAt) > maxAgeMs;
-    },
-  );
+  const holder = await deps.ledger.acquireStartLock(startLockKeyFor(target), runId, async (holderRunId, since) => {
+    const held = await deps.ledger.getRun(holderRunId);
+    // No row yet: the holder may be a start a few milliseconds ahead of us (timer and Test/Run at once), which
+    // must win. Only a holder that never wrote its row for minutes (it died there) is replaced.
+    if (held === undefined) return age(since) > START_GRACE_MS;
+    if (isTerminal(held.value.status)) return true;
+    // Past every limit (the supervisor fails such a run; this is the backstop if it did not run).
+    return age(held.value.startedAt) > maxAgeMs;
+  });
   crashPoint('start.afterLock');
   if (holder !== undefined) {
     const held = await waitForRow(deps, holder);
-    const log = deps.logger.child({ runId: holder, currency, billingPeriod, attributeSet });
+    const log = deps.logger.child({ runId: holder, ...targetFields(target) });
+    const base = { runId: holder, currency, billingPeriod, attributeSet, dataset, ...invoice, alreadyInFlight: true };
     if (held === undefined) {
       // The holder took the lock and never wrote its run: it died there. Its lock is replaced 2 minutes after it
       // was taken; until then nothing starts, and saying "in flight" would hide that.
-      const error = `Run ${holder} holds the start lock of ${currency} ${billingPeriod} ${attributeSet} but never recorded itself (its process stopped); the lock is replaced 2 minutes after it was taken. Start again then.`;
+      const error = `Run ${holder} holds the start lock of ${runLabel(target)} but never recorded itself (its process stopped); the lock is replaced 2 minutes after it was taken. Start again then.`;
       log.warn(error);
-      return { runId: holder, currency, billingPeriod, attributeSet, status: 'starting', alreadyInFlight: true, error };
+      return { ...base, status: 'starting', error };
     }
-    log.info(
-      `An export for ${currency} ${billingPeriod} ${attributeSet} is already in flight (run ${holder}); not starting another.`,
-    );
-    return { runId: holder, currency, billingPeriod, attributeSet, status: held.value.status, alreadyInFlight: true };
+    log.info(`An export for ${runLabel(target)} is already in flight (run ${holder}); not starting another.`);
+    return { ...base, status: held.value.status };
   }
   const run: RunRecord = {
     runId,
@@ -138,6 +151,8 @@ async function startOne(
     currency,
     billingPeriod,
     attributeSet,
+    dataset,
+    ...invoice,
     force: request.force ?? false,
     status: 'starting',
     startedAt: now.toISOString(),
@@ -157,6 +172,8 @@ async function startOne(
     currency,
     billingPeriod,
     attributeSet,
+    dataset,
+    ...invoice,
     status: 'starting',
     alreadyInFlight: false,
   };
@@ -219,11 +236,7 @@ export async function requestExport(
   let operationUrl: string;
   let retryAfterSeconds: number | undefined;
   try {
-    const started = await deps.graph.startUnbilledExport({
-      currencyCode: run.currency,
-      billingPeriod: run.billingPeriod,
-      attributeSet: run.attributeSet,
-    });
+    const started = await deps.graph.startExport(exportRequestFor(run));
     operationUrl = safeUrl(started.operationUrl);
     retryAfterSeconds = started.retryAfterSeconds;
   } catch (error) {

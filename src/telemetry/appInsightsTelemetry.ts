@@ -204,6 +204,8 @@ function runProperties(run: RunIdentity, status: RunStatus): Record<string, stri
     status,
     operationId: run.operationId,
     trigger: run.trigger,
+    dataset: run.dataset ?? 'unbilledUsage',
+    invoiceId: run.invoiceId,
   });
 }
 

@@ -139,6 +139,7 @@ describe('export pipeline end to end (Azurite, HTTPS emulator, local Functions h
         attributeSet: 'full',
         status: 'starting',
         trigger: 'manual',
+        dataset: 'unbilledUsage', // issue 10: a dataset dimension on every event
       },
       'the operation id is not known yet when the run starts',
     );
@@ -155,6 +156,7 @@ describe('export pipeline end to end (Azurite, HTTPS emulator, local Functions h
         status: 'succeeded',
         operationId: run.operationId,
         trigger: 'manual',
+        dataset: 'unbilledUsage',
       },
     );
     assert.ok(run.operationId !== undefined && run.operationId !== '');

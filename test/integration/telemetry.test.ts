@@ -111,6 +111,7 @@ describe('Application Insights telemetry', () => {
         ...dimensions,
         status: 'starting',
         trigger: 'schedule',
+        dataset: 'unbilledUsage', // issue 10: a dataset dimension on every event
       });
       assert.deepEqual(started.measurements, {});
       assert.equal(started.tags['ai.cloud.role'], 'csp-unbilled-export');
@@ -122,6 +123,7 @@ describe('Application Insights telemetry', () => {
         status: 'succeeded',
         operationId,
         trigger: 'schedule',
+        dataset: 'unbilledUsage', // issue 10: a dataset dimension on every event
       });
       assert.deepEqual(completed.measurements, measurements);
 
@@ -133,6 +135,7 @@ describe('Application Insights telemetry', () => {
         status: 'failed',
         operationId,
         trigger: 'manual',
+        dataset: 'unbilledUsage',
         errorCode: 'COPY_FAILED',
       });
       assert.equal(

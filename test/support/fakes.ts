@@ -18,6 +18,7 @@ import type {
   CopyMethod,
   DestinationStore,
   ExportManifest,
+  ExportRequest,
   Logger,
   MessageQueue,
   OperationState,
@@ -145,6 +146,8 @@ export class InMemoryRunLedger implements RunLedger {
       .filter((r) => query.status === undefined || r.status === query.status)
       .filter((r) => query.currency === undefined || r.currency === query.currency)
       .filter((r) => query.unannounced !== true || r.announced === false)
+      .filter((r) => query.dataset === undefined || (r.dataset ?? 'unbilledUsage') === query.dataset)
+      .filter((r) => query.invoiceId === undefined || r.invoiceId === query.invoiceId)
       .sort((a, b) => (a.runId < b.runId ? 1 : a.runId > b.runId ? -1 : 0))
       .slice(0, query.limit ?? Number.POSITIVE_INFINITY);
   }
@@ -432,6 +435,7 @@ export function operationUrl(n: number): string {
 export class ScriptedGraph implements BillingExportApi {
   readonly startCalls: Array<{ currencyCode: string; billingPeriod: string; attributeSet: string }> = [];
   readonly operationCalls: string[] = [];
+  private started = 0;
   private readonly startScript: Array<Scripted<Partial<StartedExport>>> = [];
   private readonly operationScripts = new Map<string, Array<Scripted<OperationState>>>();
 
@@ -449,6 +453,23 @@ export class ScriptedGraph implements BillingExportApi {
     return this;
   }
 
+  /** Every export started, whatever the dataset. */
+  readonly exportCalls: ExportRequest[] = [];
+
+  async startExport(request: ExportRequest): Promise<StartedExport> {
+    this.exportCalls.push({ ...request, body: { ...request.body } });
+    if (request.dataset === 'unbilledUsage') {
+      const { currencyCode, billingPeriod, attributeSet } = request.body;
+      return this.startUnbilledExport({
+        currencyCode: currencyCode ?? '',
+        billingPeriod: billingPeriod === 'last' ? 'last' : 'current',
+        attributeSet: attributeSet === 'basic' ? 'basic' : 'full',
+      });
+    }
+    await tick();
+    return this.answerStart();
+  }
+
   async startUnbilledExport(request: {
     currencyCode: string;
     billingPeriod: 'current' | 'last';
@@ -456,10 +477,15 @@ export class ScriptedGraph implements BillingExportApi {
   }): Promise<StartedExport> {
     await tick();
     this.startCalls.push({ ...request });
+    return this.answerStart();
+  }
+
+  private answerStart(): StartedExport {
+    this.started++;
     const answer = this.startScript.shift() ?? {};
     if (answer instanceof Error) throw answer;
     return {
-      operationUrl: answer.operationUrl ?? operationUrl(this.startCalls.length),
+      operationUrl: answer.operationUrl ?? operationUrl(this.started),
       retryAfterSeconds: answer.retryAfterSeconds,
     };
   }

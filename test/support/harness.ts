@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { HttpRequest, type HttpResponseInit, InvocationContext } from '@azure/functions';
 import { BlobClient, ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { type QueueClient, QueueServiceClient } from '@azure/storage-queue';
-import { EMULATOR_DEV_TOKEN } from '../../src/adapters/graph/devToken';
+import { EMULATOR_DEV_TOKEN, EMULATOR_PARTNER_CENTER_DEV_TOKEN } from '../../src/adapters/graph/devToken';
 import { TableRunLedger } from '../../src/adapters/storage/tableRunLedger';
 import { resetDeps } from '../../src/composition';
 import { EXPORT_CONTAINER } from '../../src/emulator/exportDataStore';
@@ -427,10 +427,23 @@ export function latestPattern(prefix = 'unbilled-usage'): RegExp {
   );
 }
 
+/** The default folder of each dataset (README, Layout). */
+const DEFAULT_PREFIXES: Record<string, string> = {
+  unbilledUsage: 'unbilled-usage',
+  unbilledReconciliation: 'unbilled-reconciliation',
+  billedUsage: 'billed-usage',
+  billedReconciliation: 'billed-reconciliation',
+};
+
 /** Checks a succeeded run's folder: layout, bytes, headers, manifest.json and latest.json. */
 export async function assertRunFolder(h: Harness, run: RunRecord): Promise<void> {
   assert.equal(run.status, 'succeeded', `run ${run.runId}: ${run.error ?? ''}`);
-  const series = `unbilled-usage/billingMonth=${run.billingMonth}/currency=${run.currency}/attributeSet=${run.attributeSet}`;
+  const dataset = run.dataset ?? 'unbilledUsage';
+  const prefix = DEFAULT_PREFIXES[dataset];
+  const series =
+    run.invoiceId === undefined
+      ? `${prefix}/billingMonth=${run.billingMonth}/currency=${run.currency}/attributeSet=${run.attributeSet}`
+      : `${prefix}/billingMonth=${run.billingMonth}/invoiceId=${run.invoiceId}/attributeSet=${run.attributeSet}`;
   const folder = `${series}/run=${run.runId}`;
   assert.equal(run.path, folder);
   assert.ok(run.rootDirectory !== undefined && !run.rootDirectory.includes('?'));
@@ -470,13 +483,17 @@ export async function assertRunFolder(h: Harness, run: RunRecord): Promise<void>
     'byteCount',
     'completedAt',
     'currency',
+    'dataset',
     'graph',
+    'invoiceId',
     'manifestVersion',
     'runId',
     'startedAt',
     'trigger',
   ]);
   assert.equal(manifest['manifestVersion'], MANIFEST_VERSION);
+  assert.equal(manifest['dataset'], dataset);
+  assert.equal(manifest['invoiceId'], run.invoiceId ?? null);
   assert.equal(manifest['runId'], run.runId);
   assert.equal(manifest['trigger'], run.trigger);
   assert.equal(manifest['currency'], run.currency);
@@ -504,8 +521,13 @@ export async function assertRunFolder(h: Harness, run: RunRecord): Promise<void>
   ]);
   const operation = h.emulator.operations().find((op) => op.id === graph['operationId']);
   assert.ok(operation !== undefined, 'graph.operationId is the emulator operation');
-  assert.equal(operation.currency, run.currency);
-  assert.equal(operation.billingPeriod, run.billingPeriod);
+  assert.equal(operation.dataset, dataset);
+  if (run.invoiceId === undefined) {
+    assert.equal(operation.currency, run.currency);
+    assert.equal(operation.billingPeriod, run.billingPeriod);
+  } else {
+    assert.equal(operation.invoiceId, run.invoiceId);
+  }
   assert.equal(graph['manifestId'], operation.manifestId);
   assert.equal(graph['eTag'], operation.eTag);
   for (const field of ['schemaVersion', 'dataFormat', 'createdDateTime', 'partnerTenantId']) {
@@ -557,6 +579,7 @@ export async function assertNoSecrets(
     ['sig=', 'a SAS sig= parameter'],
     ['Bearer ', 'a bearer token'],
     [EMULATOR_DEV_TOKEN, 'the emulator development token'],
+    [EMULATOR_PARTNER_CENTER_DEV_TOKEN, 'the emulator Partner Center development token'],
     [MS_BILLING_ACCOUNT.key, 'the export storage account key'],
     [PARTNER_DEST_ACCOUNT.key, 'the destination account key'],
     [DEV_STORE_ACCOUNT.key, 'the host storage account key'],

@@ -26,6 +26,13 @@ const NOT_SET_IN_INFRA: Readonly<Record<string, string>> = {
     'Connection-string form; the deployment uses the identity-based DESTINATION_STORAGE__* settings (shared keys are disabled).',
   EXPORT_STALL_MINUTES: 'Its default (30) suits every deployment; the fault suite shortens it locally.',
   EXPORT_MAX_RESUMES: 'Its default (3) suits every deployment; the fault suite changes it locally.',
+  EXPORT_DATASETS: 'Default used; set by the lead at merge.',
+  DESTINATION_PREFIX_UNBILLED_RECONCILIATION: 'Default used; set by the lead at merge.',
+  DESTINATION_PREFIX_BILLED_USAGE: 'Default used; set by the lead at merge.',
+  DESTINATION_PREFIX_BILLED_RECONCILIATION: 'Default used; set by the lead at merge.',
+  EXPORT_INVOICE_DISCOVERY: 'Default used; set by the lead at merge.',
+  EXPORT_INVOICE_MONTHS: 'Default used; set by the lead at merge.',
+  PARTNER_CENTER_BASE_URL: 'Default used; set by the lead at merge.',
 };
 
 /** App settings infra sets that SETTINGS does not list: read by the Functions host or by @azure/identity itself. */

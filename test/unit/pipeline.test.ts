@@ -505,6 +505,9 @@ describe('copyExportBlob and the fan-in', () => {
       blobCount: 3,
       byteCount: total,
       blobs: manifest.blobs.map((b, i) => ({ name: b.name, byteCount: sizes[i] })),
+      // Issue 10: new fields after the existing ones, which are unchanged.
+      dataset: 'unbilledUsage',
+      invoiceId: null,
     });
     const manifestText = deps.destination.blobs.get(`${path}/manifest.json`)?.body ?? '';
     assert.doesNotMatch(manifestText, /sig=|SECRET|sasToken/);

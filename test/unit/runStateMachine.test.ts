@@ -351,13 +351,13 @@ describe('races found in review', () => {
     await startUsd(deps);
     const start = deps.queue.takeStatus()[0];
     assert.equal(start?.message.kind, 'start');
-    const original = deps.graph.startUnbilledExport.bind(deps.graph);
+    const original = deps.graph.startExport.bind(deps.graph);
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => {
       release = resolve;
     });
     let calls = 0;
-    deps.graph.startUnbilledExport = async (request) => {
+    deps.graph.startExport = async (request) => {
       calls += 1;
       if (calls === 1) await gate; // delivery A: Graph is slow; the message becomes visible again
       return original(request);

@@ -11,7 +11,7 @@ import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-grap
 import { Agent } from 'undici';
 import type { AttributeSet, BillingPeriod } from '../../config';
 import { type ErrorCode, ExportError } from '../../errors';
-import type { BillingExportApi, OperationState, StartedExport } from '../../pipeline/ports';
+import type { BillingExportApi, ExportRequest, OperationState, StartedExport } from '../../pipeline/ports';
 import { redact, safeUrl } from '../../redact';
 import { parseManifest, parseOperationBody } from './operationParser';
 import { parseRetryAfter } from './retryAfter';
@@ -44,6 +44,9 @@ export interface GraphBillingExportApiOptions {
   /** Called for every status Graph returns that this version does not know (logged as a warning by the caller). */
   onUnknownStatus?: ((status: string, operationUrl: string) => void) | undefined;
 }
+
+/** The unbilled usage export action (the other datasets' paths come from src/datasets.ts). */
+const EXPORT_PATHS = { unbilledUsage: '/reports/partners/billing/usage/unbilled/export' } as const;
 
 const RETRYABLE_STATUSES = new Set([429, 500, 502, 503, 504]);
 const PERMISSION_HINT =
@@ -97,12 +100,31 @@ export class GraphBillingExportApi implements BillingExportApi {
     billingPeriod: BillingPeriod;
     attributeSet: AttributeSet;
   }): Promise<StartedExport> {
-    const url = `${this.base.href.replace(/\/+$/, '')}/reports/partners/billing/usage/unbilled/export`;
-    const response = await this.call('POST', url, request);
+    return this.startExport({
+      dataset: 'unbilledUsage',
+      path: EXPORT_PATHS.unbilledUsage,
+      body: {
+        currencyCode: request.currencyCode,
+        billingPeriod: request.billingPeriod,
+        attributeSet: request.attributeSet,
+      },
+    });
+  }
+
+  /** Starts the export of any dataset: POST {root}{path} with the JSON body, then the Location of the operation. */
+  async startExport(request: ExportRequest): Promise<StartedExport> {
+    if (!/^\/reports\/partners\/billing\/[A-Za-z]+\/[A-Za-z]+\/export$/.test(request.path)) {
+      throw new ExportError(
+        'GRAPH_PROTOCOL',
+        `Refusing to POST to "${request.path}": not a partner billing export action (/reports/partners/billing/{usage|reconciliation}/{billed|unbilled}/export).`,
+      );
+    }
+    const url = `${this.base.href.replace(/\/+$/, '')}${request.path}`;
+    const response = await this.call('POST', url, request.body);
     if (response.status !== 202) {
       throw new ExportError(
         'GRAPH_PROTOCOL',
-        `Graph answered ${response.status} to the unbilled export POST; 202 Accepted with a Location was expected.`,
+        `Graph answered ${response.status} to the ${request.dataset} export POST; 202 Accepted with a Location was expected.`,
         { status: response.status },
       );
     }
@@ -258,6 +280,10 @@ async function toError(
     code = 'GRAPH_BAD_REQUEST';
     advice =
       'Check EXPORT_CURRENCIES (the partner billing currencies), EXPORT_BILLING_PERIODS and EXPORT_ATTRIBUTE_SET.';
+  } else if (status === 404 && method === 'POST') {
+    code = 'GRAPH_NOT_FOUND';
+    advice =
+      'Graph has no such data: for a billed dataset check the invoice id (an invoice of this partner, issued September 2023 or later).';
   } else if (status === 404) {
     code = 'GRAPH_NOT_FOUND';
     advice = 'The operation or manifest no longer exists; the next run starts a new export.';

@@ -5,6 +5,7 @@ import {
   type AttributeSet,
   BILLING_PERIODS,
   type BillingPeriod,
+  DATASET_IDS,
   type StorageConnection,
 } from '../../config';
 import { ExportError } from '../../errors';
@@ -198,6 +199,8 @@ function runFields(run: Partial<RunRecord>): Record<string, Scalar | undefined> 
     currency: run.currency,
     billingPeriod: run.billingPeriod,
     attributeSet: run.attributeSet,
+    dataset: run.dataset,
+    invoiceId: run.invoiceId,
     trigger: run.trigger,
     operationId: run.operationId,
     status: run.status,
@@ -254,6 +257,9 @@ function readRun(stored: StoredEntity, table: string): RunRecord {
     // Absent fields stay absent (not `undefined` properties), so records compare cleanly.
     if (value !== undefined) run[name] = value;
   };
+  // Rows written before datasets existed have no dataset: they are unbilled usage (read as absent).
+  set('dataset', row.optOneOf('dataset', DATASET_IDS));
+  set('invoiceId', row.optString('invoiceId'));
   set('operationId', row.optString('operationId'));
   set('completedAt', row.optString('completedAt'));
   set('operationUrl', row.optString('operationUrl'));
@@ -410,13 +416,20 @@ export class TableRunLedger implements RunLedger {
     if (query.status !== undefined) filters.push(odata`status eq ${query.status}`);
     if (query.currency !== undefined) filters.push(odata`currency eq ${query.currency.toUpperCase()}`);
     if (query.unannounced === true) filters.push(odata`announced eq ${false}`);
+    // Old rows have no dataset column: unbilled usage is filtered here, the others by the service.
+    if (query.dataset !== undefined && query.dataset !== 'unbilledUsage') {
+      filters.push(odata`dataset eq ${query.dataset}`);
+    }
+    if (query.invoiceId !== undefined) filters.push(odata`invoiceId eq ${query.invoiceId.toUpperCase()}`);
     const limit = query.limit;
     if (limit !== undefined && limit <= 0) return [];
     // The service returns rows in ascending RowKey (start time) order; keep only the newest `limit`.
     const newest: RunRecord[] = [];
     const rows = table.listEntities<Record<string, unknown>>({ queryOptions: { filter: filters.join(' and ') } });
     for await (const stored of rows) {
-      newest.push(readRun(stored, this.names.runs));
+      const run = readRun(stored, this.names.runs);
+      if (query.dataset !== undefined && (run.dataset ?? 'unbilledUsage') !== query.dataset) continue;
+      newest.push(run);
       if (limit !== undefined && newest.length > limit) newest.shift();
     }
     return newest.reverse();
