@@ -228,9 +228,9 @@ var graphAppRegistrationMissing = join(
 )
 var graphAppRegistrationChecked = !useGraphAppRegistration || !contains(graphAppRegistrationGiven, false)
   ? (!useGraphAppRegistration || (isGuid(graphTenantId) && isGuid(graphClientId))
-      ? (!useGraphAppRegistration || (startsWith(graphClientSecretUri, 'https://') && contains(graphClientSecretUri, '${environment().suffixes.keyvaultDns}/secrets/'))
+      ? (!useGraphAppRegistration || (startsWith(graphClientSecretUri, 'https://') && contains(graphClientSecretUri, '.vault.') && contains(graphClientSecretUri, '/secrets/'))
           ? useGraphAppRegistration
-          : fail('graphClientSecretUri (GRAPH_CLIENT_SECRET_URI) "${graphClientSecretUri}" is not a Key Vault secret URI: use https://<vault>${environment().suffixes.keyvaultDns}/secrets/<name>'))
+          : fail('graphClientSecretUri (GRAPH_CLIENT_SECRET_URI) "${graphClientSecretUri}" is not a Key Vault secret URI: use https://<vault>.vault.<Key Vault DNS suffix of the cloud>/secrets/<name>, e.g. https://kv-partner.vault.azure.net/secrets/graph-client-secret'))
       : fail('graphTenantId (GRAPH_TENANT_ID) and graphClientId (GRAPH_CLIENT_ID) must be GUIDs: the partner tenant id and the application (client) id of the app registration'))
   : fail('Half-configured app registration for Microsoft Graph: missing ${graphAppRegistrationMissing}. Set graphTenantId, graphClientId and graphClientSecretUri together (an app registration in the partner tenant, its secret in Key Vault), or none of them to call Graph with the managed identity; see docs/deploy.md, "Partner tenant"')
 

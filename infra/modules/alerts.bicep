@@ -111,7 +111,7 @@ var noSuccessWindowHours = schedulePeriodHours + maxWaitHours + copyAllowanceHou
 var runFailedQuery = loadTextContent('../queries/alert-run-failed.kql')
 var noSuccessfulRunTemplate = loadTextContent('../queries/alert-no-successful-run.kql')
 var noSuccessfulRunQuery = replace(
-  replace(noSuccessfulRunTemplate, 'let window = 32h;', 'let window = ${noSuccessWindowHours}h;'),
+  replace(noSuccessfulRunTemplate, 'let successWindow = 32h;', 'let successWindow = ${noSuccessWindowHours}h;'),
   '    "unbilledUsage", "USD", "current", "full"\n',
   '    ${join(expectedSeriesRows, ',\n    ')}\n'
 )
