@@ -40,10 +40,14 @@ function main() {
   const version = runBicep(['--version']).stdout.trim();
   console.log(`Bicep CLI: ${cli.description}: ${version}`);
   if (!version.includes(`version ${PINNED_VERSION} `)) {
-    console.warn(`Note: the committed snapshots were made with Bicep CLI ${PINNED_VERSION}; another version may differ.`);
+    console.warn(
+      `Note: the committed snapshots were made with Bicep CLI ${PINNED_VERSION}; another version may differ.`,
+    );
   }
   if (process.argv.includes('--update-snapshots')) {
-    for (const file of readdirSync(snapshotsDir).filter((f) => f.endsWith('.bicepparam')).sort()) {
+    for (const file of readdirSync(snapshotsDir)
+      .filter((f) => f.endsWith('.bicepparam'))
+      .sort()) {
       const result = runBicep(snapshotArgs(join('infra', 'snapshots', file), 'overwrite'));
       process.stdout.write(`${file}: ${result.status === 0 ? 'written' : 'FAILED'}\n${result.stdout}${result.stderr}`);
       if (result.status !== 0) process.exit(1);
