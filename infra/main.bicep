@@ -45,7 +45,7 @@ param functionAppName string = ''
 // Parameters: what to export (EXPORT_* app settings)
 // ----------------------------------------------------------------------------
 
-@description('Required. EXPORT_CURRENCIES: comma-separated ISO 4217 codes of the partner\'s billing currencies, e.g. USD,EUR. The 26-hour alert expects a successful run for each.')
+@description('Required. EXPORT_CURRENCIES: comma-separated ISO 4217 codes of the partner\'s billing currencies, e.g. USD,EUR. The no-success alert expects a successful run of each series (currency x period x attribute set) every 24 h + maxWaitHours + 2 h.')
 @minLength(3)
 param exportCurrencies string
 
