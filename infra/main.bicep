@@ -10,8 +10,13 @@
 //   - alert rules, an action group and a workbook on the app's custom events.
 //
 // This file is the wiring: parameters, names, the app settings (every setting of
-// src/config.ts SETTINGS that a deployment needs; test/unit/infraConsistency.test.ts keeps them
-// in step) and the outputs azd stores in the environment. The resources are in ./modules.
+// src/config.ts SETTINGS that a deployment needs; test/unit/infraConsistency.test.ts and the
+// snapshot tests of `npm run test:infra` keep them in step) and the outputs azd stores in the
+// environment. The resources are in ./modules.
+//
+// Empty strings: an older azd passes '' for every ${VAR} of main.parameters.json that is not set
+// in the environment. Every optional string parameter therefore treats '' as "not given" and falls
+// back to its default through orDefault() below (its @allowed list includes '' for that reason).
 // ============================================================================
 
 targetScope = 'subscription'
@@ -40,26 +45,28 @@ param functionAppName string = ''
 // Parameters: what to export (EXPORT_* app settings)
 // ----------------------------------------------------------------------------
 
-@description('Required. EXPORT_CURRENCIES: comma-separated ISO 4217 codes of the partner\'s billing currencies, e.g. USD,EUR. The 26-hour alert expects a successful run for each.')
+@description('Required. EXPORT_CURRENCIES: comma-separated ISO 4217 codes of the partner\'s billing currencies, e.g. USD,EUR. The no-success alert expects a successful run of each series (currency x period x attribute set) every 24 h + maxWaitHours + 2 h.')
 @minLength(3)
 param exportCurrencies string
 
-@description('Optional. EXPORT_BILLING_PERIODS: current, last, or current,last.')
+@description('Optional. EXPORT_BILLING_PERIODS: current, last, or current,last (\'\': current).')
 @allowed([
+  ''
   'current'
   'last'
   'current,last'
 ])
 param exportBillingPeriods string = 'current'
 
-@description('Optional. EXPORT_ATTRIBUTE_SET: full or basic.')
+@description('Optional. EXPORT_ATTRIBUTE_SET: full or basic (\'\': full).')
 @allowed([
+  ''
   'full'
   'basic'
 ])
 param exportAttributeSet string = 'full'
 
-@description('Optional. EXPORT_SCHEDULE: six-field NCRONTAB of the daily timer, in UTC (Flex Consumption has no time zone setting).')
+@description('Optional. EXPORT_SCHEDULE: six-field NCRONTAB of the daily timer, in UTC (Flex Consumption has no time zone setting). The no-success alert assumes one run a day.')
 param exportSchedule string = '0 0 6 * * *'
 
 // ----------------------------------------------------------------------------
@@ -69,13 +76,11 @@ param exportSchedule string = '0 0 6 * * *'
 @description('Optional. Resource id of an existing storage account to export into (/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Storage/storageAccounts/<name>); it may live in another resource group or subscription of the same tenant. Empty (default): a new account is created.')
 param existingDestinationStorageAccountId string = ''
 
-@description('Optional. DESTINATION_CONTAINER: container of the exports (created by the deployment).')
-@minLength(3)
+@description('Optional. DESTINATION_CONTAINER: container of the exports: 3-63 lowercase letters, digits and hyphens. Created in a new destination account; an existing account must already have it (the deployment does not touch its settings).')
 @maxLength(63)
 param destinationContainer string = 'partner-billing'
 
 @description('Optional. DESTINATION_PREFIX: folder inside the container, without leading or trailing slash.')
-@minLength(1)
 param destinationPrefix string = 'unbilled-usage'
 
 @description('Optional. Replication of a new destination account.')
@@ -111,9 +116,9 @@ param pollInitialSeconds int = 30
 @maxValue(86400)
 param pollMaxSeconds int = 900
 
-@description('Optional. EXPORT_MAX_WAIT_HOURS: a run whose Graph operation has not finished after this many hours fails.')
+@description('Optional. EXPORT_MAX_WAIT_HOURS: a run whose Graph operation has not finished after this many hours fails. At most 22 here: the no-success alert window (24 h between daily runs + this + a 2-hour copy allowance) must fit the 48 hours a log search alert can look back.')
 @minValue(1)
-@maxValue(168)
+@maxValue(22)
 param maxWaitHours int = 6
 
 @description('Optional. EXPORT_COPY_SINGLE_MAX_MIB: blobs up to this size use one Copy Blob From URL (Azure allows at most 256).')
@@ -136,13 +141,16 @@ param copyConcurrency int = 8
 // (an app registration in the partner tenant; docs/deploy.md "Partner tenant")
 // ----------------------------------------------------------------------------
 
-@description('Optional. Partner tenant id of the app registration used for Graph (AZURE_TENANT_ID). Empty: the managed identity calls Graph.')
+// All three or none: a client id without its tenant or secret would deploy and then fail every
+// Graph call, so the deployment refuses it (graphAppRegistrationChecked below).
+
+@description('Optional. Partner tenant id (GUID) of the app registration used for Graph (AZURE_TENANT_ID). Set together with graphClientId and graphClientSecretUri; all empty: the managed identity calls Graph.')
 param graphTenantId string = ''
 
-@description('Optional. Client id of the app registration used for Graph (becomes AZURE_CLIENT_ID). Empty: the managed identity calls Graph.')
+@description('Optional. Client id (GUID) of the app registration used for Graph (becomes AZURE_CLIENT_ID). Set together with graphTenantId and graphClientSecretUri; all empty: the managed identity calls Graph.')
 param graphClientId string = ''
 
-@description('Optional. Key Vault secret URI of the app registration\'s client secret (https://<vault>.vault.azure.net/secrets/<name>); set as a Key Vault reference in AZURE_CLIENT_SECRET, resolved with the managed identity (grant it Key Vault Secrets User on the vault).')
+@description('Optional. Key Vault secret URI of the app registration\'s client secret (https://<vault>.vault.azure.net/secrets/<name>); set as a Key Vault reference in AZURE_CLIENT_SECRET, resolved with the managed identity (grant it Key Vault Secrets User on the vault). Set together with graphTenantId and graphClientId.')
 param graphClientSecretUri string = ''
 
 // ----------------------------------------------------------------------------
@@ -163,8 +171,8 @@ param logRetentionInDays int = 30
 @description('Optional. Disable local (instrumentation key) authentication of Application Insights; telemetry is then sent with the managed identity.')
 param appInsightsDisableLocalAuth bool = true
 
-@description('Optional. Flex Consumption: upper bound of instances per function group.')
-@minValue(40)
+@description('Optional. Flex Consumption: upper bound of instances per function group (1 to 1000 since general availability; 100 is the platform default; Microsoft advises at least 40 for HTTP-heavy apps, which this one is not).')
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -175,6 +183,56 @@ param maximumInstanceCount int = 40
   4096
 ])
 param instanceMemoryMB int = 2048
+
+// ----------------------------------------------------------------------------
+// Empty strings and the values in effect
+// ----------------------------------------------------------------------------
+
+@description('The value, or the fallback when the value is empty (an older azd passes \'\' for an unset environment variable).')
+func orDefault(value string, fallback string) string => empty(value) ? fallback : value
+
+@description('True when the text looks like a GUID (8-4-4-4-12 characters).')
+func isGuid(text string) bool => length(text) == 36 && map(split(text, '-'), part => length(part)) == [8, 4, 4, 4, 12]
+
+var billingPeriodsInEffect = orDefault(exportBillingPeriods, 'current')
+var attributeSetInEffect = orDefault(exportAttributeSet, 'full')
+var scheduleInEffect = orDefault(exportSchedule, '0 0 6 * * *')
+var containerInEffect = orDefault(destinationContainer, 'partner-billing')
+var prefixInEffect = orDefault(destinationPrefix, 'unbilled-usage')
+
+// Checked here (parameters only), so that the deployment stops before it creates anything.
+var containerChecked = length(containerInEffect) >= 3 && toLower(containerInEffect) == containerInEffect && !startsWith(containerInEffect, '-') && !endsWith(containerInEffect, '-')
+  ? containerInEffect
+  : fail('destinationContainer (DESTINATION_CONTAINER) "${containerInEffect}" is not a container name: use 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit')
+var prefixChecked = !startsWith(prefixInEffect, '/') && !endsWith(prefixInEffect, '/')
+  ? prefixInEffect
+  : fail('destinationPrefix (DESTINATION_PREFIX) "${prefixInEffect}" must not start or end with a slash, e.g. unbilled-usage or exports/csp')
+
+// The app registration for Graph: all three values, or none.
+var graphAppRegistrationGiven = [
+  !empty(graphTenantId)
+  !empty(graphClientId)
+  !empty(graphClientSecretUri)
+]
+var useGraphAppRegistration = !empty(graphTenantId) || !empty(graphClientId) || !empty(graphClientSecretUri)
+var graphAppRegistrationMissing = join(
+  filter(
+    [
+      empty(graphTenantId) ? 'graphTenantId (GRAPH_TENANT_ID)' : ''
+      empty(graphClientId) ? 'graphClientId (GRAPH_CLIENT_ID)' : ''
+      empty(graphClientSecretUri) ? 'graphClientSecretUri (GRAPH_CLIENT_SECRET_URI)' : ''
+    ],
+    name => !empty(name)
+  ),
+  ', '
+)
+var graphAppRegistrationChecked = !useGraphAppRegistration || !contains(graphAppRegistrationGiven, false)
+  ? (!useGraphAppRegistration || (isGuid(graphTenantId) && isGuid(graphClientId))
+      ? (!useGraphAppRegistration || (startsWith(graphClientSecretUri, 'https://') && contains(graphClientSecretUri, '.vault.') && contains(graphClientSecretUri, '/secrets/'))
+          ? useGraphAppRegistration
+          : fail('graphClientSecretUri (GRAPH_CLIENT_SECRET_URI) "${graphClientSecretUri}" is not a Key Vault secret URI: use https://<vault>.vault.<Key Vault DNS suffix of the cloud>/secrets/<name>, e.g. https://kv-partner.vault.azure.net/secrets/graph-client-secret'))
+      : fail('graphTenantId (GRAPH_TENANT_ID) and graphClientId (GRAPH_CLIENT_ID) must be GUIDs: the partner tenant id and the application (client) id of the app registration'))
+  : fail('Half-configured app registration for Microsoft Graph: missing ${graphAppRegistrationMissing}. Set graphTenantId, graphClientId and graphClientSecretUri together (an app registration in the partner tenant, its secret in Key Vault), or none of them to call Graph with the managed identity; see docs/deploy.md, "Partner tenant"')
 
 // ----------------------------------------------------------------------------
 // Names
@@ -205,6 +263,9 @@ var useExistingDestination = !empty(existingDestinationStorageAccountId)
 // fallback keeps the (skipped) module's scope valid when no existing account is given.
 var existingDestinationFallbackId = '/subscriptions/${subscription().subscriptionId}/resourceGroups/${rg.name}/providers/Microsoft.Storage/storageAccounts/none'
 var existingDestinationParts = split(useExistingDestination ? existingDestinationStorageAccountId : existingDestinationFallbackId, '/')
+var existingDestinationChecked = length(existingDestinationParts) == 9 && toLower(existingDestinationParts[1]) == 'subscriptions' && toLower(existingDestinationParts[3]) == 'resourcegroups' && toLower(existingDestinationParts[6]) == 'microsoft.storage' && toLower(existingDestinationParts[7]) == 'storageaccounts'
+  ? existingDestinationParts
+  : fail('existingDestinationStorageAccountId (DESTINATION_STORAGE_ACCOUNT_ID) "${existingDestinationStorageAccountId}" is not a storage account resource id: use /subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Storage/storageAccounts/<name>, or leave it empty for a new account')
 
 // ----------------------------------------------------------------------------
 // Resource group
@@ -270,8 +331,8 @@ module newDestination 'modules/destinationStorage.bicep' = if (!useExistingDesti
     location: location
     tags: tags
     skuName: destinationStorageSku
-    containerName: destinationContainer
-    prefix: destinationPrefix
+    containerName: containerChecked
+    prefix: prefixChecked
     enableRetention: enableRetention
     retentionDays: retentionDays
     principalId: identity.outputs.principalId
@@ -280,16 +341,17 @@ module newDestination 'modules/destinationStorage.bicep' = if (!useExistingDesti
 
 module existingDestination 'modules/existingDestination.bicep' = if (useExistingDestination) {
   name: 'existingDestination'
-  scope: resourceGroup(existingDestinationParts[2], existingDestinationParts[4])
+  scope: resourceGroup(existingDestinationChecked[2], existingDestinationChecked[4])
   params: {
-    accountName: last(existingDestinationParts)
-    containerName: destinationContainer
+    accountName: last(existingDestinationChecked)
+    containerName: containerChecked
     principalId: identity.outputs.principalId
   }
 }
 
-var destinationBlobServiceUri = useExistingDestination ? existingDestination.outputs.blobServiceUri : newDestination.outputs.blobServiceUri
-var destinationAccountName = useExistingDestination ? existingDestination.outputs.name : newDestination.outputs.name
+// The `!`: each module is deployed exactly when its branch of the condition is taken.
+var destinationBlobServiceUri = useExistingDestination ? existingDestination!.outputs.blobServiceUri : newDestination!.outputs.blobServiceUri
+var destinationAccountName = useExistingDestination ? existingDestination!.outputs.name : newDestination!.outputs.name
 
 // ----------------------------------------------------------------------------
 // App settings: every setting the code reads that a deployment needs (src/config.ts SETTINGS).
@@ -313,13 +375,13 @@ var hostAppSettings = {
 
 var exportAppSettings = {
   EXPORT_CURRENCIES: exportCurrencies
-  EXPORT_BILLING_PERIODS: exportBillingPeriods
-  EXPORT_ATTRIBUTE_SET: exportAttributeSet
-  EXPORT_SCHEDULE: exportSchedule
+  EXPORT_BILLING_PERIODS: billingPeriodsInEffect
+  EXPORT_ATTRIBUTE_SET: attributeSetInEffect
+  EXPORT_SCHEDULE: scheduleInEffect
   DESTINATION_STORAGE__blobServiceUri: destinationBlobServiceUri
   DESTINATION_STORAGE__clientId: identity.outputs.clientId
-  DESTINATION_CONTAINER: destinationContainer
-  DESTINATION_PREFIX: destinationPrefix
+  DESTINATION_CONTAINER: containerChecked
+  DESTINATION_PREFIX: prefixChecked
   EXPORT_POLL_INITIAL_SECONDS: string(pollInitialSeconds)
   EXPORT_POLL_MAX_SECONDS: string(pollMaxSeconds)
   EXPORT_MAX_WAIT_HOURS: string(maxWaitHours)
@@ -329,20 +391,19 @@ var exportAppSettings = {
 }
 
 // The Graph credential (@azure/identity DefaultAzureCredential): the managed identity by default;
-// an app registration of the partner tenant when graphClientId is given. Storage and telemetry
-// keep using the managed identity through their own clientId settings.
+// an app registration of the partner tenant (tenant, client id and Key Vault secret, all three)
+// otherwise. Storage and telemetry keep using the managed identity through their own clientId
+// settings.
 var graphIdentityAppSettings = {
   AZURE_CLIENT_ID: identity.outputs.clientId
 }
-var graphAppRegistrationAppSettings = empty(graphClientId) ? {} : {
+var graphAppRegistrationAppSettings = graphAppRegistrationChecked ? {
   AZURE_CLIENT_ID: graphClientId
   AZURE_TENANT_ID: graphTenantId
-}
-var graphClientSecretAppSettings = empty(graphClientId) || empty(graphClientSecretUri) ? {} : {
   AZURE_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${graphClientSecretUri})'
-}
+} : {}
 
-var appSettings = union(hostAppSettings, exportAppSettings, graphIdentityAppSettings, graphAppRegistrationAppSettings, graphClientSecretAppSettings)
+var appSettings = union(hostAppSettings, exportAppSettings, graphIdentityAppSettings, graphAppRegistrationAppSettings)
 
 // ----------------------------------------------------------------------------
 // Function app
@@ -378,6 +439,9 @@ module alerts 'modules/alerts.bicep' = {
     nameToken: resourceToken
     appInsightsId: monitoring.outputs.appInsightsId
     currencies: exportCurrencies
+    billingPeriods: billingPeriodsInEffect
+    attributeSet: attributeSetInEffect
+    maxWaitHours: maxWaitHours
     alertEmailAddress: alertEmailAddress
     existingActionGroupId: existingActionGroupId
   }
@@ -398,8 +462,9 @@ output AZURE_MANAGED_IDENTITY_TENANT_ID string = identity.outputs.tenantId
 output HOST_STORAGE_ACCOUNT_NAME string = hostStorage.outputs.name
 output DESTINATION_STORAGE_ACCOUNT_NAME string = destinationAccountName
 output DESTINATION_BLOB_SERVICE_URI string = destinationBlobServiceUri
-output DESTINATION_CONTAINER_NAME string = destinationContainer
-output DESTINATION_PREFIX_PATH string = destinationPrefix
+output DESTINATION_CONTAINER_NAME string = containerChecked
+output DESTINATION_PREFIX_PATH string = prefixChecked
+output GRAPH_CREDENTIAL string = graphAppRegistrationChecked ? 'appRegistration' : 'managedIdentity'
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.workspaceName
 output ALERT_RULE_NAMES array = alerts.outputs.alertRuleNames

@@ -2,9 +2,11 @@
 // Alerts and saved views on the app's custom events (Application Insights, workspace-based;
 // the queries use the Application Insights schema: customEvents, customDimensions).
 //   - an action group that e-mails the operators (when an address is given);
-//   - log search alert rules: a run failed; no successful run for a configured currency in
-//     26 hours; a queue message reached a poison queue;
-//   - a workbook with the run history and the duration and bytes by currency.
+//   - log search alert rules: a run failed (any dataset); no successful run of a configured
+//     daily series within its window (24 h + EXPORT_MAX_WAIT_HOURS + copy allowance); a queue
+//     message of a run that had not ended reached a poison queue;
+//   - a workbook operators open first: runs per day by status, the last success per series,
+//     failures by error code, duration and bytes, the run history.
 // Every query is a file in infra/queries, read with loadTextContent (docs and tests read the
 // same files).
 // ============================================================================
@@ -21,8 +23,34 @@ param nameToken string
 @description('Required. Resource id of Application Insights: the scope of the rules and the workbook.')
 param appInsightsId string
 
-@description('Required. The configured currencies (EXPORT_CURRENCIES, comma-separated): each one is expected to succeed every 26 hours.')
+@description('Required. The configured currencies (EXPORT_CURRENCIES, comma-separated): each one is a series of the no-success rule.')
 param currencies string
+
+@description('Required. The configured billing periods (EXPORT_BILLING_PERIODS: current, last or current,last).')
+param billingPeriods string
+
+@description('Required. The configured attribute set (EXPORT_ATTRIBUTE_SET: full or basic).')
+param attributeSet string
+
+@description('Optional. The daily datasets the app exports (unbilledUsage, unbilledReconciliation); billed datasets run per invoice and have no daily series.')
+param dailyDatasets array = [
+  'unbilledUsage'
+]
+
+@description('Required. EXPORT_MAX_WAIT_HOURS: the longest a run may wait for Graph; widens the no-success window.')
+@minValue(1)
+@maxValue(22)
+param maxWaitHours int
+
+@description('Optional. Hours between two scheduled runs of a series (the timer runs once a day).')
+@minValue(1)
+@maxValue(24)
+param schedulePeriodHours int = 24
+
+@description('Optional. Hours a successful run may take to copy its blobs after Graph finished.')
+@minValue(1)
+@maxValue(6)
+param copyAllowanceHours int = 2
 
 @description('Optional. E-mail address notified by the alerts; empty creates no action group (the alerts still show in the portal).')
 param alertEmailAddress string = ''
@@ -66,22 +94,40 @@ var alertActions = {
 // Queries
 // ----------------------------------------------------------------------------
 
-// '"USD", "EUR"' from 'usd, EUR': the expected currencies of the 26-hour rule, as KQL string literals.
+// The series of the no-success rule: dataset x currency x billing period x attribute set, as
+// KQL datatable rows ('"unbilledUsage", "USD", "current", "full"'). Currencies as the code reads
+// them: trimmed, upper case, empty items ignored.
 var expectedCurrencies = filter(split(toUpper(replace(currencies, ' ', '')), ','), currency => !empty(currency))
-var expectedCurrencyLiterals = join(map(expectedCurrencies, currency => '"${currency}"'), ', ')
+var expectedPeriods = filter(split(replace(billingPeriods, ' ', ''), ','), period => !empty(period))
+var seriesPerDataset = length(expectedCurrencies) * length(expectedPeriods)
+var expectedSeriesRows = map(range(0, length(dailyDatasets) * seriesPerDataset), i => '"${dailyDatasets[i / seriesPerDataset]}", "${expectedCurrencies[(i % seriesPerDataset) / length(expectedPeriods)]}", "${expectedPeriods[i % length(expectedPeriods)]}", "${attributeSet}"')
+
+// How long a healthy series can go without a success: the schedule period, plus the longest a
+// run may wait for Graph, plus the copy. A run that starts on time and succeeds late, within
+// EXPORT_MAX_WAIT_HOURS, lands inside it. At most 24 + 22 + 6 = 52 h: the query looks back this
+// far itself, within the rule's 2-day window (the log alert maximum).
+var noSuccessWindowHours = schedulePeriodHours + maxWaitHours + copyAllowanceHours
 
 var runFailedQuery = loadTextContent('../queries/alert-run-failed.kql')
 var noSuccessfulRunTemplate = loadTextContent('../queries/alert-no-successful-run.kql')
-var noSuccessfulRunQuery = replace(noSuccessfulRunTemplate, '"__EXPECTED_CURRENCIES__"', expectedCurrencyLiterals)
+var noSuccessfulRunQuery = replace(
+  replace(noSuccessfulRunTemplate, 'let successWindow = 32h;', 'let successWindow = ${noSuccessWindowHours}h;'),
+  '    "unbilledUsage", "USD", "current", "full"\n',
+  '    ${join(expectedSeriesRows, ',\n    ')}\n'
+)
 var messagePoisonedQuery = loadTextContent('../queries/alert-message-poisoned.kql')
 var runHistoryQuery = loadTextContent('../queries/run-history.kql')
 var durationAndBytesQuery = loadTextContent('../queries/duration-and-bytes-by-currency.kql')
+var runsPerDayQuery = loadTextContent('../queries/runs-per-day-by-status.kql')
+var lastSuccessQuery = loadTextContent('../queries/last-success-per-series.kql')
+var failuresByCodeQuery = loadTextContent('../queries/failures-by-code.kql')
 
 // ----------------------------------------------------------------------------
 // Alert rules
 // ----------------------------------------------------------------------------
 
-// (a) Any ExportRunFailed event: one alert per currency; every failure notifies (stateless).
+// (a) Any ExportRunFailed event, of any dataset: one alert per dataset and currency; every
+// failure notifies (stateless).
 resource runFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'alert-csp-export-run-failed-${nameToken}'
   location: location
@@ -89,7 +135,7 @@ resource runFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'CSP unbilled export: a run failed'
-    description: 'An export run ended failed (ExportRunFailed). The results name the run, currency, period, error code and message; see docs/errors.md for the code.'
+    description: 'An export run ended failed (ExportRunFailed), of any dataset. The results name the dataset, run, currency, period, invoice, error code and message; see docs/errors.md for the code.'
     severity: 1
     enabled: true
     scopes: [
@@ -105,6 +151,13 @@ resource runFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
           operator: 'GreaterThan'
           threshold: 0
           dimensions: [
+            {
+              name: 'dataset'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
             {
               name: 'currency'
               operator: 'Include'
@@ -125,17 +178,19 @@ resource runFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   }
 }
 
-// (b) A configured currency without ExportRunCompleted (succeeded, unchanged or noData) in 26 hours,
-// including one that never succeeded. The query looks back 26 h itself; the window (2 days, the
-// largest allowed) only has to contain it. Stateful: resolves once a run for the currency succeeds.
+// (b) A configured daily series (dataset x currency x period x attribute set) without
+// ExportRunCompleted (succeeded, unchanged or noData) within its window, including one that never
+// succeeded: one alert per series. The query looks back noSuccessWindowHours itself; the rule's
+// window (2 days, the largest allowed) only has to contain it. Stateful: resolves once a run of
+// the series succeeds.
 resource noSuccessfulRunAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
-  name: 'alert-csp-export-no-success-26h-${nameToken}'
+  name: 'alert-csp-export-no-success-${nameToken}'
   location: location
   tags: tags
   kind: 'LogAlert'
   properties: {
-    displayName: 'CSP unbilled export: no successful run for a currency in 26 hours'
-    description: 'No ExportRunCompleted with status succeeded, unchanged or noData for a configured currency in the last 26 hours: the daily timer may have stopped, or every run of that currency failed.'
+    displayName: 'CSP unbilled export: no successful run of a series in ${noSuccessWindowHours} hours'
+    description: 'No ExportRunCompleted with status succeeded, unchanged or noData for a configured daily series (dataset, currency, billing period, attribute set) in the last ${noSuccessWindowHours} hours (24 h between runs + EXPORT_MAX_WAIT_HOURS ${maxWaitHours} h + ${copyAllowanceHours} h to copy): the daily timer may have stopped, a run may be stuck, or every run of that series failed.'
     severity: 1
     enabled: true
     scopes: [
@@ -152,7 +207,7 @@ resource noSuccessfulRunAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
           threshold: 0
           dimensions: [
             {
-              name: 'currency'
+              name: 'series'
               operator: 'Include'
               values: [
                 '*'
@@ -171,7 +226,9 @@ resource noSuccessfulRunAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
   }
 }
 
-// (c) Any ExportMessagePoisoned event: a status check or a blob copy failed maxDequeueCount times.
+// (c) An ExportMessagePoisoned event of a run that had not ended: a status check or a blob copy
+// failed maxDequeueCount times. A poisoned late duplicate of an ended run does not alert (the
+// query filters on runStatus).
 resource messagePoisonedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'alert-csp-export-message-poisoned-${nameToken}'
   location: location
@@ -179,7 +236,7 @@ resource messagePoisonedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
   kind: 'LogAlert'
   properties: {
     displayName: 'CSP unbilled export: a message reached a poison queue'
-    description: 'A queue message of the export (status check or blob copy) failed repeatedly and was moved to export-status-poison or export-copy-poison; its run is marked failed with the reason.'
+    description: 'A queue message of the export (status check or blob copy) of a run that had not ended failed repeatedly and was moved to export-status-poison or export-copy-poison; its run is marked failed with the reason.'
     severity: 2
     enabled: true
     scopes: [
@@ -216,10 +273,29 @@ resource messagePoisonedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
 }
 
 // ----------------------------------------------------------------------------
-// Workbook: run history, duration and bytes by currency, failures, poisoned messages
+// Workbook: the page operators open first
 // ----------------------------------------------------------------------------
 
-var lastSevenDaysMs = 604800000
+var lastFourteenDaysMs = 1209600000
+var lastThirtyDaysMs = 2592000000
+
+@description('A workbook query item over Application Insights.')
+func queryItem(name string, title string, query string, visualization string, durationMs int) object => {
+  type: 3
+  name: name
+  content: {
+    version: 'KqlItem/1.0'
+    title: title
+    query: query
+    size: 0
+    timeContext: {
+      durationMs: durationMs
+    }
+    queryType: 0
+    resourceType: 'microsoft.insights/components'
+    visualization: visualization
+  }
+}
 
 var workbookContent = {
   version: 'Notebook/1.0'
@@ -228,73 +304,16 @@ var workbookContent = {
       type: 1
       name: 'intro'
       content: {
-        json: '## CSP unbilled usage export\nRuns of the daily Microsoft Graph unbilled usage export, from the app\'s custom events. Queries: infra/queries. Alerts and error codes: docs/deploy.md, docs/errors.md.'
+        json: '## CSP partner billing export\nRuns of the daily Microsoft Graph export, from the app\'s custom events. A series (dataset, currency, billing period, attribute set) is overdue when its last success is older than ${noSuccessWindowHours} hours. Queries: infra/queries. Alerts: docs/deploy.md; error codes: docs/errors.md.'
       }
     }
-    {
-      type: 3
-      name: 'runHistory'
-      content: {
-        version: 'KqlItem/1.0'
-        title: 'Run history'
-        query: runHistoryQuery
-        size: 0
-        timeContext: {
-          durationMs: lastSevenDaysMs
-        }
-        queryType: 0
-        resourceType: 'microsoft.insights/components'
-        visualization: 'table'
-      }
-    }
-    {
-      type: 3
-      name: 'durationAndBytes'
-      content: {
-        version: 'KqlItem/1.0'
-        title: 'Duration and bytes by currency (runs that copied data)'
-        query: durationAndBytesQuery
-        size: 0
-        timeContext: {
-          durationMs: lastSevenDaysMs
-        }
-        queryType: 0
-        resourceType: 'microsoft.insights/components'
-        visualization: 'table'
-      }
-    }
-    {
-      type: 3
-      name: 'failedRuns'
-      content: {
-        version: 'KqlItem/1.0'
-        title: 'Failed runs'
-        query: runFailedQuery
-        size: 0
-        timeContext: {
-          durationMs: lastSevenDaysMs
-        }
-        queryType: 0
-        resourceType: 'microsoft.insights/components'
-        visualization: 'table'
-      }
-    }
-    {
-      type: 3
-      name: 'poisonedMessages'
-      content: {
-        version: 'KqlItem/1.0'
-        title: 'Messages that reached a poison queue'
-        query: messagePoisonedQuery
-        size: 0
-        timeContext: {
-          durationMs: lastSevenDaysMs
-        }
-        queryType: 0
-        resourceType: 'microsoft.insights/components'
-        visualization: 'table'
-      }
-    }
+    queryItem('runsPerDay', 'Runs per day by status', runsPerDayQuery, 'barchart', lastThirtyDaysMs)
+    queryItem('lastSuccess', 'Last success per series (hours since; overdue above ${noSuccessWindowHours} h)', lastSuccessQuery, 'table', lastFourteenDaysMs)
+    queryItem('failuresByCode', 'Failures by error code', failuresByCodeQuery, 'table', lastFourteenDaysMs)
+    queryItem('failedRuns', 'Failed runs', runFailedQuery, 'table', lastFourteenDaysMs)
+    queryItem('durationAndBytes', 'Duration and bytes by day, dataset and currency (runs that copied data)', durationAndBytesQuery, 'table', lastFourteenDaysMs)
+    queryItem('runHistory', 'Run history', runHistoryQuery, 'table', lastFourteenDaysMs)
+    queryItem('poisonedMessages', 'Poisoned messages of runs that had not ended', messagePoisonedQuery, 'table', lastFourteenDaysMs)
   ]
   fallbackResourceIds: [
     appInsightsId
@@ -332,3 +351,6 @@ output alertRuleNames array = [
 
 @description('Resource id of the workbook.')
 output workbookId string = workbook.id
+
+@description('Hours the no-success rule allows a daily series between two successes.')
+output noSuccessWindowHours int = noSuccessWindowHours

@@ -147,6 +147,8 @@ resource blobDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01
 // Outputs
 // ----------------------------------------------------------------------------
 
+
+// Endpoints as the account reports them (with a trailing slash); the service URIs drop it.
 var blobEndpoint = account.properties.primaryEndpoints.blob
 
 @description('Name of the account.')
@@ -156,4 +158,4 @@ output name string = account.name
 output id string = account.id
 
 @description('Value of DESTINATION_STORAGE__blobServiceUri.')
-output blobServiceUri string = endsWith(blobEndpoint, '/') ? substring(blobEndpoint, 0, length(blobEndpoint) - 1) : blobEndpoint
+output blobServiceUri string = endsWith(blobEndpoint, '/') ? take(blobEndpoint, length(blobEndpoint) - 1) : blobEndpoint

@@ -1,15 +1,17 @@
 // ============================================================================
 // Existing destination account (given by resource id; possibly in another resource group or
 // subscription): deployed with scope: resourceGroup(<subscription>, <resource group>).
-// Makes sure the destination container exists and grants the app identity Storage Blob Data
-// Contributor on it. The account itself is not modified (no lifecycle rule: a management
-// policy is one document per account and would replace the owner's rules).
+// Grants the app identity Storage Blob Data Contributor on the destination container. Nothing of
+// the account is modified: the container is declared `existing` (a PUT would reset its public
+// access level, metadata and immutability-related settings to the template's), and no lifecycle
+// rule is added (a management policy is one document per account and would replace the owner's
+// rules). The container must therefore exist before the deployment (docs/deploy.md).
 // ============================================================================
 
 @description('Required. Name of the existing storage account.')
 param accountName string
 
-@description('Required. Destination container (DESTINATION_CONTAINER); created when missing.')
+@description('Required. Destination container (DESTINATION_CONTAINER); it must already exist in the account.')
 param containerName string
 
 @description('Required. Principal (object) id of the app identity that writes the exports.')
@@ -27,13 +29,10 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   name: 'default'
 }
 
-// A PUT of an existing container keeps its blobs; it is idempotent.
-resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+// Declared `existing`: the deployment reads the container and never writes it.
+resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
   parent: blobService
   name: containerName
-  properties: {
-    publicAccess: 'None'
-  }
 }
 
 resource blobDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -46,10 +45,11 @@ resource blobDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01
   }
 }
 
+// Endpoints as the account reports them (with a trailing slash); the service URIs drop it.
 var blobEndpoint = account.properties.primaryEndpoints.blob
 
 @description('Name of the account.')
 output name string = account.name
 
 @description('Value of DESTINATION_STORAGE__blobServiceUri.')
-output blobServiceUri string = endsWith(blobEndpoint, '/') ? substring(blobEndpoint, 0, length(blobEndpoint) - 1) : blobEndpoint
+output blobServiceUri string = endsWith(blobEndpoint, '/') ? take(blobEndpoint, length(blobEndpoint) - 1) : blobEndpoint

@@ -30,8 +30,8 @@ param deploymentContainerName string
 @description('Required. App settings of the function app (assembled in main.bicep).')
 param appSettings object
 
-@description('Optional. Upper bound of instances per function group (Flex Consumption: 40 to 1000).')
-@minValue(40)
+@description('Optional. Upper bound of instances per function group (Flex Consumption: 1 to 1000).')
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -83,8 +83,13 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     // Key Vault references in app settings (the app-registration alternative) resolve with this identity.
     keyVaultReferenceIdentity: identityId
+    clientCertEnabled: false
     siteConfig: {
       minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      // No FTP or FTPS endpoint: azd deploys through the Flex Consumption deployment API.
+      ftpsState: 'Disabled'
+      http20Enabled: true
     }
     functionAppConfig: {
       deployment: {
@@ -111,6 +116,22 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   resource settings 'config' = {
     name: 'appsettings'
     properties: appSettings
+  }
+
+  // Basic (user name and password) publishing credentials off for FTP and for the SCM site:
+  // deployments authenticate with Microsoft Entra ID (azd, the portal, the Azure CLI).
+  resource ftpPublishingCredentials 'basicPublishingCredentialsPolicies' = {
+    name: 'ftp'
+    properties: {
+      allow: false
+    }
+  }
+
+  resource scmPublishingCredentials 'basicPublishingCredentialsPolicies' = {
+    name: 'scm'
+    properties: {
+      allow: false
+    }
   }
 }
 

@@ -129,6 +129,8 @@ resource roleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 // Outputs (service URIs without the trailing slash)
 // ----------------------------------------------------------------------------
 
+
+// Endpoints as the account reports them (with a trailing slash); the service URIs drop it.
 var blobEndpoint = account.properties.primaryEndpoints.blob
 var queueEndpoint = account.properties.primaryEndpoints.queue
 var tableEndpoint = account.properties.primaryEndpoints.table
@@ -143,13 +145,13 @@ output id string = account.id
 output blobEndpoint string = blobEndpoint
 
 @description('Value of AzureWebJobsStorage__blobServiceUri.')
-output blobServiceUri string = endsWith(blobEndpoint, '/') ? substring(blobEndpoint, 0, length(blobEndpoint) - 1) : blobEndpoint
+output blobServiceUri string = endsWith(blobEndpoint, '/') ? take(blobEndpoint, length(blobEndpoint) - 1) : blobEndpoint
 
 @description('Value of AzureWebJobsStorage__queueServiceUri.')
-output queueServiceUri string = endsWith(queueEndpoint, '/') ? substring(queueEndpoint, 0, length(queueEndpoint) - 1) : queueEndpoint
+output queueServiceUri string = endsWith(queueEndpoint, '/') ? take(queueEndpoint, length(queueEndpoint) - 1) : queueEndpoint
 
 @description('Value of AzureWebJobsStorage__tableServiceUri.')
-output tableServiceUri string = endsWith(tableEndpoint, '/') ? substring(tableEndpoint, 0, length(tableEndpoint) - 1) : tableEndpoint
+output tableServiceUri string = endsWith(tableEndpoint, '/') ? take(tableEndpoint, length(tableEndpoint) - 1) : tableEndpoint
 
 @description('Name of the deployment package container.')
 output deploymentContainerName string = deploymentContainer.name

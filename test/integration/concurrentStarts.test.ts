@@ -42,7 +42,8 @@ describe('concurrent starts of one series on the real ledger (Azurite)', () => {
       // Each starter is its own process in real life: its own deps, the shared ledger and Graph.
       const starts: Array<Promise<StartedRun[]>> = [];
       for (let i = 0; i < starters; i++) {
-        const own = { ...deps, ledger, clock: { now: () => new Date() }, newRunId };
+        const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+        const own = { ...deps, ledger, clock: { now: () => new Date() }, newRunId, sleep };
         starts.push(startExports({ trigger: i === 0 ? 'schedule' : 'manual' }, own));
       }
       const results = (await Promise.all(starts)).flat();

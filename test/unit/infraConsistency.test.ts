@@ -10,75 +10,16 @@ import { describe, it } from 'node:test';
 import { SETTINGS } from '../../src/config';
 import { ErrorCodes } from '../../src/errors';
 import { HOST_STORAGE_CONNECTION, QueueNames, TableNames, TelemetryEvents, TelemetryMetrics } from '../../src/names';
+import {
+  BUILT_IN_ROLES,
+  FLEX_FORBIDDEN_SETTINGS,
+  HOST_STORAGE_IDENTITY_SETTINGS,
+  NOT_SET_IN_INFRA,
+  SET_BEYOND_SETTINGS,
+} from '../support/infraExpectations';
 
-// ---------------------------------------------------------------------------------------------------------------
-// What the infra deliberately does differently from SETTINGS, each with its reason
-// ---------------------------------------------------------------------------------------------------------------
-
-/** Settings of SETTINGS that infra/main.bicep does not set, and why. */
-const NOT_SET_IN_INFRA: Readonly<Record<string, string>> = {
-  GRAPH_BASE_URL:
-    'Its default (https://graph.microsoft.com/v1.0) is the only Graph a deployment calls; other values select the local emulator.',
-  GRAPH_CA_CERT_FILE: "Emulator mode only: trusts the local partner billing emulator's self-signed certificate.",
-  AzureWebJobsStorage:
-    'Connection-string form; the deployment uses the identity-based AzureWebJobsStorage__* settings (shared keys are disabled).',
-  DESTINATION_STORAGE:
-    'Connection-string form; the deployment uses the identity-based DESTINATION_STORAGE__* settings (shared keys are disabled).',
-  EXPORT_STALL_MINUTES: 'Its default (30) suits every deployment; the fault suite shortens it locally.',
-  EXPORT_MAX_RESUMES: 'Its default (3) suits every deployment; the fault suite changes it locally.',
-  EXPORT_DATASETS: 'Default used; set by the lead at merge.',
-  DESTINATION_PREFIX_UNBILLED_RECONCILIATION: 'Default used; set by the lead at merge.',
-  DESTINATION_PREFIX_BILLED_USAGE: 'Default used; set by the lead at merge.',
-  DESTINATION_PREFIX_BILLED_RECONCILIATION: 'Default used; set by the lead at merge.',
-  EXPORT_INVOICE_DISCOVERY: 'Default used; set by the lead at merge.',
-  EXPORT_INVOICE_MONTHS: 'Default used; set by the lead at merge.',
-  PARTNER_CENTER_BASE_URL: 'Default used; set by the lead at merge.',
-};
-
-/** App settings infra sets that SETTINGS does not list: read by the Functions host or by @azure/identity itself. */
-const SET_BEYOND_SETTINGS: Readonly<Record<string, string>> = {
-  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Read by the Functions host: send telemetry with Microsoft Entra ID.',
-  AZURE_TENANT_ID: '@azure/identity EnvironmentCredential: the partner tenant of the app-registration alternative.',
-  AZURE_CLIENT_SECRET: '@azure/identity EnvironmentCredential: the Key Vault reference of the app-registration secret.',
-};
-
-/** Identity-based host storage settings the Functions host reads (AzureWebJobsStorage__*). */
-const HOST_STORAGE_IDENTITY_SETTINGS = [
-  'blobServiceUri',
-  'queueServiceUri',
-  'tableServiceUri',
-  'credential',
-  'clientId',
-];
-
-/** App settings Flex Consumption refuses or ignores (the runtime lives in functionAppConfig). */
-const FLEX_FORBIDDEN_SETTINGS = [
-  'FUNCTIONS_WORKER_RUNTIME',
-  'FUNCTIONS_WORKER_RUNTIME_VERSION',
-  'FUNCTIONS_EXTENSION_VERSION',
-  'FUNCTIONS_MAX_HTTP_CONCURRENCY',
-  'FUNCTIONS_WORKER_PROCESS_COUNT',
-  'WEBSITE_RUN_FROM_PACKAGE',
-  'WEBSITE_TIME_ZONE',
-  'TZ',
-  'WEBSITE_NODE_DEFAULT_VERSION',
-  'WEBSITE_CONTENTAZUREFILECONNECTIONSTRING',
-  'WEBSITE_CONTENTSHARE',
-  'WEBSITE_CONTENTOVERVNET',
-  'WEBSITE_SKIP_CONTENTSHARE_VALIDATION',
-  'WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT',
-  'SCM_DO_BUILD_DURING_DEPLOYMENT',
-  'ENABLE_ORYX_BUILD',
-];
-
-/** Built-in Azure roles by definition id: a GUID in infra must be one of these, commented with this name. */
-const BUILT_IN_ROLES: Readonly<Record<string, string>> = {
-  'b7e6dc6d-f1e8-4753-8033-0f276bb0955b': 'Storage Blob Data Owner',
-  '974c5e8b-45b9-4653-ba55-5f855dd0fb88': 'Storage Queue Data Contributor',
-  '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3': 'Storage Table Data Contributor',
-  'ba92f5b4-2d11-453d-a403-e96b0029c9fe': 'Storage Blob Data Contributor',
-  '3913510d-42f4-4e42-8a64-420c390055eb': 'Monitoring Metrics Publisher',
-};
+// What the infra deliberately does differently from SETTINGS (each with its reason), the roles and the settings
+// Flex Consumption refuses: test/support/infraExpectations.ts (shared with the snapshot tests of npm run test:infra).
 
 /** Environment values azd itself provides (the rest must be outputs of infra/main.bicep). */
 const AZD_BUILT_IN_VALUES = ['AZURE_ENV_NAME', 'AZURE_LOCATION', 'AZURE_SUBSCRIPTION_ID', 'AZURE_PRINCIPAL_ID'];
@@ -292,12 +233,25 @@ describe('infra/main.bicep app settings', () => {
     assert.ok(settings.has('APPLICATIONINSIGHTS_CONNECTION_STRING'));
   });
 
-  it('gives every setting with a default in SETTINGS the same default in its Bicep parameter', () => {
+  it("gives every setting with a default in SETTINGS the same default in its Bicep parameter (and its fallback for '')", () => {
     const declared = params(mainCode);
     let compared = 0;
     for (const setting of SETTINGS) {
-      const expression = settings.get(setting.name);
-      if (setting.default === undefined || expression === undefined) continue;
+      const direct = settings.get(setting.name);
+      if (setting.default === undefined || direct === undefined) continue;
+      let expression: string = direct;
+      // A string parameter an older azd may pass as '': var xInEffect = orDefault(param, 'fallback'), possibly
+      // checked by var xChecked = <condition on xInEffect> ? xInEffect : fail(...).
+      for (let hops = 0; hops < 3 && /^\w+$/.test(expression) && !declared.has(expression); hops++) {
+        const variable: string = new RegExp(`^var ${expression}\\s*=\\s*(.+)$`, 'm').exec(mainCode)?.[1]?.trim() ?? '';
+        const fallback = /^orDefault\((\w+), '([^']*)'\)$/.exec(variable);
+        if (fallback !== null) {
+          assert.equal(fallback[2], setting.default, `${setting.name}: the orDefault fallback differs from SETTINGS`);
+          expression = fallback[1] ?? '';
+        } else {
+          expression = /\b\w+InEffect\b/.exec(variable)?.[0] ?? variable;
+        }
+      }
       const parameter = /^(?:string\((\w+)\)|(\w+))$/.exec(expression);
       const name = parameter?.[1] ?? parameter?.[2];
       const declaration = name === undefined ? undefined : declared.get(name);
@@ -309,7 +263,7 @@ describe('infra/main.bicep app settings', () => {
         `param ${name} (${setting.name}) defaults to ${declaration.default}, src/config.ts to ${setting.default}`,
       );
     }
-    assert.ok(compared >= 8, `only ${compared} settings map to parameters with defaults`);
+    assert.ok(compared >= 11, `only ${compared} settings map to parameters with defaults`);
   });
 
   it('sets none of the settings Flex Consumption refuses, anywhere in infra', () => {
@@ -450,16 +404,22 @@ describe('infra alert queries', () => {
     }
   });
 
-  it('alerts on failed runs, on missing successful runs, and on poisoned messages', () => {
+  it('alerts on failed runs, on missing successful runs per series, and on poisoned messages of runs not ended', () => {
     const query = (name: string): string => read('infra', 'queries', name);
     assert.match(query('alert-run-failed.kql'), new RegExp(`name == "${TelemetryEvents.runFailed}"`));
     const noSuccess = query('alert-no-successful-run.kql');
     assert.match(noSuccess, new RegExp(`name == "${TelemetryEvents.runCompleted}"`));
     assert.match(noSuccess, /status in \("succeeded", "unchanged", "noData"\)/);
-    assert.match(noSuccess, /ago\(26h\)/);
-    assert.match(noSuccess, /datatable\(currency: string\) \["__EXPECTED_CURRENCIES__"\]/);
-    assert.match(noSuccess, /join kind=leftouter/);
-    assert.match(query('alert-message-poisoned.kql'), new RegExp(`name == "${TelemetryEvents.messagePoisoned}"`));
+    assert.match(noSuccess, /^let successWindow = 32h;$/m);
+    assert.match(noSuccess, /ago\(successWindow\)/);
+    assert.match(
+      noSuccess,
+      /datatable\(dataset: string, currency: string, billingPeriod: string, attributeSet: string\) \[\n {4}"unbilledUsage", "USD", "current", "full"\n\];/,
+    );
+    assert.match(noSuccess, /join kind=leftouter successes on dataset, currency, billingPeriod, attributeSet/);
+    const poisoned = query('alert-message-poisoned.kql');
+    assert.match(poisoned, new RegExp(`name == "${TelemetryEvents.messagePoisoned}"`));
+    assert.match(poisoned, /where runStatus !in \("succeeded", "unchanged", "noData", "failed"\)/);
   });
 
   it('loads every query file from the Bicep, and every loaded file exists', () => {
@@ -474,10 +434,15 @@ describe('infra alert queries', () => {
     for (const file of queryFiles) assert.ok(loaded.has(file), `${relativeName(file)} is not used by any Bicep file`);
   });
 
-  it('fills the expected currencies of the 26-hour alert from the exported currencies', () => {
+  it('fills the series and the window of the no-success alert from the configured values', () => {
     const alerts = stripBicepComments(read('infra', 'modules', 'alerts.bicep'));
-    assert.match(alerts, /replace\(\w+, '"__EXPECTED_CURRENCIES__"', expectedCurrencyLiterals\)/);
+    assert.match(alerts, /'let successWindow = 32h;', 'let successWindow = \$\{noSuccessWindowHours\}h;'/);
+    assert.match(alerts, /' {4}"unbilledUsage", "USD", "current", "full"\\n'/);
+    assert.match(alerts, /var noSuccessWindowHours = schedulePeriodHours \+ maxWaitHours \+ copyAllowanceHours/);
     assert.match(mainCode, /currencies: exportCurrencies/);
+    assert.match(mainCode, /billingPeriods: billingPeriodsInEffect/);
+    assert.match(mainCode, /attributeSet: attributeSetInEffect/);
+    assert.match(mainCode, /maxWaitHours: maxWaitHours/);
     assert.match(settings.get('EXPORT_CURRENCIES') ?? '', /^exportCurrencies$/);
   });
 });

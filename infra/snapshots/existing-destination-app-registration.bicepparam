@@ -1,0 +1,15 @@
+// Snapshot case: an existing destination account in another resource group (and subscription),
+// Graph called with an app registration of the partner tenant whose secret is in Key Vault.
+using '../main.bicep'
+
+param environmentName = 'csp-export-test'
+param location = 'westeurope'
+param exportCurrencies = 'USD'
+param exportAttributeSet = 'basic'
+param existingDestinationStorageAccountId = '/subscriptions/22222222-2222-2222-2222-222222222222/resourceGroups/rg-finance-data/providers/Microsoft.Storage/storageAccounts/stfinancedata'
+param destinationContainer = 'csp-billing'
+param destinationPrefix = 'graph/unbilled'
+param graphTenantId = '33333333-3333-3333-3333-333333333333'
+param graphClientId = '44444444-4444-4444-4444-444444444444'
+param graphClientSecretUri = 'https://kv-partner.vault.azure.net/secrets/graph-client-secret'
+param maxWaitHours = 12

@@ -1,0 +1,8 @@
+// Snapshot case: an existing destination account in another resource group of the same
+// subscription, Graph called with the managed identity.
+using '../main.bicep'
+
+param environmentName = 'csp-export-test'
+param location = 'westeurope'
+param exportCurrencies = 'EUR'
+param existingDestinationStorageAccountId = '/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/rg-shared-storage/providers/Microsoft.Storage/storageAccounts/stshareddata'

@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+// `npm run test:infra`: the infrastructure checks that need the Bicep CLI (scripts/bicep.js finds it; `.ci/run`
+// installs the pinned one with `dotnet restore infra/tools/bicep.csproj`). Runs the compiled test/infra/*.infra.ts
+// files with Node's test runner: bicep build and lint with zero diagnostics, the committed snapshots of
+// infra/snapshots/*.bicepparam validated, refused parameter files refused, and the snapshots checked against the code.
+// Not part of `npm test`, which must pass on a machine with Node alone.
+//
+// Usage: node scripts/test-infra.js                     run the tests (after `npm run build`)
+//        node scripts/test-infra.js --update-snapshots  rewrite infra/snapshots/*.snapshot.json after an
+//                                                       intended infra change (review the diff, then commit)
+
+const { spawnSync } = require('node:child_process');
+const { readdirSync, readFileSync, existsSync } = require('node:fs');
+const { join } = require('node:path');
+const { runBicep, resolveBicep, PINNED_VERSION } = require('./bicep.js');
+
+const root = join(__dirname, '..');
+const snapshotsDir = join(root, 'infra', 'snapshots');
+
+function snapshotArgs(paramFile, mode) {
+  const options = JSON.parse(readFileSync(join(snapshotsDir, 'snapshot-options.json'), 'utf8'));
+  return [
+    'snapshot',
+    paramFile,
+    '--mode',
+    mode,
+    '--subscription-id',
+    options.subscriptionId,
+    '--tenant-id',
+    options.tenantId,
+    '--location',
+    options.location,
+    '--deployment-name',
+    options.deploymentName,
+  ];
+}
+
+function main() {
+  const cli = resolveBicep();
+  const version = runBicep(['--version']).stdout.trim();
+  console.log(`Bicep CLI: ${cli.description}: ${version}`);
+  if (!version.includes(`version ${PINNED_VERSION} `)) {
+    console.warn(
+      `Note: the committed snapshots were made with Bicep CLI ${PINNED_VERSION}; another version may differ.`,
+    );
+  }
+  if (process.argv.includes('--update-snapshots')) {
+    for (const file of readdirSync(snapshotsDir)
+      .filter((f) => f.endsWith('.bicepparam'))
+      .sort()) {
+      const result = runBicep(snapshotArgs(join('infra', 'snapshots', file), 'overwrite'));
+      process.stdout.write(`${file}: ${result.status === 0 ? 'written' : 'FAILED'}\n${result.stdout}${result.stderr}`);
+      if (result.status !== 0) process.exit(1);
+    }
+    return;
+  }
+  const dir = join(root, 'dist', 'test', 'infra');
+  if (!existsSync(dir)) {
+    console.error('dist/test/infra is missing: run "npm run build" first.');
+    process.exit(1);
+  }
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.infra.js'))
+    .sort()
+    .map((f) => join(dir, f));
+  const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], {
+    stdio: 'inherit',
+    env: { ...process.env, BICEP_CLI: cli.prefix.length === 0 ? cli.command : (process.env.BICEP_CLI ?? '') },
+  });
+  process.exit(result.status ?? 1);
+}
+
+try {
+  main();
+} catch (error) {
+  console.error(error instanceof Error ? error.message : String(error));
+  process.exit(1);
+}
