@@ -179,6 +179,9 @@ export function startTelemetryRuntime(settings: RuntimeSettings): TelemetryRunti
   // resource, billed): neither is wanted. Read by the exporter when it starts.
   process.env['APPLICATIONINSIGHTS_STATSBEAT_DISABLED'] ??= 'true';
   process.env['APPLICATIONINSIGHTS_SDKSTATS_DISABLED'] ??= 'true';
+  // The distro sets the log level of every Azure SDK client in the process (and its own diagnostics) from this
+  // setting, "warning" by default, which prints SDK deprecation notices on every client; errors only unless set.
+  process.env['APPLICATIONINSIGHTS_INSTRUMENTATION_LOGGING_LEVEL'] ??= 'ERROR';
   // Cloud role name (cloud_RoleName) outside Azure; in Azure the Functions resource detector names the app.
   process.env['OTEL_SERVICE_NAME'] ??= settings.roleName;
 
