@@ -10,7 +10,7 @@
  * Entra authentication, an endpoint that refuses or never answers) run in child processes.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import Module from 'node:module';
 import { join } from 'node:path';
@@ -151,33 +151,34 @@ function assertNoSecret(texts: string[], extraSecrets: string[] = []): void {
   }
 }
 
-/** Runs `script` (CommonJS, with `dist` and `report(value)` in scope) in a fresh Node process. */
-function runChild(
+/**
+ * Runs `script` (CommonJS, with `dist` and `report(value)` in scope) in a fresh Node process. Asynchronous: the
+ * ingestion endpoint the child talks to is served by this process.
+ */
+async function runChild(
   script: string,
   env: Record<string, string | undefined>,
-): { report: unknown; stderr: string; status: number | null } {
+): Promise<{ report: unknown; stderr: string }> {
   const prelude = `const dist = ${JSON.stringify(DIST)}; const report = (value) => console.log('REPORT ' + JSON.stringify(value));`;
   const childEnv: Record<string, string | undefined> = { ...process.env, NO_PROXY: '127.0.0.1,localhost' };
   for (const name of Object.keys(childEnv)) if (name.startsWith('APPLICATIONINSIGHTS_')) delete childEnv[name];
-  const result = spawnSync(
-    process.execPath,
-    [
-      '-e',
-      `${prelude}\n(async () => {\n${script}\n})().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });`,
-    ],
-    {
-      env: { ...childEnv, ...env },
-      encoding: 'utf8',
-      timeout: 120_000,
-    },
-  );
-  const line = (result.stdout ?? '').split('\n').find((l) => l.startsWith('REPORT '));
-  assert.equal(result.status, 0, `child failed (${result.status}):\n${result.stdout}\n${result.stderr}`);
-  return {
-    report: line === undefined ? undefined : JSON.parse(line.slice(7)),
-    stderr: result.stderr ?? '',
-    status: result.status,
-  };
+  const code = `${prelude}\n(async () => {\n${script}\n})().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });`;
+  const child = spawn(process.execPath, ['-e', code], {
+    env: { ...childEnv, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString('utf8');
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString('utf8');
+  });
+  const status = await new Promise<number | null>((resolve) => child.on('close', (exitCode) => resolve(exitCode)));
+  assert.equal(status, 0, `child failed (${status}):\n${stdout}\n${stderr}`);
+  const line = stdout.split('\n').find((l) => l.startsWith('REPORT '));
+  return { report: line === undefined ? undefined : JSON.parse(line.slice(7)), stderr };
 }
 
 /** A child process that sends one event to an ingestion endpoint in `mode`, and what the endpoint saw. */
@@ -189,7 +190,7 @@ async function childAgainst(
   try {
     if (mode === 'stopped') await server.stop();
     else server.setMode(mode);
-    const child = runChild(script, {
+    const child = await runChild(script, {
       NODE_EXTRA_CA_CERTS: server.caCertPath,
       TEST_CONNECTION_STRING: server.connectionString,
     });
@@ -202,8 +203,8 @@ async function childAgainst(
 // ---------------------------------------------------------------------------------------------------------
 
 describe('Telemetry without a connection string', () => {
-  it('loads no OpenTelemetry module, registers no hook and sends nothing, app and functions loaded', () => {
-    const { report } = runChild(
+  it('loads no OpenTelemetry module, registers no hook and sends nothing, app and functions loaded', async () => {
+    const { report } = await runChild(
       `
       const { readdirSync } = require('node:fs');
       require(dist + '/src/index.js');
@@ -224,8 +225,8 @@ describe('Telemetry without a connection string', () => {
     assert.deepEqual(report, { same: [true, true, true], instrumented: false, loaded: [], runtime: false });
   });
 
-  it('falls back to no telemetry when the connection string has no instrumentation key', () => {
-    const { report } = runChild(
+  it('falls back to no telemetry when the connection string has no instrumentation key', async () => {
+    const { report } = await runChild(
       `
       const t = require(dist + '/src/telemetry/appInsightsTelemetry.js');
       const { noTelemetry } = require(dist + '/src/pipeline/ports.js');
