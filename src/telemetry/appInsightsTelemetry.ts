@@ -259,7 +259,7 @@ export function instrumentFunctionsApp(
     // First hook of the app, so it runs before the instrumentation's: the propagator must exist when the
     // host's trace context is extracted.
     functions.app.hook.preInvocation(() => {
-      guarded('start-up', () => loadTelemetryRuntime(settings()));
+      if (runtime === undefined) guarded('start-up', () => loadTelemetryRuntime(settings()));
     });
     const { AzureFunctionsInstrumentationESM } =
       require('@azure/functions-opentelemetry-instrumentation') as typeof import('@azure/functions-opentelemetry-instrumentation');

@@ -204,7 +204,12 @@ export function startTelemetryRuntime(settings: RuntimeSettings): TelemetryRunti
       azureSdk: { enabled: true },
       // Outgoing calls only: the Functions host records the invocation (the request) itself, and this worker serves
       // no HTTP of its own in Azure.
-      http: { enabled: true, ignoreIncomingRequestHook: () => true } as never,
+      // The Azure SDK traces its own HTTP calls (core-rest-pipeline): not twice.
+      http: {
+        enabled: true,
+        ignoreIncomingRequestHook: () => true,
+        ignoreOutgoingRequestHook: (options: { headers?: unknown }) => isAzureSdkRequest(options.headers),
+      } as never,
       mongoDb: { enabled: false },
       mySql: { enabled: false },
       postgreSql: { enabled: false },
@@ -286,6 +291,17 @@ export function startTelemetryRuntime(settings: RuntimeSettings): TelemetryRunti
       return flushProviders(timeoutMs);
     },
   };
+}
+
+/** Requests the Azure SDK sends (and traces itself) carry its client request id and user agent. */
+function isAzureSdkRequest(headers: unknown): boolean {
+  if (typeof headers !== 'object' || headers === null) return false;
+  for (const [name, value] of Object.entries(headers)) {
+    const key = name.toLowerCase();
+    if (key === 'x-ms-client-request-id') return true;
+    if (key === 'user-agent' && String(value).startsWith('azsdk-js')) return true;
+  }
+  return false;
 }
 
 interface Flushable {
