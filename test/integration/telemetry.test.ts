@@ -236,6 +236,21 @@ describe('Telemetry without a connection string', () => {
     );
     assert.equal(report, true);
   });
+  it('reads APPLICATIONINSIGHTS_AUTHENTICATION_STRING', async () => {
+    const { report } = await runChild(
+      `
+      const t = require(dist + '/src/telemetry/appInsightsTelemetry.js');
+      report([
+        t.parseAuthenticationString('ClientId=1111-2222;Authorization=AAD'),
+        t.parseAuthenticationString('Authorization=aad'),
+        t.parseAuthenticationString(undefined) ?? null,
+        t.parseAuthenticationString('ClientId=1111') ?? null,
+      ]);
+    `,
+      {},
+    );
+    assert.deepEqual(report, [{ clientId: '1111-2222' }, {}, null, null]);
+  });
 });
 
 describe('Telemetry in a process of its own', () => {
@@ -257,6 +272,43 @@ describe('Telemetry in a process of its own', () => {
     assert.ok(tracks.length >= 1, 'nothing reached the ingestion endpoint');
     for (const request of tracks) assert.equal(request.headers.authorization, 'Bearer entra-test-token');
     assert.equal(only(server.items, 'EventData', TelemetryEvents.runStarted).tags['ai.cloud.role'], 'partner-exports');
+  });
+
+  it('sends with a managed identity token when APPLICATIONINSIGHTS_AUTHENTICATION_STRING asks for Entra ID', async () => {
+    // The composition root reads the setting; the managed identity endpoint (App Service protocol) is local.
+    const { report, server } = await childAgainst(
+      'accept',
+      `
+      const http = require('node:http');
+      const asked = [];
+      const identity = http.createServer((request, response) => {
+        asked.push({ url: request.url, header: request.headers['x-identity-header'] });
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ access_token: 'msi-test-token', expires_on: String(Math.floor(Date.now() / 1000) + 3600), resource: 'https://monitor.azure.com', token_type: 'Bearer' }));
+      });
+      await new Promise((resolve) => identity.listen(0, '127.0.0.1', resolve));
+      process.env.IDENTITY_ENDPOINT = 'http://127.0.0.1:' + identity.address().port + '/msi/token';
+      process.env.IDENTITY_HEADER = 'test-identity-header';
+      const { telemetryOptions } = require(dist + '/src/composition.js');
+      const t = require(dist + '/src/telemetry/appInsightsTelemetry.js');
+      const options = telemetryOptions({ APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=11111111-2222-3333-4444-555555555555' });
+      const telemetry = t.createTelemetry(process.env.TEST_CONNECTION_STRING, options);
+      telemetry.runStarted({ runId: 'r', currency: 'USD', billingPeriod: 'current', attributeSet: 'full', trigger: 'manual' });
+      await telemetry.flush();
+      identity.close();
+      report(asked);
+    `,
+    );
+    const asked = report as Array<{ url: string; header: string }>;
+    assert.ok(asked.length >= 1, 'the managed identity endpoint was not asked');
+    const query = new URL(asked[0]?.url ?? '', 'http://127.0.0.1').searchParams;
+    assert.equal(query.get('resource'), 'https://monitor.azure.com');
+    assert.equal(query.get('client_id'), '11111111-2222-3333-4444-555555555555');
+    assert.equal(asked[0]?.header, 'test-identity-header');
+    const tracks = server.requests.filter((request) => request.path === '/v2.1/track');
+    assert.ok(tracks.length >= 1, 'nothing reached the ingestion endpoint');
+    for (const request of tracks) assert.equal(request.headers.authorization, 'Bearer msi-test-token');
+    only(server.items, 'EventData', TelemetryEvents.runStarted);
   });
 
   it('resolves flush when the ingestion endpoint cannot be reached', async () => {
