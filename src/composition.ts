@@ -12,8 +12,8 @@ import { type Config, loadConfig } from './config';
 import { createLogger, type LogSink } from './logging';
 import { ManifestCache, type PipelineDeps } from './pipeline/deps';
 import { newRunId } from './pipeline/layout';
-import type { Telemetry } from './pipeline/ports';
-import { createTelemetry, parseAuthenticationString } from './telemetry/appInsightsTelemetry';
+import { noTelemetry, type Telemetry } from './pipeline/ports';
+import { createTelemetry, parseAuthenticationString, type TelemetryOptions } from './telemetry/appInsightsTelemetry';
 
 /**
  * The ONE place SDK clients and credentials are built. Everything process-wide (clients, token caches,
@@ -53,8 +53,8 @@ export function graphCredential(config: Config, env: Record<string, string | und
   return new DefaultAzureCredential(clientId === undefined ? {} : { managedIdentityClientId: clientId });
 }
 
-/** Telemetry from APPLICATIONINSIGHTS_CONNECTION_STRING (and Entra auth when the authentication string asks for it). */
-export function buildTelemetry(config: Config, env: Record<string, string | undefined>): Telemetry {
+/** How telemetry is sent: Entra authentication when the authentication string asks for it, and the role name. */
+export function telemetryOptions(env: Record<string, string | undefined>): TelemetryOptions {
   const auth = parseAuthenticationString(env['APPLICATIONINSIGHTS_AUTHENTICATION_STRING']);
   const credential =
     auth === undefined
@@ -62,10 +62,16 @@ export function buildTelemetry(config: Config, env: Record<string, string | unde
       : auth.clientId !== undefined
         ? new ManagedIdentityCredential({ clientId: auth.clientId })
         : new ManagedIdentityCredential();
-  return createTelemetry(config.appInsightsConnectionString, {
+  return {
     ...(credential === undefined ? {} : { credential }),
     ...(env['WEBSITE_SITE_NAME'] === undefined ? {} : { roleName: env['WEBSITE_SITE_NAME'] }),
-  });
+  };
+}
+
+/** Telemetry from APPLICATIONINSIGHTS_CONNECTION_STRING (OpenTelemetry is loaded on first use, only when set). */
+export function buildTelemetry(config: Config, env: Record<string, string | undefined>): Telemetry {
+  if (config.appInsightsConnectionString === undefined) return noTelemetry;
+  return createTelemetry(config.appInsightsConnectionString, telemetryOptions(env));
 }
 
 type SharedDeps = Omit<PipelineDeps, 'logger'>;

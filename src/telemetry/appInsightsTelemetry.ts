@@ -1,33 +1,33 @@
 /**
- * The Telemetry port over the classic `applicationinsights` 2.x SDK: a dedicated TelemetryClient that
- * sends only this app's custom events and metrics. The Functions host already sends requests, traces
- * and exceptions, so nothing is auto-collected here (no `setup().start()`).
+ * The Telemetry port over OpenTelemetry and the Azure Monitor distro (`@azure/monitor-opentelemetry`), as Azure
+ * Functions recommends for the Node.js v4 model. Custom events become log records carrying
+ * `microsoft.custom_event.name`, which the exporter sends as `customEvents`; they, the invocation's log lines,
+ * its Azure SDK, HTTP and fetch calls (dependencies) and its exceptions share the invocation's operation id.
+ *
+ * This module is light: the OpenTelemetry stack (several hundred milliseconds to import) is loaded by
+ * `loadTelemetryRuntime()` only, when a connection string is set and telemetry is first needed.
  */
+import type * as AzureFunctions from '@azure/functions';
 import type { TokenCredential } from '@azure/identity';
-import type * as AppInsights from 'applicationinsights';
-import { isLoopbackUrl } from '../config';
 import { TelemetryEvents, TelemetryMetrics } from '../names';
 import { noTelemetry, type RunIdentity, type RunStatus, type Telemetry } from '../pipeline/ports';
-import { redact } from '../redact';
+import type { HostTraceContext, RuntimeSettings, TelemetryRuntime } from './openTelemetryRuntime';
+import { finiteMeasurements, redactProperties, redactTelemetryText } from './redaction';
 
-/** Cloud role name (`cloud_RoleName`) of the telemetry items when none is given. */
+/** Cloud role name (`cloud_RoleName`) of the telemetry items when none is given (outside Azure). */
 export const DEFAULT_ROLE_NAME = 'csp-unbilled-export';
 
 /** How long `flush()` waits for the ingestion endpoint by default. */
 export const DEFAULT_FLUSH_TIMEOUT_MS = 10_000;
 
-/** Application Insights keeps at most 8192 characters of a property value. */
-const MAX_PROPERTY_LENGTH = 8192;
-
 /** Options of the Application Insights telemetry adapter. */
 export interface TelemetryOptions {
-  /** Cloud role name of every item; default `csp-unbilled-export`. */
+  /** Cloud role name of every item outside Azure; default `csp-unbilled-export`. */
   roleName?: string | undefined;
   /**
    * Microsoft Entra credential for ingestion when the resource has local authentication disabled
    * (`APPLICATIONINSIGHTS_AUTHENTICATION_STRING=ClientId=...;Authorization=AAD`; the identity needs the
-   * Monitoring Metrics Publisher role). The 2.x SDK does not read that setting itself: the composition root
-   * builds the credential, see {@link parseAuthenticationString}.
+   * Monitoring Metrics Publisher role). The composition root builds it, see {@link parseAuthenticationString}.
    */
   credential?: TokenCredential | undefined;
   /** Upper bound of `flush()`; default 10 seconds. */
@@ -46,79 +46,81 @@ export interface AuthenticationSettings {
  */
 export function parseAuthenticationString(value: string | undefined): AuthenticationSettings | undefined {
   if (value === undefined) return undefined;
+  const fields = connectionFields(value);
+  if (fields.get('authorization')?.toLowerCase() !== 'aad') return undefined;
+  const clientId = fields.get('clientid');
+  return { clientId: clientId === undefined || clientId === '' ? undefined : clientId };
+}
+
+function connectionFields(value: string): Map<string, string> {
   const fields = new Map<string, string>();
   for (const part of value.split(';')) {
     const index = part.indexOf('=');
     if (index <= 0) continue;
     fields.set(part.slice(0, index).trim().toLowerCase(), part.slice(index + 1).trim());
   }
-  if (fields.get('authorization')?.toLowerCase() !== 'aad') return undefined;
-  const clientId = fields.get('clientid');
-  return { clientId: clientId === undefined || clientId === '' ? undefined : clientId };
+  return fields;
 }
+
+/** A usable connection string (trimmed, with an instrumentation key), or undefined. */
+function usableConnectionString(connectionString: string | undefined): string | undefined {
+  const trimmed = connectionString?.trim();
+  if (trimmed === undefined || trimmed === '') return undefined;
+  if ((connectionFields(trimmed).get('instrumentationkey') ?? '') === '') {
+    warn('Application Insights telemetry is off', new Error('the connection string has no InstrumentationKey'));
+    return undefined;
+  }
+  return trimmed;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The process-wide runtime: OpenTelemetry providers are global, so there is one per process.
+
+let runtime: TelemetryRuntime | undefined;
+let runtimeFailed = false;
+const runtimeListeners: Array<(started: TelemetryRuntime) => void> = [];
 
 /**
- * Telemetry to Application Insights, or `noTelemetry` (without loading the SDK) when no connection string is
- * given. Every string dimension is redacted; no method throws; `flush()` always settles within its timeout.
+ * Starts OpenTelemetry towards Application Insights, once per process, and returns it (undefined when it could
+ * not start). The ONE place the OpenTelemetry stack is loaded: a dynamic `require`, so that a bundler keeps
+ * it in a chunk of its own and an app without a connection string never pays for it.
  */
-export function createTelemetry(connectionString: string | undefined, options: TelemetryOptions = {}): Telemetry {
-  const trimmed = connectionString?.trim();
-  if (trimmed === undefined || trimmed === '') return noTelemetry;
-  let client: AppInsights.TelemetryClient;
+export function loadTelemetryRuntime(settings: RuntimeSettings): TelemetryRuntime | undefined {
+  if (runtime !== undefined) {
+    if (runtime.connectionString !== settings.connectionString) {
+      warn(
+        'Application Insights',
+        new Error('a second connection string was given in this process; telemetry keeps going to the first one'),
+      );
+    }
+    return runtime;
+  }
+  if (runtimeFailed) return undefined;
   try {
-    client = createClient(trimmed, options);
+    const module = require('./openTelemetryRuntime') as typeof import('./openTelemetryRuntime');
+    runtime = module.startTelemetryRuntime(settings);
   } catch (error) {
-    warn('Application Insights telemetry is off: the telemetry client could not be created', error);
-    return noTelemetry;
+    runtimeFailed = true;
+    warn('Application Insights telemetry is off: OpenTelemetry could not start', error);
+    return undefined;
   }
-  return telemetryOver(client, options.flushTimeoutMs ?? DEFAULT_FLUSH_TIMEOUT_MS);
+  for (const listener of runtimeListeners) {
+    try {
+      listener(runtime);
+    } catch (error) {
+      warn('Application Insights start-up', error);
+    }
+  }
+  return runtime;
 }
 
-function loadSdk(): typeof AppInsights {
-  // Read once by the SDK when it is first loaded. Without them, loading it monkey-patches console, bunyan,
-  // winston and the Azure SDK tracing (diagnostic-channel), and starts "statsbeat" (SDK usage metrics sent
-  // to Microsoft, and an Azure VM metadata probe); this adapter needs neither.
-  process.env['APPLICATION_INSIGHTS_NO_DIAGNOSTIC_CHANNEL'] ??= 'true';
-  process.env['APPLICATION_INSIGHTS_NO_STATSBEAT'] ??= 'true';
-  // Loaded on first use only, so that an app without a connection string never pays for the SDK.
-  return require('applicationinsights') as typeof AppInsights;
+/** The runtime if it has started (never starts it). */
+export function telemetryRuntime(): TelemetryRuntime | undefined {
+  return runtime;
 }
 
-function createClient(connectionString: string, options: TelemetryOptions): AppInsights.TelemetryClient {
-  const sdk = loadSdk();
-  const client = new sdk.TelemetryClient(connectionString);
-  const config = client.config;
-  // A dedicated client collects nothing by itself; these only matter to setup().start(), set for clarity.
-  config.enableAutoCollectRequests = false;
-  config.enableAutoCollectDependencies = false;
-  config.enableAutoCollectConsole = false;
-  config.enableAutoCollectExceptions = false;
-  config.enableAutoCollectPerformance = false;
-  config.enableAutoCollectExtendedMetrics = false;
-  config.enableAutoCollectPreAggregatedMetrics = false;
-  config.enableAutoCollectHeartbeat = false;
-  config.enableAutoCollectExternalLoggers = false;
-  config.enableAutoCollectIncomingRequestAzureFunctions = false;
-  config.enableAutoDependencyCorrelation = false;
-  config.enableSendLiveMetrics = false;
-  config.enableWebInstrumentation = false;
-  config.enableUseDiskRetryCaching = false;
-  config.disableStatsbeat = true;
-  // A run's few events must all arrive: the alert rules count them.
-  config.samplingPercentage = 100;
-  // No telemetry files in the temp folder of a Functions instance.
-  client.channel.setUseDiskRetryCaching(false);
-  // In case the SDK was loaded (by someone else) before the variables above could be set.
-  client.getStatsbeat()?.enable(false);
-  client.context.tags[client.context.keys.cloudRole] = options.roleName ?? DEFAULT_ROLE_NAME;
-  if (options.credential !== undefined) config.aadTokenCredential = options.credential;
-  if (isLoopbackUrl(config.endpointUrl)) {
-    // The SDK honours http_proxy/https_proxy but not NO_PROXY; a loopback endpoint is never proxied.
-    config.proxyHttpUrl = '';
-    config.proxyHttpsUrl = '';
-  }
-  return client;
-}
+// ---------------------------------------------------------------------------------------------------------
+// The Telemetry port.
 
 type Measurements = { durationMs: number; blobCount: number; byteCount: number; polls: number };
 
@@ -129,74 +131,103 @@ const METRICS: ReadonlyArray<[keyof Measurements, string]> = [
   ['polls', TelemetryMetrics.polls],
 ];
 
-function telemetryOver(client: AppInsights.TelemetryClient, flushTimeoutMs: number): Telemetry {
-  const trackRun = (
+/**
+ * Telemetry to Application Insights, or `noTelemetry` (without loading OpenTelemetry) when no usable
+ * connection string is given. Every dimension is redacted; no method throws; `flush()` settles within its
+ * timeout.
+ */
+export function createTelemetry(connectionString: string | undefined, options: TelemetryOptions = {}): Telemetry {
+  const usable = usableConnectionString(connectionString);
+  if (usable === undefined) return noTelemetry;
+  const settings: RuntimeSettings = {
+    connectionString: usable,
+    roleName: options.roleName ?? DEFAULT_ROLE_NAME,
+    ...(options.credential === undefined ? {} : { credential: options.credential }),
+  };
+  const flushTimeoutMs = options.flushTimeoutMs ?? DEFAULT_FLUSH_TIMEOUT_MS;
+
+  /**
+   * The one way out for a custom event: every property passes the redaction here. Adding an event or a
+   * dimension is a line in the methods below.
+   */
+  const event = (
     name: string,
-    run: RunIdentity & { status: RunStatus },
-    extra: Record<string, string | undefined>,
-    measurements: Measurements,
+    properties: () => Record<string, string | undefined>,
+    measurements?: () => Partial<Measurements> | Record<string, number>,
   ): void => {
-    client.trackEvent({
-      name,
-      properties: { ...runProperties(run, run.status), ...properties(extra) },
-      measurements: numbers(measurements),
+    guarded(name, () => {
+      const started = loadTelemetryRuntime(settings);
+      started?.event(name, redactProperties(properties()), finiteMeasurements(measurements?.()));
     });
-    const dimensions = properties({
-      currency: run.currency,
-      billingPeriod: run.billingPeriod,
-      attributeSet: run.attributeSet,
-      status: run.status,
+  };
+
+  /** The run metrics (`customMetrics`), by currency, period, attribute set, dataset and status. */
+  const runMetrics = (run: RunIdentity & { status: RunStatus }, measurements: Measurements): void => {
+    guarded('run metrics', () => {
+      const started = loadTelemetryRuntime(settings);
+      if (started === undefined) return;
+      const dimensions = redactProperties({
+        currency: run.currency,
+        billingPeriod: run.billingPeriod,
+        attributeSet: run.attributeSet,
+        dataset: run.dataset ?? 'unbilledUsage',
+        status: run.status,
+      });
+      for (const [key, metric] of METRICS) {
+        const value = measurements[key];
+        if (Number.isFinite(value)) started.metric(metric, value, dimensions);
+      }
     });
-    for (const [key, metric] of METRICS) {
-      const value = measurements[key];
-      if (Number.isFinite(value)) client.trackMetric({ name: metric, value, properties: { ...dimensions } });
-    }
   };
 
   return {
     runStarted(run) {
-      guarded(TelemetryEvents.runStarted, () => {
-        client.trackEvent({ name: TelemetryEvents.runStarted, properties: runProperties(run, 'starting') });
-      });
+      event(TelemetryEvents.runStarted, () => runProperties(run, 'starting'));
     },
     runCompleted(run, measurements) {
-      guarded(TelemetryEvents.runCompleted, () => trackRun(TelemetryEvents.runCompleted, run, {}, measurements));
+      event(
+        TelemetryEvents.runCompleted,
+        () => runProperties(run, run.status),
+        () => measurements,
+      );
+      runMetrics(run, measurements);
     },
     runFailed(run, measurements) {
-      guarded(TelemetryEvents.runFailed, () =>
-        trackRun(TelemetryEvents.runFailed, run, { errorCode: run.errorCode, error: run.error }, measurements),
+      event(
+        TelemetryEvents.runFailed,
+        () => ({ ...runProperties(run, run.status), errorCode: run.errorCode, error: run.error }),
+        () => measurements,
       );
+      runMetrics(run, measurements);
     },
     messagePoisoned(details) {
-      guarded(TelemetryEvents.messagePoisoned, () => {
-        client.trackEvent({
-          name: TelemetryEvents.messagePoisoned,
-          properties: properties({
-            queue: details.queue,
-            runId: details.runId,
-            reason: details.reason,
-            runStatus: details.runStatus,
-          }),
-        });
-      });
+      event(TelemetryEvents.messagePoisoned, () => ({
+        queue: details.queue,
+        runId: details.runId,
+        reason: details.reason,
+        runStatus: details.runStatus,
+      }));
     },
     runResumed(run, details) {
-      guarded(TelemetryEvents.runResumed, () => {
-        client.trackEvent({
-          name: TelemetryEvents.runResumed,
-          properties: { ...runProperties(run, run.status), ...properties({ step: details.step }) },
-          measurements: { resumes: details.resumes },
-        });
-      });
+      event(
+        TelemetryEvents.runResumed,
+        () => ({ ...runProperties(run, run.status), step: details.step }),
+        () => ({ resumes: details.resumes }),
+      );
     },
-    flush() {
-      return flushClient(client, flushTimeoutMs);
+    async flush() {
+      try {
+        await runtime?.flush(flushTimeoutMs);
+      } catch (error) {
+        warn('Application Insights flush', error);
+      }
     },
   };
 }
 
-function runProperties(run: RunIdentity, status: RunStatus): Record<string, string> {
-  return properties({
+/** The dimensions every run event carries. */
+function runProperties(run: RunIdentity, status: RunStatus): Record<string, string | undefined> {
+  return {
     runId: run.runId,
     currency: run.currency,
     billingPeriod: run.billingPeriod,
@@ -206,76 +237,63 @@ function runProperties(run: RunIdentity, status: RunStatus): Record<string, stri
     trigger: run.trigger,
     dataset: run.dataset ?? 'unbilledUsage',
     invoiceId: run.invoiceId,
-  });
+  };
 }
 
-/** Redacted, length-limited string dimensions; undefined values are left out. */
-function properties(values: Record<string, string | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(values)) {
-    // Redact before cutting, so that a cut can never leave a secret's tail unrecognised.
-    if (value !== undefined) out[key] = redact(String(value)).slice(0, MAX_PROPERTY_LENGTH);
-  }
-  return out;
-}
-
-function numbers(values: Measurements): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [key, value] of Object.entries(values)) {
-    if (typeof value === 'number' && Number.isFinite(value)) out[key] = value;
-  }
-  return out;
-}
-
-function flushClient(client: AppInsights.TelemetryClient, timeoutMs: number): Promise<void> {
-  return new Promise<void>((resolve) => {
-    let settled = false;
-    // Declared before flush(): the SDK calls back synchronously when nothing is buffered.
-    const timer = setTimeout(() => {
-      if (settled) return;
-      settled = true;
-      warn('Application Insights flush', new Error(`no answer from the ingestion endpoint within ${timeoutMs} ms`));
-      resolve();
-    }, timeoutMs);
-    const done = (response: string): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      reportRejection(response);
-      resolve();
-    };
-    try {
-      client.flush({ callback: done });
-    } catch (error) {
-      warn('Application Insights flush', error);
-      done('');
-    }
-  });
-}
+// ---------------------------------------------------------------------------------------------------------
+// The Azure Functions side: called once when the app starts (src/index.ts).
 
 /**
- * The SDK logs transport and token errors itself, but hands an ingestion refusal (e.g. 401/403 when local
- * authentication is disabled and no credential was given) silently to the flush callback. Say so, once per flush.
+ * Connects the Functions worker to OpenTelemetry when APPLICATIONINSIGHTS_CONNECTION_STRING is set (with
+ * `"telemetryMode": "OpenTelemetry"` in host.json): `@azure/functions-opentelemetry-instrumentation` tells the
+ * host that this worker exports its own logs, forwards `context.log` lines as OpenTelemetry log records and runs
+ * every handler in the host's trace context; an invocation's error is recorded as an exception of it. The
+ * OpenTelemetry stack itself starts with the first invocation (lazily), before the handler runs.
+ * Returns whether telemetry is on. Without a connection string nothing is loaded and nothing registered.
  */
-function reportRejection(response: string): void {
+export function instrumentFunctionsApp(
+  functions: typeof AzureFunctions,
+  connectionString: string | undefined,
+  options: () => TelemetryOptions,
+): boolean {
+  const usable = usableConnectionString(connectionString);
+  if (usable === undefined) return false;
+  const settings = (): RuntimeSettings => {
+    const resolved = options();
+    return {
+      connectionString: usable,
+      roleName: resolved.roleName ?? DEFAULT_ROLE_NAME,
+      ...(resolved.credential === undefined ? {} : { credential: resolved.credential }),
+    };
+  };
   try {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(response);
-    } catch {
-      return;
-    }
-    if (typeof parsed !== 'object' || parsed === null) return;
-    const received = Reflect.get(parsed, 'itemsReceived');
-    const accepted = Reflect.get(parsed, 'itemsAccepted');
-    if (typeof received === 'number' && typeof accepted === 'number' && accepted < received) {
-      const errors: unknown = Reflect.get(parsed, 'errors');
-      const first: unknown = Array.isArray(errors) ? errors[0] : undefined;
-      const detail = typeof first === 'object' && first !== null ? `: ${JSON.stringify(first).slice(0, 500)}` : '';
-      warn('Application Insights refused telemetry', new Error(`accepted ${accepted} of ${received} items${detail}`));
-    }
-  } catch {
-    // Telemetry must never fail the caller.
+    // First hook of the app, so it runs before the instrumentation's: the propagator must exist when the
+    // host's trace context is extracted.
+    functions.app.hook.preInvocation(() => {
+      if (runtime === undefined) guarded('start-up', () => loadTelemetryRuntime(settings()));
+    });
+    const { AzureFunctionsInstrumentationESM } =
+      require('@azure/functions-opentelemetry-instrumentation') as typeof import('@azure/functions-opentelemetry-instrumentation');
+    // Not enabled as a module hook (which patches `@azure/functions` when it is next required, and cannot once
+    // the app is bundled): registered on this very module instead, as its ESM variant allows.
+    const instrumentation = new AzureFunctionsInstrumentationESM({ enabled: false });
+    instrumentation.registerAzFunc(functions);
+    // Its logger was taken before OpenTelemetry started: hand it the real provider once it has.
+    const attach = (started: TelemetryRuntime): void => {
+      instrumentation.setLoggerProvider(started.loggerProvider as never);
+    };
+    if (runtime !== undefined) attach(runtime);
+    else runtimeListeners.push(attach);
+    functions.app.hook.postInvocation((context) => {
+      if (context.error === undefined || context.error === null) return;
+      guarded('exception', () =>
+        runtime?.exception(context.error, context.invocationContext.traceContext as HostTraceContext | undefined),
+      );
+    });
+    return true;
+  } catch (error) {
+    warn('Application Insights: the Functions instrumentation could not be registered', error);
+    return false;
   }
 }
 
@@ -289,7 +307,7 @@ function guarded(what: string, action: () => void): void {
 
 function warn(message: string, error: unknown): void {
   try {
-    console.warn(redact(`${message}: ${error instanceof Error ? error.message : String(error)}`));
+    console.warn(redactTelemetryText(`${message}: ${error instanceof Error ? error.message : String(error)}`));
   } catch {
     // Not even a warning may throw.
   }

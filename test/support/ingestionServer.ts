@@ -1,11 +1,16 @@
 /**
- * A local Application Insights ingestion endpoint for tests: receives what the SDK sends
+ * A local Application Insights ingestion endpoint for tests: receives what the exporter sends
  * (`POST <IngestionEndpoint>/v2.1/track`, gzip, one JSON envelope per line, or a JSON array),
- * records it, and answers as the real endpoint does.
+ * records it, and answers as the real endpoint does. HTTPS only, as the Azure Monitor exporter turns every
+ * ingestion endpoint into an https:// one: the server's throw-away CA is trusted by the process that starts it
+ * (for this endpoint's port only), and is written to a file for child processes (NODE_EXTRA_CA_CERTS).
  */
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import { gunzipSync, inflateSync } from 'node:zlib';
+import { createEmulatorCertificate } from '../../src/emulator/certificate';
 
 /** One received telemetry item. A MetricData envelope gives one item per data point. */
 export interface IngestedItem {
@@ -17,8 +22,10 @@ export interface IngestedItem {
   properties: Record<string, string>;
   /** Event measurements; for a metric `{ value }`. */
   measurements: Record<string, number>;
-  /** Envelope tags (`ai.cloud.role`, ...). */
+  /** Envelope tags (`ai.cloud.role`, `ai.operation.id`, ...). */
   tags: Record<string, string>;
+  /** `data.baseData` as received (e.g. a dependency's `data` URL, `target`, `type`; an exception's details). */
+  baseData: Record<string, unknown>;
   /** The envelope as received (one NDJSON line). */
   raw: string;
 }
@@ -31,9 +38,17 @@ export interface IngestionRequest {
   body: string;
 }
 
+/** How the endpoint answers: as Application Insights does, as a resource with local auth disabled, or never. */
+export type IngestionMode = 'accept' | 'refuse401' | 'silent';
+
 export interface IngestionServer {
-  /** `InstrumentationKey=00000000-...;IngestionEndpoint=http://127.0.0.1:<port>/` */
+  /** `InstrumentationKey=00000000-...;IngestionEndpoint=https://127.0.0.1:<port>/` */
   connectionString: string;
+  /** The CA that signed the endpoint's certificate, and a file holding it (for NODE_EXTRA_CA_CERTS). */
+  caCertPem: string;
+  caCertPath: string;
+  /** Changes how the following requests are answered (default `accept`). */
+  setMode(mode: IngestionMode): void;
   items: IngestedItem[];
   /** Every request body, decompressed. */
   rawBodies: string[];
@@ -88,6 +103,7 @@ function itemsOf(envelope: unknown, raw: string): IngestedItem[] | string {
         properties: { ...properties },
         measurements: { value: point['value'] },
         tags,
+        baseData,
         raw,
       });
     }
@@ -101,6 +117,7 @@ function itemsOf(envelope: unknown, raw: string): IngestedItem[] | string {
       properties,
       measurements: finiteNumbers(baseData['measurements']),
       tags,
+      baseData,
       raw,
     },
   ];
@@ -137,8 +154,37 @@ function answer(response: ServerResponse, status: number, body: unknown): void {
   response.end(text);
 }
 
-/** Starts the endpoint on 127.0.0.1 and a free port. */
+/** CAs trusted for one loopback port each, in this process. */
+const trustedPorts = new Map<number, string>();
+let trustInstalled = false;
+
+/**
+ * Makes this process trust `caCertPem` for TLS connections to 127.0.0.1:`port` (and nothing else): the exporter
+ * builds its own HTTPS agents, and Node 20 reads NODE_EXTRA_CA_CERTS only at start-up.
+ */
+export function trustIngestionCertificate(port: number, caCertPem: string): void {
+  trustedPorts.set(port, caCertPem);
+  if (trustInstalled) return;
+  trustInstalled = true;
+  const agent = https.Agent.prototype as unknown as {
+    createConnection: (options: Record<string, unknown>, ...rest: unknown[]) => unknown;
+  };
+  const createConnection = agent.createConnection;
+  agent.createConnection = function (this: unknown, options: Record<string, unknown>, ...rest: unknown[]) {
+    const host = String(options['host'] ?? options['hostname'] ?? '');
+    const ca = trustedPorts.get(Number(options['port']));
+    const patched =
+      ca !== undefined && (host === '127.0.0.1' || host === 'localhost')
+        ? { ...options, ca: [...tls.rootCertificates, ca] }
+        : options;
+    return createConnection.call(this, patched, ...rest);
+  };
+}
+
+/** Starts the endpoint on 127.0.0.1 and a free port, over HTTPS. */
 export async function startIngestionServer(): Promise<IngestionServer> {
+  const certificate = await createEmulatorCertificate();
+  let mode: IngestionMode = 'accept';
   const items: IngestedItem[] = [];
   const rawBodies: string[] = [];
   const requests: IngestionRequest[] = [];
@@ -155,6 +201,15 @@ export async function startIngestionServer(): Promise<IngestionServer> {
     }
     requests.push({ method: request.method ?? '', path, headers: request.headers, body: text });
     rawBodies.push(text);
+    if (mode === 'silent') return;
+    if (mode === 'refuse401') {
+      answer(response, 401, {
+        itemsReceived: 1,
+        itemsAccepted: 0,
+        errors: [{ index: 0, statusCode: 401, message: 'Unauthorized, local authentication is disabled' }],
+      });
+      return;
+    }
     if (request.method !== 'POST' || !/\/v2(\.1)?\/track$/.test(path)) {
       answer(response, 404, { error: `no such endpoint: ${request.method} ${path}` });
       return;
@@ -181,29 +236,38 @@ export async function startIngestionServer(): Promise<IngestionServer> {
     });
   };
 
-  const server = createServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => handle(request, Buffer.concat(chunks), response));
-  });
+  const server = https.createServer(
+    { key: certificate.serverKeyPem, cert: certificate.serverCertPem },
+    (request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => handle(request, Buffer.concat(chunks), response));
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
   });
   const { port } = server.address() as AddressInfo;
+  trustIngestionCertificate(port, certificate.caCertPem);
 
   let stopped: Promise<void> | undefined;
   return {
-    connectionString: `InstrumentationKey=${TEST_INSTRUMENTATION_KEY};IngestionEndpoint=http://127.0.0.1:${port}/`,
+    connectionString: `InstrumentationKey=${TEST_INSTRUMENTATION_KEY};IngestionEndpoint=https://127.0.0.1:${port}/`,
+    caCertPem: certificate.caCertPem,
+    caCertPath: certificate.caCertPath,
+    setMode(next) {
+      mode = next;
+    },
     items,
     rawBodies,
     requests,
     stop: () => {
       stopped ??= new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()));
-        // The SDK's agent keeps connections alive; close them so that close() completes.
+        // The exporter's agent keeps connections alive; close them so that close() completes.
         server.closeAllConnections();
-      });
+      }).finally(() => certificate.dispose());
       return stopped;
     },
   };
