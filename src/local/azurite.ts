@@ -248,6 +248,39 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
   const tableEndpoint = endpoints.get('Table')!;
   const accounts = AZURITE_ACCOUNTS.map((account) => ({ ...account }));
 
+  let stopping: Promise<void> | undefined;
+  return {
+    ...describeAzurite({ pid: child.pid ?? 0, blobEndpoint, queueEndpoint, tableEndpoint }, accounts),
+    stop(): Promise<void> {
+      stopping ??= terminate(child).finally(() => {
+        process.off('exit', killOnExit);
+      });
+      return stopping;
+    },
+  };
+}
+
+/** An Azurite another command started (found through its data folder's lock): stop() leaves it running. */
+export function runningAzurite(endpoints: {
+  pid: number;
+  blobEndpoint: string;
+  queueEndpoint: string;
+  tableEndpoint: string;
+}): AzuriteInstance {
+  return {
+    ...describeAzurite(
+      endpoints,
+      AZURITE_ACCOUNTS.map((account) => ({ ...account })),
+    ),
+    stop: () => Promise.resolve(),
+  };
+}
+
+function describeAzurite(
+  endpoints: { pid: number; blobEndpoint: string; queueEndpoint: string; tableEndpoint: string },
+  accounts: AzuriteAccount[],
+): Omit<AzuriteInstance, 'stop'> {
+  const { pid, blobEndpoint, queueEndpoint, tableEndpoint } = endpoints;
   const accountKey = (name: string): string => {
     const account = accounts.find((candidate) => candidate.name === name);
     if (account === undefined) {
@@ -255,10 +288,8 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
     }
     return account.key;
   };
-
-  let stopping: Promise<void> | undefined;
   return {
-    pid: child.pid ?? 0,
+    pid,
     blobEndpoint,
     queueEndpoint,
     tableEndpoint,
@@ -270,12 +301,6 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
         `DefaultEndpointsProtocol=http;AccountName=${name};AccountKey=${key};` +
         `BlobEndpoint=${blobEndpoint}/${name};QueueEndpoint=${queueEndpoint}/${name};TableEndpoint=${tableEndpoint}/${name};`
       );
-    },
-    stop(): Promise<void> {
-      stopping ??= terminate(child).finally(() => {
-        process.off('exit', killOnExit);
-      });
-      return stopping;
     },
   };
 }
