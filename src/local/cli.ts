@@ -252,7 +252,8 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
   if (problems.length > 0) throw new ExportError('CONFIG_INVALID', problems.join('\n'));
 
   const display = createProgressDisplay(process.stderr);
-  const shutdown = installShutdown((line) => display.log(line));
+  const shutdown = installShutdown(stderr);
+  shutdown.beforeStop = () => display.stop();
   try {
     const { env, embedded } = await prepare({
       command: mode,

@@ -10,6 +10,8 @@ export interface Shutdown {
   readonly stopping: boolean;
   /** Exit code after a signal (default 130 for SIGINT, 143 for SIGTERM); e.g. 0 once a command only serves. */
   exitCode: number | undefined;
+  /** Runs first when a signal arrives (e.g. to stop progress bars before the stop messages). */
+  beforeStop: (() => void) | undefined;
   /**
    * Runs a start step; what it starts is stopped on a signal by `stopper` (last started, first stopped).
    * A signal that arrives during the step waits for the step to settle before stopping.
@@ -64,6 +66,11 @@ export function installShutdown(
     }
     received = signal;
     signalled = true;
+    try {
+      shutdown.beforeStop?.();
+    } catch {
+      // only cosmetic
+    }
     log(`Received ${signal}: handing unfinished queue messages back and stopping (again to force)…`);
     controller.abort(new Error(`Stopped by ${signal}.`));
     void stopAll().finally(() => exit(shutdown.exitCode ?? SIGNAL_CODES[signal] ?? 1));
@@ -79,6 +86,7 @@ export function installShutdown(
       return received !== undefined;
     },
     exitCode: undefined,
+    beforeStop: undefined,
     async step<T>(start: () => Promise<T>, stopper?: (value: T) => () => Promise<unknown>): Promise<T> {
       if (received !== undefined) throw controller.signal.reason;
       const running = start().then((value) => {
