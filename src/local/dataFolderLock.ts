@@ -98,7 +98,8 @@ async function waitForExit(pid: number, ms: number): Promise<boolean> {
 async function stopLeftover(owner: FolderOwner | undefined, folder: string, log: (line: string) => void) {
   const pid = owner?.azurite?.pid;
   if (pid === undefined || !isAlive(pid)) return;
-  if (await waitForExit(pid, 3000)) return;
+  // It saves its databases as it stops: give it time, a kill would lose their last seconds.
+  if (await waitForExit(pid, 15_000)) return;
   if (!isAzuriteOf(pid, folder)) return;
   log(`Stopping the Azurite (pid ${pid}) left running on ${folder} by a command that ended (pid ${owner?.pid}).`);
   try {
@@ -110,7 +111,7 @@ async function stopLeftover(owner: FolderOwner | undefined, folder: string, log:
       // gone
     }
   }
-  if (await waitForExit(pid, 5000)) return;
+  if (await waitForExit(pid, 15_000)) return;
   try {
     process.kill(-pid, 'SIGKILL');
   } catch {

@@ -74,7 +74,9 @@ async function runFolders(folder: string): Promise<Map<string, Set<string>>> {
 }
 
 describe('command line: Ctrl-C, SIGTERM and a second command', () => {
-  it('SIGINT while blobs are copied, then the same command again: resumes and finishes, one folder and one Graph export per series', { timeout: 300_000 }, async () => {
+  it('SIGINT while blobs are copied, then the same command again: resumes and finishes, one folder and one Graph export per series', {
+    timeout: 300_000,
+  }, async () => {
     const folder = workFolder('interrupt');
     const first = spawnCli(['run', '--verbose', '--json'], folder, SMALL);
     const started = await first.waitFor(/Started 2 run\(s\): USD\/current (\S+), EUR\/current (\S+)/);
@@ -111,7 +113,42 @@ describe('command line: Ctrl-C, SIGTERM and a second command', () => {
     for (const [key, runs] of series) assert.equal(runs.size, 1, `one complete run folder for ${key}`);
   });
 
-  it('SIGTERM during the run phase of start, and during the start of Azurite, leaves no Azurite running', { timeout: 180_000 }, async () => {
+  it('SIGKILL while blobs are copied, then the same command again: the leases run out, the dead command’s lock and Azurite are taken over, the runs finish', {
+    timeout: 300_000,
+  }, async () => {
+    const folder = workFolder('sigkill');
+    const settings = { ...SMALL, LOCAL_QUEUE_LEASE_SECONDS: '2' };
+    const first = spawnCli(['run', '--verbose'], folder, settings);
+    const started = await first.waitFor(/Started 2 run\(s\): USD\/current (\S+), EUR\/current (\S+)/);
+    await first.waitFor(new RegExp(`copying [1-9]\\d*/${BLOBS} blobs`));
+    first.child.kill('SIGKILL');
+    await first.exited;
+    assert.ok(existsSync(join(folder, '.azurite', LOCK_FILE)), 'the killed command could not release its lock');
+
+    const second = spawnCli(['run', '--verbose', '--json'], folder, settings);
+    const secondEnd = await second.exited;
+    assert.equal(secondEnd.code, 0, `the same command again finishes:\n${second.output()}`);
+    const summary = JSON.parse(second.output().trim().split('\n').pop()!) as {
+      runs: Array<{ runId: string; status: string }>;
+    };
+    assert.deepEqual(
+      summary.runs.map((r) => [r.runId, r.status]).sort(),
+      [
+        [started[1], 'succeeded'],
+        [started[2], 'succeeded'],
+      ].sort(),
+    );
+    const posts = (first.output().match(EXPORT_POST) ?? []).length + (second.output().match(EXPORT_POST) ?? []).length;
+    assert.equal(posts, 2, 'one Graph export per series over both commands');
+    assert.deepEqual(azuritesOn(folder), [], 'no Azurite is left on the data folder');
+    const series = await runFolders(folder);
+    for (const [key, runs] of series) assert.equal(runs.size, 1, `one complete run folder for ${key}`);
+    assert.equal(series.size, 2);
+  });
+
+  it('SIGTERM during the run phase of start, and during the start of Azurite, leaves no Azurite running', {
+    timeout: 180_000,
+  }, async () => {
     const folder = workFolder('sigterm');
     const start = spawnCli(['start', '--port', '0'], folder, SMALL);
     await start.waitFor(/Started 2 run\(s\)/);
@@ -132,7 +169,9 @@ describe('command line: Ctrl-C, SIGTERM and a second command', () => {
     assert.equal(earlyEnd.code, 143, early.output());
   });
 
-  it('runs while start serves uses the running Azurite; run refuses; Ctrl-C of start then stops it', { timeout: 180_000 }, async () => {
+  it('runs while start serves uses the running Azurite; run refuses; Ctrl-C of start then stops it', {
+    timeout: 180_000,
+  }, async () => {
     const folder = workFolder('second');
     const start = spawnCli(['start', '--port', '0'], folder, { ...SMALL, LOCAL_EMULATOR_BLOB_COUNT: '2' });
     await start.waitFor(/Still serving on/);
