@@ -269,9 +269,10 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
     if (host.httpBaseUrl !== undefined)
       display.log(`Local host listening on ${host.httpBaseUrl} (POST /api/exports, GET /api/exports/runs).`);
     const deps = getDeps((level, line) => log(level, 'cli', line));
-    const started = await startExports(
-      { trigger: 'manual', currencies, billingPeriods, attributeSet, force: flags.force },
-      deps,
+    // A signal waits for the starts to be recorded (a start cut between Graph's 202 and the ledger
+    // write would leave an export nobody follows); a second signal does not wait.
+    const started = await shutdown.step(() =>
+      startExports({ trigger: 'manual', currencies, billingPeriods, attributeSet, force: flags.force }, deps),
     );
     const fresh = started.filter((r) => !r.alreadyInFlight);
     const resumed = started.filter((r) => r.alreadyInFlight);
@@ -335,18 +336,20 @@ async function commandServe(argv: string[]): Promise<number> {
   const shutdown = installShutdown(stderr);
   // Ctrl-C is the normal way to stop serving.
   shutdown.exitCode = 0;
-  const { env } = await prepare({
-    command: 'serve',
-    shutdown,
-    log: stderr,
-    emulatorLog: flags.verbose ? stderr : undefined,
-  });
-  const host = await startHttpHost(
-    env,
-    hostLogger({ log: stderr }, flags.verbose ?? true),
-    shutdown,
-    Number(flags.port),
-  );
+  let env: Record<string, string | undefined>;
+  let host: LocalFunctionsHost;
+  try {
+    ({ env } = await prepare({
+      command: 'serve',
+      shutdown,
+      log: stderr,
+      emulatorLog: flags.verbose ? stderr : undefined,
+    }));
+    host = await startHttpHost(env, hostLogger({ log: stderr }, flags.verbose ?? true), shutdown, Number(flags.port));
+  } catch (error) {
+    if (!shutdown.stopping) await shutdown.stopAll();
+    throw error;
+  }
   stderr(
     `Local host on ${host.httpBaseUrl}: POST /api/exports, GET /api/exports/runs[/{runId}], POST /admin/functions/startExportsTimer.`,
   );

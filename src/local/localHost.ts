@@ -394,9 +394,14 @@ export class LocalFunctionsHost {
 
   static async start(options: LocalHostOptions): Promise<LocalFunctionsHost> {
     const host = new LocalFunctionsHost(options);
-    await host.startListeners();
-    if (options.schedule !== undefined) host.scheduleTimer(options.schedule);
-    if (options.httpPort !== undefined) await host.startHttp(options.httpPort);
+    try {
+      await host.startListeners();
+      if (options.schedule !== undefined) host.scheduleTimer(options.schedule);
+      if (options.httpPort !== undefined) await host.startHttp(options.httpPort);
+    } catch (error) {
+      await host.stop(); // e.g. the HTTP port is taken: no listener keeps running
+      throw error;
+    }
     return host;
   }
 
