@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 
@@ -100,7 +100,13 @@ async function stopLeftover(owner: FolderOwner | undefined, folder: string, log:
   if (pid === undefined || !isAlive(pid)) return;
   // It saves its databases as it stops: give it time, a kill would lose their last seconds.
   if (await waitForExit(pid, 15_000)) return;
-  if (!isAzuriteOf(pid, folder)) return;
+  if (!existsSync('/proc/self/cmdline')) {
+    throw new FolderBusyError(
+      `Azurite (pid ${pid}) of a command that ended (pid ${owner?.pid}) may still be running on ${folder}; stop it, then try again.`,
+      owner!,
+    );
+  }
+  if (!isAzuriteOf(pid, folder)) return; // that pid is another process now
   log(`Stopping the Azurite (pid ${pid}) left running on ${folder} by a command that ended (pid ${owner?.pid}).`);
   try {
     process.kill(-pid, 'SIGTERM');
