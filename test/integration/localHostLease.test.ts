@@ -31,7 +31,9 @@ function handlers(copy: FunctionHandlers['copyExportBlob']): FunctionHandlers {
 describe('local host: message lease and hand-back', () => {
   const azurite = useAzurite();
 
-  it('renews the lease of a running handler, and stop() hands the message back at once without awaiting it', { timeout: 60_000 }, async () => {
+  it('renews the lease of a running handler, and stop() hands the message back at once without awaiting it', {
+    timeout: 60_000,
+  }, async () => {
     const connectionString = azurite().connectionString(DEV_STORE_ACCOUNT.name);
     const queue = new QueueClient(connectionString, QueueNames.copy);
     await queue.createIfNotExists();
