@@ -23,7 +23,7 @@ export interface Shutdown {
   dispose(): void;
 }
 
-const SIGNAL_CODES: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+const SIGNAL_CODES: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
 
 let signalled = false;
 
@@ -66,6 +66,8 @@ export function installShutdown(
     }
     received = signal;
     signalled = true;
+    // After SIGHUP nobody may read the terminal any more: a failed write must not stop the cleanup.
+    for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
     try {
       shutdown.beforeStop?.();
     } catch {
@@ -77,8 +79,10 @@ export function installShutdown(
   };
   const onInt = (): void => onSignal('SIGINT');
   const onTerm = (): void => onSignal('SIGTERM');
+  const onHup = (): void => onSignal('SIGHUP'); // the terminal closed
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
+  process.on('SIGHUP', onHup);
 
   const shutdown: Shutdown = {
     signal: controller.signal,
@@ -104,6 +108,7 @@ export function installShutdown(
     dispose() {
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
+      process.off('SIGHUP', onHup);
     },
   };
   return shutdown;
