@@ -79,6 +79,37 @@ export interface EmulatorOptions {
   partnerTenantId?: string;
   /** Receives one line per request and per generated data set (never tokens or SAS). */
   log?: (line: string) => void;
+  /**
+   * Keeps operations across restarts of an emulator on the same port and storage (the command line's
+   * embedded emulator), so that an interrupted local run resumes with the operation Graph accepted.
+   */
+  operationStore?: OperationStore;
+}
+
+/** An operation as kept by an `OperationStore` (JSON). */
+export interface SavedOperation {
+  id: string;
+  datasetId: DatasetId;
+  /** JSON has no undefined: null for the daily datasets. */
+  invoiceId: string | null;
+  apiVersion: string;
+  currency: string;
+  billingPeriod: 'current' | 'last';
+  attributeSet: 'full' | 'basic';
+  createdAt: string;
+  lastActionAt: string;
+  scenario: EmulatorScenario;
+  polls: number;
+  status: string;
+  spec: DatasetSpec;
+  manifestId?: string;
+  dataset?: Omit<GeneratedDataset, 'createdDateTime'> & { createdDateTime: string };
+}
+
+/** Where an emulator keeps its operations across restarts. */
+export interface OperationStore {
+  save(operation: SavedOperation): Promise<void>;
+  load(id: string): Promise<SavedOperation | undefined>;
 }
 
 export interface EmulatedOperation {
@@ -201,6 +232,32 @@ export function validateScenario(scenario: Partial<EmulatorScenario>): void {
     }
   }
   if (problems.length > 0) throw new TypeError(`Invalid emulator scenario: ${problems.join('; ')}`);
+}
+
+function saved(operation: OperationRecord): SavedOperation {
+  const { data: _data, dataset, dataError: _error, createdAt, lastActionAt, invoiceId, ...rest } = operation;
+  return {
+    ...rest,
+    invoiceId: invoiceId ?? null,
+    createdAt: createdAt.toISOString(),
+    lastActionAt: lastActionAt.toISOString(),
+    ...(dataset === undefined
+      ? {}
+      : { dataset: { ...dataset, createdDateTime: dataset.createdDateTime.toISOString() } }),
+  };
+}
+
+function restored(operation: SavedOperation): OperationRecord {
+  const { dataset, createdAt, lastActionAt, invoiceId, ...rest } = operation;
+  return {
+    ...rest,
+    // Operations saved before datasets existed are unbilled usage.
+    datasetId: rest.datasetId ?? 'unbilledUsage',
+    invoiceId: invoiceId ?? undefined,
+    createdAt: new Date(createdAt),
+    lastActionAt: new Date(lastActionAt),
+    ...(dataset === undefined ? {} : { dataset: { ...dataset, createdDateTime: new Date(dataset.createdDateTime) } }),
+  };
 }
 
 interface OperationRecord {
@@ -339,6 +396,28 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
   let port = 0;
 
   const certificate = await createEmulatorCertificate();
+  const store = options.operationStore;
+  const save = (operation: OperationRecord): Promise<void> => store?.save(saved(operation)) ?? Promise.resolve();
+  const saveLater = (operation: OperationRecord): void => {
+    save(operation).catch((error: unknown) =>
+      log(
+        `emulator: could not save operation ${operation.id}: ${error instanceof Error ? error.message : String(error)}`,
+      ),
+    );
+  };
+  /** An operation of this emulator, or of an earlier one on the same store. */
+  const findOperation = async (id: string): Promise<OperationRecord | undefined> => {
+    const known = operations.get(id);
+    if (known !== undefined || store === undefined || !/^[0-9a-f-]{36}$/.test(id)) return known;
+    const found = await store.load(id);
+    if (found === undefined || operations.has(id)) return operations.get(id);
+    const operation = restored(found);
+    operations.set(id, operation);
+    if (operation.manifestId !== undefined) manifests.set(operation.manifestId, operation);
+    if (operation.dataset === undefined && operation.scenario.outcome === 'succeeded') startData(operation);
+    log(`emulator: operation ${id} restored from an earlier run of the emulator.`);
+    return operation;
+  };
 
   const origin = (request: IncomingMessage): string => {
     const host = request.headers.host ?? '';
@@ -430,6 +509,7 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
     const tracked = data.then(
       (dataset) => {
         operation.dataset = dataset;
+        saveLater(operation);
         const rate = (dataset.byteCount / (1024 * 1024) / Math.max(dataset.durationMs, 1)) * 1000;
         const what =
           operation.invoiceId === undefined
@@ -596,6 +676,7 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
       },
     };
     operations.set(operation.id, operation);
+    await save(operation);
     if (scenario.outcome === 'succeeded') startData(operation);
     send(response, 202, undefined, {
       Location: `${origin(request)}/${version}${BILLING_PREFIX}/operations/${operation.id}`,
@@ -620,7 +701,7 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
   };
 
   const handleOperation = async (request: IncomingMessage, response: ServerResponse, id: string): Promise<void> => {
-    const operation = operations.get(id);
+    const operation = await findOperation(id);
     if (operation === undefined) {
       sendError(response, 404, 'ResourceNotFound', `The operation '${id}' was not found.`);
       return;
@@ -673,6 +754,7 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
     if (operation.manifestId === undefined) {
       operation.manifestId = randomUUID();
       manifests.set(operation.manifestId, operation);
+      saveLater(operation);
     }
     const resourceLocation =
       scenario.dialect === 'inline'

@@ -31,6 +31,8 @@ export interface AzuriteOptions {
   location?: string;
   /** How long to wait for the three services to listen. */
   startTimeoutMs?: number;
+  /** Aborting it while Azurite starts stops Azurite and rejects (Ctrl-C during the start). */
+  signal?: AbortSignal;
 }
 
 /** Azurite's well-known development account. */
@@ -62,6 +64,26 @@ const PROXY_VARIABLES = ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy',
 const LISTENING = /Azurite (Blob|Queue|Table) service is successfully listening at (https?:\/\/[^\s]+)/;
 const OUTPUT_LIMIT = 64 * 1024;
 const STOP_GRACE_MS = 5000;
+
+/**
+ * Runs Azurite's entry point in a process that stops itself (SIGTERM, so Azurite saves and closes its
+ * databases: it autosaves only every 5 s) when its parent is gone: a command killed with SIGKILL leaves no
+ * Azurite behind for long, and loses no queue message or ledger row.
+ */
+const PARENT_WATCH = `
+const parent = process.ppid;
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+const watch = setInterval(() => {
+  if (process.ppid !== parent) {
+    clearInterval(watch);
+    // Nobody reads the pipes any more: Azurite's shutdown messages must not fail it before its databases are saved.
+    for (const stream of [process.stdout, process.stderr]) stream.write = () => true;
+    process.kill(process.pid, 'SIGTERM');
+  }
+}, 500);
+watch.unref();
+require(process.argv[1]);
+`;
 
 function azuriteEntryPoint(): string {
   return join(dirname(require.resolve('azurite/package.json')), 'dist', 'src', 'azurite.js');
@@ -132,6 +154,8 @@ async function terminate(child: ChildProcess): Promise<void> {
 export async function startAzurite(options: AzuriteOptions = {}): Promise<AzuriteInstance> {
   const timeoutMs = options.startTimeoutMs ?? 20_000;
   const args = [
+    '-e',
+    PARENT_WATCH,
     azuriteEntryPoint(),
     ...(options.location === undefined ? ['--inMemoryPersistence'] : ['--location', options.location]),
     '--skipApiVersionCheck',
@@ -198,6 +222,13 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
       clearTimeout(timer);
       reject(new Error(`Azurite exited before it was ready (code ${code ?? 'none'}, signal ${signal ?? 'none'}).`));
     });
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(new Error('Stopped while Azurite was starting.'));
+    };
+    if (options.signal?.aborted) onAbort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    child.once('exit', () => options.signal?.removeEventListener('abort', onAbort));
   });
 
   try {
@@ -206,8 +237,9 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
     await terminate(child);
     process.off('exit', killOnExit);
     const reason = error instanceof Error ? error.message : String(error);
+    if (options.signal?.aborted) throw new Error(reason, { cause: error });
     throw new Error(
-      `Could not start Azurite (${args.slice(1).join(' ')}): ${reason}\n` +
+      `Could not start Azurite (${args.slice(3).join(' ')}): ${reason}\n` +
         `Azurite stderr:\n${stderr.trim() || '(empty)'}\nAzurite stdout:\n${stdout.trim() || '(empty)'}`,
       { cause: error },
     );
@@ -220,6 +252,39 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
   const tableEndpoint = endpoints.get('Table')!;
   const accounts = AZURITE_ACCOUNTS.map((account) => ({ ...account }));
 
+  let stopping: Promise<void> | undefined;
+  return {
+    ...describeAzurite({ pid: child.pid ?? 0, blobEndpoint, queueEndpoint, tableEndpoint }, accounts),
+    stop(): Promise<void> {
+      stopping ??= terminate(child).finally(() => {
+        process.off('exit', killOnExit);
+      });
+      return stopping;
+    },
+  };
+}
+
+/** An Azurite another command started (found through its data folder's lock): stop() leaves it running. */
+export function runningAzurite(endpoints: {
+  pid: number;
+  blobEndpoint: string;
+  queueEndpoint: string;
+  tableEndpoint: string;
+}): AzuriteInstance {
+  return {
+    ...describeAzurite(
+      endpoints,
+      AZURITE_ACCOUNTS.map((account) => ({ ...account })),
+    ),
+    stop: () => Promise.resolve(),
+  };
+}
+
+function describeAzurite(
+  endpoints: { pid: number; blobEndpoint: string; queueEndpoint: string; tableEndpoint: string },
+  accounts: AzuriteAccount[],
+): Omit<AzuriteInstance, 'stop'> {
+  const { pid, blobEndpoint, queueEndpoint, tableEndpoint } = endpoints;
   const accountKey = (name: string): string => {
     const account = accounts.find((candidate) => candidate.name === name);
     if (account === undefined) {
@@ -227,10 +292,8 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
     }
     return account.key;
   };
-
-  let stopping: Promise<void> | undefined;
   return {
-    pid: child.pid ?? 0,
+    pid,
     blobEndpoint,
     queueEndpoint,
     tableEndpoint,
@@ -242,12 +305,6 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
         `DefaultEndpointsProtocol=http;AccountName=${name};AccountKey=${key};` +
         `BlobEndpoint=${blobEndpoint}/${name};QueueEndpoint=${queueEndpoint}/${name};TableEndpoint=${tableEndpoint}/${name};`
       );
-    },
-    stop(): Promise<void> {
-      stopping ??= terminate(child).finally(() => {
-        process.off('exit', killOnExit);
-      });
-      return stopping;
     },
   };
 }

@@ -16,12 +16,14 @@ import { runEmulatorCommand } from '../emulator/main';
 import { ExportError, errorMessage, isExportError } from '../errors';
 import { getRunDetails, listRuns, parseRunQuery, publicRun } from '../pipeline/listRuns';
 import type { RunRecord } from '../pipeline/ports';
-import { startExports } from '../pipeline/startExports';
+import { startExportFailures, startExports } from '../pipeline/startExports';
 import { redact } from '../redact';
+import { FolderBusyError } from './dataFolderLock';
 import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } from './embedded';
-import { LocalFunctionsHost } from './localHost';
+import { LocalFunctionsHost, type QueueHostSettings } from './localHost';
 import { createProgressDisplay, waitForRuns } from './progress';
 import { readLocalSettings } from './settings';
+import { installShutdown, type Shutdown, shuttingDown } from './shutdown';
 
 const USAGE = `csp-unbilled-export <command> [flags]
 
@@ -41,7 +43,10 @@ Commands:
   emulator The partner billing emulator (HTTPS), standalone. See docs/emulator.md.
 
 Settings come from the environment, then local.settings.json's Values. Absent storage settings
-start Azurite (data in .azurite/); an absent GRAPH_BASE_URL starts the partner billing emulator.`;
+start Azurite (data in .azurite/); an absent GRAPH_BASE_URL starts the partner billing emulator.
+Ctrl-C (or SIGTERM) at any moment hands unfinished queue messages back and stops Azurite and the
+emulator; the same command again resumes the interrupted runs. While one command uses .azurite/,
+"runs" uses its Azurite and the other commands refuse.`;
 
 type Out = (line: string) => void;
 const stdout: Out = (line) => process.stdout.write(`${line}\n`);
@@ -86,20 +91,39 @@ export function summarise(runs: RunRecord[]): RunSummary {
 const OK_STATUSES = new Set(['succeeded', 'unchanged', 'noData']);
 
 /** Prepares settings: local.settings.json + environment, embedded services for what is absent. */
-async function prepare(options: { persist: boolean; withoutEmulator?: boolean; log: Out }) {
+async function prepare(options: {
+  command: string;
+  shutdown: Shutdown;
+  withoutEmulator?: boolean;
+  attach?: boolean;
+  emulatorLog?: Out | undefined;
+  log: Out;
+}) {
   const { values, file } = readLocalSettings();
   if (file !== undefined) options.log(`Settings: environment, then ${file}.`);
-  const embedded = await startEmbeddedServices(values, {
-    ...(options.persist ? { azuriteLocation: defaultAzuriteLocation() } : {}),
-    withoutEmulator: options.withoutEmulator ?? false,
-  });
-  if (embedded.azurite !== undefined) {
+  const embedded = await options.shutdown.step(
+    () =>
+      startEmbeddedServices(values, {
+        azuriteLocation: defaultAzuriteLocation(),
+        withoutEmulator: options.withoutEmulator ?? false,
+        command: options.command,
+        attach: options.attach ?? false,
+        signal: options.shutdown.signal,
+        log: options.log,
+        ...(options.emulatorLog === undefined ? {} : { emulatorLog: options.emulatorLog }),
+      }),
+    (services) => () => services.stop(),
+  );
+  const storageSettings = Object.keys(embedded.filled)
+    .filter((k) => k.includes('Storage') || k.includes('STORAGE'))
+    .join(', ');
+  if (embedded.attachedTo !== undefined && embedded.azurite !== undefined) {
     options.log(
-      `Azurite started (blob ${embedded.azurite.blobEndpoint}${options.persist ? ', data in .azurite/' : ''}) for ${Object.keys(
-        embedded.filled,
-      )
-        .filter((k) => k.includes('Storage') || k.includes('STORAGE'))
-        .join(', ')}.`,
+      `Using the Azurite (pid ${embedded.azurite.pid}, blob ${embedded.azurite.blobEndpoint}) of the running "${embedded.attachedTo.command}" command (pid ${embedded.attachedTo.pid}) for ${storageSettings}.`,
+    );
+  } else if (embedded.azurite !== undefined) {
+    options.log(
+      `Azurite started (pid ${embedded.azurite.pid}, blob ${embedded.azurite.blobEndpoint}, data in .azurite/) for ${storageSettings}.`,
     );
   }
   if (embedded.emulator !== undefined) {
@@ -110,6 +134,32 @@ async function prepare(options: { persist: boolean; withoutEmulator?: boolean; l
   for (const [key, value] of Object.entries(env)) if (value !== undefined) process.env[key] = value;
   resetDeps();
   return { env, embedded };
+}
+
+/**
+ * The local host's queue settings: host.json's, polling sooner; `LOCAL_QUEUE_LEASE_SECONDS` (how soon the
+ * messages of a killed command come back) and `LOCAL_QUEUE_BATCH_SIZE` change them (tests, demos).
+ */
+export function localQueueSettings(env: Record<string, string | undefined>): Partial<QueueHostSettings> {
+  const problems: string[] = [];
+  const integer = (name: string, min: number, max: number): number | undefined => {
+    const text = env[name];
+    if (text === undefined || text.trim() === '') return undefined;
+    const value = Number(text);
+    if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
+      problems.push(`${name}: '${text}' is not accepted (an integer from ${min} to ${max}).`);
+    }
+    return value;
+  };
+  const lease = integer('LOCAL_QUEUE_LEASE_SECONDS', 1, 3600);
+  const batchSize = integer('LOCAL_QUEUE_BATCH_SIZE', 1, 32);
+  if (problems.length > 0) throw new ExportError('CONFIG_INVALID', problems.join('\n'));
+  return {
+    maxPollingIntervalMs: 1000,
+    visibilityTimeoutSeconds: 5,
+    ...(lease === undefined ? {} : { leaseSeconds: lease, leaseRenewalMs: Math.max(250, (lease * 1000) / 3) }),
+    ...(batchSize === undefined ? {} : { batchSize }),
+  };
 }
 
 function hostLogger(display: { log: Out }, verbose: boolean) {
@@ -123,28 +173,35 @@ function hostLogger(display: { log: Out }, verbose: boolean) {
 async function startHostFor(
   env: Record<string, string | undefined>,
   log: ReturnType<typeof hostLogger>,
+  shutdown: Shutdown,
   http?: number,
 ) {
   const config = loadConfig(env);
-  return LocalFunctionsHost.start({
-    hostStorage: config.hostStorage,
-    log,
-    queueSettings: { maxPollingIntervalMs: 1000, visibilityTimeoutSeconds: 5 },
-    ...(http === undefined ? {} : { httpPort: http, schedule: config.schedule }),
-  });
+  const queueSettings = localQueueSettings(env);
+  return shutdown.step(
+    () =>
+      LocalFunctionsHost.start({
+        hostStorage: config.hostStorage,
+        log,
+        queueSettings,
+        ...(http === undefined ? {} : { httpPort: http, schedule: config.schedule }),
+      }),
+    (host) => () => host.stop(),
+  );
 }
 
 async function startHttpHost(
   env: Record<string, string | undefined>,
   log: ReturnType<typeof hostLogger>,
+  shutdown: Shutdown,
   port: number,
 ) {
   try {
-    return await startHostFor(env, log, port);
+    return await startHostFor(env, log, shutdown, port);
   } catch (error) {
     if ((error as { code?: string }).code === 'EADDRINUSE' && port !== 0) {
       stderr(`Port ${port} is in use (is "func start" running?); using a free port instead.`);
-      return startHostFor(env, log, 0);
+      return startHostFor(env, log, shutdown, 0);
     }
     throw error;
   }
@@ -210,24 +267,47 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
   if (problems.length > 0) throw new ExportError('CONFIG_INVALID', problems.join('\n'));
 
   const display = createProgressDisplay(process.stderr);
-  const { env, embedded } = await prepare({ persist: true, log: display.log });
-  let host: LocalFunctionsHost | undefined;
+  const shutdown = installShutdown(stderr);
+  shutdown.beforeStop = () => display.stop();
   try {
+    const { env, embedded } = await prepare({
+      command: mode,
+      shutdown,
+      log: display.log,
+      emulatorLog: flags.verbose ? display.log : undefined,
+    });
     const log = hostLogger(display, flags.verbose || !process.stderr.isTTY);
-    host =
+    const host =
       mode === 'start'
-        ? await startHttpHost(env, log, flags.port === undefined ? 7071 : Number(flags.port))
-        : await startHostFor(env, log);
+        ? await startHttpHost(env, log, shutdown, flags.port === undefined ? 7071 : Number(flags.port))
+        : await startHostFor(env, log, shutdown);
     if (host.httpBaseUrl !== undefined)
       display.log(`Local host listening on ${host.httpBaseUrl} (POST /api/exports, GET /api/exports/runs).`);
     const deps = getDeps((level, line) => log(level, 'cli', line));
-    const started = await startExports(
-      { trigger: 'manual', currencies, billingPeriods, attributeSet, force: flags.force, datasets, invoiceIds },
-      deps,
+    // A signal waits for the starts to be recorded (a start cut between Graph's 202 and the ledger
+    // write would leave an export nobody follows); a second signal does not wait.
+    const started = await shutdown.step(() =>
+      startExports(
+        { trigger: 'manual', currencies, billingPeriods, attributeSet, force: flags.force, datasets, invoiceIds },
+        deps,
+      ),
     );
-    display.log(`Started ${started.length} run(s): ${started.map((r) => `${runLabel(r)} ${r.runId}`).join(', ')}`);
+    const notStarted = startExportFailures(started);
+    for (const line of notStarted) stderr(`Not started: ${line}`);
+    const fresh = started.filter((r) => !r.alreadyInFlight && r.error === undefined);
+    const resumed = started.filter((r) => r.alreadyInFlight && r.error === undefined);
+    if (fresh.length > 0) {
+      display.log(`Started ${fresh.length} run(s): ${fresh.map((r) => `${runLabel(r)} ${r.runId}`).join(', ')}`);
+    }
+    if (resumed.length > 0) {
+      // One export per series: a run of the same series already in flight (e.g. interrupted earlier) is
+      // finished, not started again.
+      display.log(
+        `Already in flight, finishing: ${resumed.map((r) => `${runLabel(r)} ${r.runId} (${r.status})`).join(', ')}`,
+      );
+    }
     const runs = await waitForRuns(
-      started.map((r) => r.runId),
+      started.filter((r) => r.runId !== '').map((r) => r.runId),
       deps,
       display,
       timeoutMinutes * 60_000,
@@ -245,25 +325,24 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
       stderr(
         `\nStill serving on ${host.httpBaseUrl ?? '(no HTTP)'} with the timer (${loadConfig(env).schedule}, UTC). Ctrl-C to stop.`,
       );
-      await waitForSignal();
+      // From now on a signal is the normal way to stop: exit with the result of the run.
+      shutdown.exitCode = ok ? 0 : 1;
+      await forever();
     }
     return ok ? 0 : 1;
   } finally {
     display.stop();
-    await host?.stop();
-    await embedded.stop();
+    if (!shutdown.stopping) {
+      await shutdown.stopAll();
+      shutdown.dispose();
+    }
   }
 }
 
-function waitForSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      process.off('SIGINT', done);
-      process.off('SIGTERM', done);
-      resolve();
-    };
-    process.on('SIGINT', done);
-    process.on('SIGTERM', done);
+/** Waits until a signal's handler exits the process. */
+function forever(): Promise<never> {
+  return new Promise(() => {
+    setInterval(() => undefined, 2 ** 30);
   });
 }
 
@@ -272,16 +351,28 @@ async function commandServe(argv: string[]): Promise<number> {
     args: argv,
     options: { port: { type: 'string', default: '7071' }, verbose: { type: 'boolean', default: true } },
   });
-  const { env, embedded } = await prepare({ persist: true, log: stderr });
-  const host = await startHttpHost(env, hostLogger({ log: stderr }, flags.verbose ?? true), Number(flags.port));
+  const shutdown = installShutdown(stderr);
+  // Ctrl-C is the normal way to stop serving.
+  shutdown.exitCode = 0;
+  let env: Record<string, string | undefined>;
+  let host: LocalFunctionsHost;
+  try {
+    ({ env } = await prepare({
+      command: 'serve',
+      shutdown,
+      log: stderr,
+      emulatorLog: flags.verbose ? stderr : undefined,
+    }));
+    host = await startHttpHost(env, hostLogger({ log: stderr }, flags.verbose ?? true), shutdown, Number(flags.port));
+  } catch (error) {
+    if (!shutdown.stopping) await shutdown.stopAll();
+    throw error;
+  }
   stderr(
     `Local host on ${host.httpBaseUrl}: POST /api/exports, GET /api/exports/runs[/{runId}], POST /admin/functions/startExportsTimer.`,
   );
   stderr(`Timer: ${loadConfig(env).schedule} (UTC). Ctrl-C to stop.`);
-  await waitForSignal();
-  await host.stop();
-  await embedded.stop();
-  return 0;
+  return forever();
 }
 
 async function commandRuns(argv: string[]): Promise<number> {
@@ -299,7 +390,8 @@ async function commandRuns(argv: string[]): Promise<number> {
       json: { type: 'boolean', default: false },
     },
   });
-  const { env, embedded } = await prepare({ persist: true, withoutEmulator: true, log: stderr });
+  const shutdown = installShutdown(stderr);
+  const { env } = await prepare({ command: 'runs', shutdown, withoutEmulator: true, attach: true, log: stderr });
   try {
     const deps = getDeps((level, line) => stderr(`${level} ${line}`), {
       ...env,
@@ -334,7 +426,10 @@ async function commandRuns(argv: string[]): Promise<number> {
     }
     return 0;
   } finally {
-    await embedded.stop();
+    if (!shutdown.stopping) {
+      await shutdown.stopAll();
+      shutdown.dispose();
+    }
   }
 }
 
@@ -369,11 +464,19 @@ export async function main(argv: string[]): Promise<number> {
 export function runCli(): void {
   main(process.argv.slice(2))
     .then((code) => {
+      if (shuttingDown()) return; // the signal's handler stops everything and exits
       // Exit explicitly: SDK keep-alive sockets and telemetry timers must not keep a finished command alive.
       process.exitCode = code;
       setImmediate(() => process.exit(code));
     })
     .catch((error: unknown) => {
+      if (shuttingDown()) return;
+      if (error instanceof FolderBusyError) {
+        stderr(error.message);
+        process.exitCode = 3;
+        setImmediate(() => process.exit());
+        return;
+      }
       const message = redact(errorMessage(error));
       stderr(isExportError(error) ? `${error.code}: ${message}` : `Error: ${message}`);
       process.exitCode = isExportError(error) && error.code === 'CONFIG_INVALID' ? 2 : 1;

@@ -25,7 +25,17 @@ export interface QueueHostSettings {
   /** Delay before a failed message is retried. */
   visibilityTimeoutSeconds: number;
   maxPollingIntervalMs: number;
+  /**
+   * Visibility timeout of a received message while it is handled (local host only), renewed every
+   * `leaseRenewalMs`: the messages of a killed host come back after at most this long.
+   */
+  leaseSeconds: number;
+  leaseRenewalMs: number;
 }
+
+/** Defaults of the local host's message lease. */
+export const DEFAULT_LEASE_SECONDS = 30;
+export const DEFAULT_LEASE_RENEWAL_MS = 10_000;
 
 /** Reads `extensions.queues` of host.json (TimeSpan strings such as "00:00:30"). */
 export function readQueueHostSettings(
@@ -46,6 +56,8 @@ export function readQueueHostSettings(
     maxDequeueCount: typeof queues['maxDequeueCount'] === 'number' ? queues['maxDequeueCount'] : 5,
     visibilityTimeoutSeconds: span(queues['visibilityTimeout'], 0),
     maxPollingIntervalMs: span(queues['maxPollingInterval'], 60) * 1000,
+    leaseSeconds: DEFAULT_LEASE_SECONDS,
+    leaseRenewalMs: DEFAULT_LEASE_RENEWAL_MS,
   };
 }
 
@@ -128,17 +140,41 @@ function triggerPayload(text: string): unknown {
   }
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
+/** How long `stop()` waits for a receive in flight before it returns. */
+const STOP_WAIT_MS = 5000;
+
+type ReceivedMessage = Awaited<ReturnType<QueueClient['receiveMessages']>>['receivedMessageItems'][number];
+
+/** A received message this host holds: its current pop receipt changes with every visibility update. */
+interface Lease {
+  messageId: string;
+  popReceipt: string;
+  /** Renewals, hand-back, delete and retry run one after another (each needs the latest pop receipt). */
+  chain: Promise<void>;
+  renewal: NodeJS.Timeout | undefined;
+  /** Finished (deleted, retried, poisoned) or handed back: no further operation on it. */
+  settled: boolean;
+}
 
 /**
  * One queue listener with the Functions host's semantics: base64 messages, `batchSize` at a time,
  * a failed message becomes visible again after `visibilityTimeout`, and after `maxDequeueCount`
  * attempts (or when it is not base64) it moves to `<queue>-poison`.
+ *
+ * Like the Functions host, it receives with a short visibility timeout (`leaseSeconds`) and renews it while
+ * the handler runs, so the messages of a host that was killed come back within `leaseSeconds`. `stop()`
+ * hands every message still being handled back at once (visibility 0) and abandons its handler: the work
+ * is idempotent, the next host resumes from the ledger.
  */
 class QueueListener {
   private running = true;
   private inFlight = 0;
+  private readonly leases = new Set<Lease>();
   private readonly done: Promise<void>;
+  private readonly wakers = new Set<() => void>();
+  private stopping: Promise<void> | undefined;
 
   constructor(
     private readonly queue: QueueClient,
@@ -156,52 +192,150 @@ class QueueListener {
     return this.inFlight > 0;
   }
 
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.done;
+  /** Stops receiving, hands back what is in flight and returns without waiting for running handlers. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.running = false;
+      for (const wake of [...this.wakers]) wake();
+      const handedBack = [...this.leases].map((lease) => this.handBack(lease));
+      // A receive in flight returns quickly; what it brings is handed back by the loop.
+      await Promise.race([this.done, sleep(STOP_WAIT_MS)]);
+      await Promise.all([...handedBack, ...[...this.leases].map((lease) => this.handBack(lease))]);
+    })();
+    return this.stopping;
+  }
+
+  /** Resolves after `ms`, or at once when the listener stops. */
+  private pause(ms: number): Promise<void> {
+    return this.untilStopped(new Promise((resolve) => setTimeout(resolve, ms).unref()));
+  }
+
+  /** Resolves when `work` ends or the listener stops, whichever comes first. */
+  private untilStopped(work: Promise<unknown>): Promise<void> {
+    if (!this.running) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        this.wakers.delete(wake);
+        resolve();
+      };
+      this.wakers.add(wake);
+      void work.then(wake, wake);
+    });
   }
 
   private async loop(): Promise<void> {
     let idleMs = 100;
     while (this.running) {
-      let received: Awaited<ReturnType<QueueClient['receiveMessages']>>['receivedMessageItems'] = [];
+      let received: ReceivedMessage[] = [];
       try {
         const response = await this.queue.receiveMessages({
           numberOfMessages: this.settings.batchSize,
-          visibilityTimeout: 600,
+          visibilityTimeout: this.settings.leaseSeconds,
         });
         received = response.receivedMessageItems;
       } catch (error) {
         if (!this.running) break;
         this.log('warn', this.functionName, `Could not read queue ${this.queue.name}: ${redact(errorMessage(error))}`);
       }
+      const leases = received.map((message) => this.lease(message));
+      if (!this.running) {
+        await Promise.all(leases.map((lease) => this.handBack(lease)));
+        break;
+      }
       if (received.length === 0) {
-        await sleep(idleMs);
+        await this.pause(idleMs);
         idleMs = Math.min(idleMs * 2, this.settings.maxPollingIntervalMs);
         continue;
       }
       idleMs = 100;
       this.inFlight += received.length;
       this.onActivity();
-      await Promise.all(received.map((message) => this.process(message)));
+      const batch = Promise.all(received.map((message, index) => this.process(message, leases[index]!)));
+      // On stop, running handlers are abandoned (their messages handed back), not awaited.
+      await this.untilStopped(batch);
+      if (!this.running) break;
       this.inFlight -= received.length;
       this.onActivity();
     }
   }
 
-  private async process(message: {
-    messageId: string;
-    popReceipt: string;
-    messageText: string;
-    dequeueCount: number;
-    insertedOn: Date;
-    expiresOn: Date;
-  }): Promise<void> {
+  /** Takes a received message: renews its visibility every `leaseRenewalMs` while it is handled. */
+  private lease(message: ReceivedMessage): Lease {
+    const lease: Lease = {
+      messageId: message.messageId,
+      popReceipt: message.popReceipt,
+      chain: Promise.resolve(),
+      renewal: undefined,
+      settled: false,
+    };
+    this.leases.add(lease);
+    lease.renewal = setInterval(() => {
+      this.enqueue(lease, async () => {
+        if (lease.settled) return;
+        try {
+          const renewed = await this.queue.updateMessage(
+            lease.messageId,
+            lease.popReceipt,
+            undefined,
+            this.settings.leaseSeconds,
+          );
+          if (renewed.popReceipt !== undefined) lease.popReceipt = renewed.popReceipt;
+        } catch (error) {
+          this.log(
+            'warn',
+            this.functionName,
+            `Could not renew the visibility of message ${lease.messageId}: ${redact(errorMessage(error))}`,
+          );
+        }
+      });
+    }, this.settings.leaseRenewalMs);
+    lease.renewal.unref();
+    return lease;
+  }
+
+  private enqueue(lease: Lease, step: () => Promise<void>): Promise<void> {
+    lease.chain = lease.chain.then(step, step);
+    return lease.chain;
+  }
+
+  /** Ends a lease with one last operation (delete, retry delay, hand-back), unless it has ended already. */
+  private settle(lease: Lease, last: (popReceipt: string) => Promise<unknown>): Promise<void> {
+    if (lease.settled) return lease.chain;
+    lease.settled = true;
+    clearInterval(lease.renewal);
+    this.leases.delete(lease);
+    return this.enqueue(lease, async () => {
+      await last(lease.popReceipt).catch((error: unknown) => {
+        this.log(
+          'warn',
+          this.functionName,
+          `Message ${lease.messageId}: could not update it (${redact(errorMessage(error))}); it becomes visible again after its lease.`,
+        );
+      });
+    });
+  }
+
+  /** Makes a message visible again at once (it was received but not finished). */
+  private handBack(lease: Lease): Promise<void> {
+    return this.settle(lease, (popReceipt) => this.queue.updateMessage(lease.messageId, popReceipt, undefined, 0));
+  }
+
+  private async process(message: ReceivedMessage, lease: Lease): Promise<void> {
+    try {
+      await this.handle(message, lease);
+    } catch (error) {
+      if (!lease.settled) {
+        this.log('error', this.functionName, `Message ${message.messageId}: ${redact(errorMessage(error))}`);
+      }
+    }
+  }
+
+  private async handle(message: ReceivedMessage, lease: Lease): Promise<void> {
     const decoded = Buffer.from(message.messageText, 'base64').toString('utf8');
     const isBase64 = Buffer.from(decoded, 'utf8').toString('base64') === message.messageText.replace(/\s/g, '');
     if (!isBase64) {
       this.log('error', this.functionName, `Message ${message.messageId} is not base64; moved to the poison queue.`);
-      await this.moveToPoison(message);
+      await this.moveToPoison(message, lease);
       return;
     }
     const context = invocationContext(this.functionName, this.log, {
@@ -214,8 +348,8 @@ class QueueListener {
     });
     try {
       await this.handler(triggerPayload(decoded), context);
-      await this.queue.deleteMessage(message.messageId, message.popReceipt);
     } catch (error) {
+      if (lease.settled) return; // handed back while it ran: abandoned
       const text = redact(errorMessage(error));
       if (message.dequeueCount >= this.settings.maxDequeueCount) {
         this.log(
@@ -223,19 +357,22 @@ class QueueListener {
           this.functionName,
           `Message ${message.messageId} failed ${message.dequeueCount} times (${text}); moved to ${this.poison?.name ?? 'nowhere'}.`,
         );
-        await this.moveToPoison(message);
+        await this.moveToPoison(message, lease);
       } else {
         this.log('info', this.functionName, `Attempt ${message.dequeueCount} failed (${text}); retried later.`);
-        await this.queue
-          .updateMessage(message.messageId, message.popReceipt, undefined, this.settings.visibilityTimeoutSeconds)
-          .catch(() => undefined);
+        await this.settle(lease, (popReceipt) =>
+          this.queue.updateMessage(message.messageId, popReceipt, undefined, this.settings.visibilityTimeoutSeconds),
+        );
       }
+      return;
     }
+    await this.settle(lease, (popReceipt) => this.queue.deleteMessage(message.messageId, popReceipt));
   }
 
-  private async moveToPoison(message: { messageId: string; popReceipt: string; messageText: string }) {
+  private async moveToPoison(message: ReceivedMessage, lease: Lease): Promise<void> {
+    if (lease.settled) return;
     if (this.poison !== undefined) await this.poison.sendMessage(message.messageText, { messageTimeToLive: -1 });
-    await this.queue.deleteMessage(message.messageId, message.popReceipt).catch(() => undefined);
+    await this.settle(lease, (popReceipt) => this.queue.deleteMessage(message.messageId, popReceipt));
   }
 }
 
@@ -248,6 +385,7 @@ export class LocalFunctionsHost {
   private server: Server | undefined;
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private lastActivity = Date.now();
+  private stopping: Promise<void> | undefined;
   readonly handlers: FunctionHandlers;
   /** Base URL of the HTTP routes, e.g. http://localhost:7071, once started with an HTTP port. */
   httpBaseUrl: string | undefined;
@@ -258,12 +396,17 @@ export class LocalFunctionsHost {
 
   static async start(options: LocalHostOptions): Promise<LocalFunctionsHost> {
     const host = new LocalFunctionsHost(options);
-    await host.startListeners();
-    if (options.schedule !== undefined) {
-      host.scheduleTimer(FunctionNames.startExportsTimer, options.schedule, () => host.runTimerNow());
-      host.scheduleTimer(FunctionNames.superviseRuns, SUPERVISE_SCHEDULE, () => host.superviseNow());
+    try {
+      await host.startListeners();
+      if (options.schedule !== undefined) {
+        host.scheduleTimer(FunctionNames.startExportsTimer, options.schedule, () => host.runTimerNow());
+        host.scheduleTimer(FunctionNames.superviseRuns, SUPERVISE_SCHEDULE, () => host.superviseNow());
+      }
+      if (options.httpPort !== undefined) await host.startHttp(options.httpPort);
+    } catch (error) {
+      await host.stop(); // e.g. the HTTP port is taken: no listener keeps running
+      throw error;
     }
-    if (options.httpPort !== undefined) await host.startHttp(options.httpPort);
     return host;
   }
 
@@ -303,16 +446,25 @@ export class LocalFunctionsHost {
     );
   }
 
-  async stop(): Promise<void> {
-    for (const timer of this.timers.values()) clearTimeout(timer);
-    await Promise.all(this.listeners.map((l) => l.stop()));
-    const server = this.server;
-    if (server !== undefined) {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-    }
+  /**
+   * Stops the timers, the HTTP routes and the listeners; messages being handled are handed back at once
+   * (their handlers are abandoned, not awaited). Safe to call twice.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      for (const timer of this.timers.values()) clearTimeout(timer);
+      const server = this.server;
+      await Promise.all([
+        ...this.listeners.map((l) => l.stop()),
+        server === undefined
+          ? Promise.resolve()
+          : new Promise<void>((resolve) => {
+              server.close(() => resolve());
+              server.closeAllConnections();
+            }),
+      ]);
+    })();
+    return this.stopping;
   }
 
   private async startListeners(): Promise<void> {
@@ -354,7 +506,9 @@ export class LocalFunctionsHost {
     const timer = setTimeout(() => {
       run()
         .catch((error) => this.options.log('error', name, redact(errorMessage(error))))
-        .finally(() => this.scheduleTimer(name, schedule, run));
+        .finally(() => {
+          if (this.stopping === undefined) this.scheduleTimer(name, schedule, run);
+        });
     }, delay);
     timer.unref();
     this.timers.set(name, timer);
