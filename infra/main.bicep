@@ -1,8 +1,9 @@
 // ============================================================================
 // csp-unbilled-export: everything `azd up` deploys.
 //
-// A Flex Consumption function app (Node.js 22) that exports Microsoft Graph unbilled CSP usage
-// per currency into the partner's storage account every day, with:
+// A Flex Consumption function app (Node.js 22) that exports Microsoft Graph partner billing data
+// (unbilled usage per currency every day by default; EXPORT_DATASETS adds the unbilled
+// reconciliation and the billed datasets) into the partner's storage account, with:
 //   - a user-assigned managed identity (host storage, destination, telemetry, Graph);
 //   - host storage reached with that identity only (queues, ledger tables, deployment package);
 //   - Log Analytics + Application Insights (local authentication disabled);
@@ -449,9 +450,11 @@ var destinationAccountName = useExistingDestination ? existingDestination!.outpu
 
 // ----------------------------------------------------------------------------
 // App settings: every setting the code reads that a deployment needs (src/config.ts SETTINGS).
-// Left out on purpose (allow-listed with reasons in test/unit/infraConsistency.test.ts):
-// GRAPH_BASE_URL (the default is Microsoft Graph), GRAPH_CA_CERT_FILE (emulator only), and the
-// connection-string forms of AzureWebJobsStorage and DESTINATION_STORAGE (no keys: the
+// Left out on purpose (allow-listed with reasons in test/support/infraExpectations.ts
+// NOT_SET_IN_INFRA): GRAPH_BASE_URL and PARTNER_CENTER_BASE_URL (the defaults are Microsoft Graph
+// and Partner Center; other values select the emulator), GRAPH_CA_CERT_FILE (emulator only),
+// EXPORT_STALL_MINUTES and EXPORT_MAX_RESUMES (the supervisor's defaults suit every deployment),
+// and the connection-string forms of AzureWebJobsStorage and DESTINATION_STORAGE (no keys: the
 // identity-based forms below are used).
 // Never set on Flex Consumption: FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION,
 // WEBSITE_RUN_FROM_PACKAGE, WEBSITE_TIME_ZONE (the runtime is in functionAppConfig).
