@@ -1,8 +1,9 @@
 // ============================================================================
 // csp-unbilled-export: everything `azd up` deploys.
 //
-// A Flex Consumption function app (Node.js 22) that exports Microsoft Graph unbilled CSP usage
-// per currency into the partner's storage account every day, with:
+// A Flex Consumption function app (Node.js 22) that exports Microsoft Graph partner billing data
+// (unbilled usage per currency every day by default; EXPORT_DATASETS adds the unbilled
+// reconciliation and the billed datasets) into the partner's storage account, with:
 //   - a user-assigned managed identity (host storage, destination, telemetry, Graph);
 //   - host storage reached with that identity only (queues, ledger tables, deployment package);
 //   - Log Analytics + Application Insights (local authentication disabled);
@@ -70,6 +71,33 @@ param exportAttributeSet string = 'full'
 param exportSchedule string = '0 0 6 * * *'
 
 // ----------------------------------------------------------------------------
+// Parameters: datasets (EXPORT_DATASETS, DESTINATION_PREFIX_*, EXPORT_INVOICE_*; README "Datasets")
+// ----------------------------------------------------------------------------
+
+@description('Optional. EXPORT_DATASETS: comma-separated datasets the daily timer exports, any of unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation (\'\': unbilledUsage). The no-success alert expects a success of each configured daily (unbilled) dataset per currency and period; the billed ones run once per invoice.')
+param exportDatasets string = 'unbilledUsage'
+
+@description('Optional. DESTINATION_PREFIX_UNBILLED_RECONCILIATION: folder of the unbilled invoice reconciliation dataset inside the container, without leading or trailing slash; every dataset needs its own folder.')
+param destinationPrefixUnbilledReconciliation string = 'unbilled-reconciliation'
+
+@description('Optional. DESTINATION_PREFIX_BILLED_USAGE: folder of the billed daily-rated usage dataset (per invoice), without leading or trailing slash.')
+param destinationPrefixBilledUsage string = 'billed-usage'
+
+@description('Optional. DESTINATION_PREFIX_BILLED_RECONCILIATION: folder of the billed invoice reconciliation dataset (per invoice), without leading or trailing slash.')
+param destinationPrefixBilledReconciliation string = 'billed-reconciliation'
+
+@description('Optional. EXPORT_INVOICE_DISCOVERY: off, or partnerCenter: the daily timer lists the partner\'s invoices in Partner Center and exports the configured billed datasets of new ones (\'\': off). partnerCenter needs the app registration (graphTenantId, graphClientId, graphClientSecretUri) registered in Partner Center: a managed identity cannot be.')
+@allowed([
+  ''
+  'off'
+  'partnerCenter'
+])
+param exportInvoiceDiscovery string = 'off'
+
+@description('Optional. EXPORT_INVOICE_MONTHS: invoice discovery considers invoices of the current month and this many months before it, 0 to 24 (\'\': 3). A string, so that azd can pass it from the environment.')
+param exportInvoiceMonths string = '3'
+
+// ----------------------------------------------------------------------------
 // Parameters: destination (DESTINATION_* app settings)
 // ----------------------------------------------------------------------------
 
@@ -97,7 +125,7 @@ param destinationStorageSku string = 'Standard_LRS'
 @description('Optional. New destination account only: create the lifecycle rule that deletes exported blobs older than retentionDays.')
 param enableRetention bool = true
 
-@description('Optional. New destination account only: days since last modification after which a blob under the prefix is deleted. Keep it well above the life of a billing month\'s data (about 62 days); see docs/deploy.md.')
+@description('Optional. New destination account only: days since last modification after which a blob under the daily datasets\' folders (DESTINATION_PREFIX, DESTINATION_PREFIX_UNBILLED_RECONCILIATION) is deleted; the billed datasets\' folders are kept. Keep it well above the life of a billing month\'s data (about 62 days); see docs/deploy.md.')
 @minValue(2)
 @maxValue(3650)
 param retentionDays int = 90
@@ -194,6 +222,9 @@ func orDefault(value string, fallback string) string => empty(value) ? fallback 
 @description('True when the text looks like a GUID (8-4-4-4-12 characters).')
 func isGuid(text string) bool => length(text) == 36 && map(split(text, '-'), part => length(part)) == [8, 4, 4, 4, 12]
 
+@description('Why a folder is refused (it starts or ends with a slash), or empty.')
+func folderProblem(folder string, parameter string) string => startsWith(folder, '/') || endsWith(folder, '/') ? '${parameter} "${folder}" must not start or end with a slash' : ''
+
 var billingPeriodsInEffect = orDefault(exportBillingPeriods, 'current')
 var attributeSetInEffect = orDefault(exportAttributeSet, 'full')
 var scheduleInEffect = orDefault(exportSchedule, '0 0 6 * * *')
@@ -233,6 +264,67 @@ var graphAppRegistrationChecked = !useGraphAppRegistration || !contains(graphApp
           : fail('graphClientSecretUri (GRAPH_CLIENT_SECRET_URI) "${graphClientSecretUri}" is not a Key Vault secret URI: use https://<vault>.vault.<Key Vault DNS suffix of the cloud>/secrets/<name>, e.g. https://kv-partner.vault.azure.net/secrets/graph-client-secret'))
       : fail('graphTenantId (GRAPH_TENANT_ID) and graphClientId (GRAPH_CLIENT_ID) must be GUIDs: the partner tenant id and the application (client) id of the app registration'))
   : fail('Half-configured app registration for Microsoft Graph: missing ${graphAppRegistrationMissing}. Set graphTenantId, graphClientId and graphClientSecretUri together (an app registration in the partner tenant, its secret in Key Vault), or none of them to call Graph with the managed identity; see docs/deploy.md, "Partner tenant"')
+
+// The datasets (src/datasets.ts), matched as the code matches them: trimmed, any letter case,
+// duplicates ignored. The daily ones have a series per currency and period (the no-success alert);
+// the billed ones run once per invoice.
+var datasetIdsByLowerName = {
+  unbilledusage: 'unbilledUsage'
+  unbilledreconciliation: 'unbilledReconciliation'
+  billedusage: 'billedUsage'
+  billedreconciliation: 'billedReconciliation'
+}
+var dailyDatasetIds = [
+  'unbilledUsage'
+  'unbilledReconciliation'
+]
+var datasetsInEffect = orDefault(exportDatasets, 'unbilledUsage')
+var datasetNames = filter(map(split(datasetsInEffect, ','), name => trim(name)), name => !empty(name))
+var unknownDatasetNames = filter(datasetNames, name => !contains(datasetIdsByLowerName, toLower(name)))
+var datasetsChecked = empty(unknownDatasetNames) && !empty(datasetNames) ? datasetsInEffect : fail('exportDatasets (EXPORT_DATASETS) "${datasetsInEffect}": ${empty(datasetNames) ? 'no dataset given' : 'not a dataset: ${join(unknownDatasetNames, ', ')}'}; accepted: any of unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation, comma-separated')
+var configuredDatasets = union(map(filter(map(split(datasetsChecked, ','), name => trim(name)), name => !empty(name)), name => datasetIdsByLowerName[toLower(name)]), [])
+var dailyDatasets = filter(configuredDatasets, id => contains(dailyDatasetIds, id))
+
+// Every dataset's folder: no leading or trailing slash, and none shared by two datasets (the code
+// refuses both at start-up; the deployment refuses them before it creates anything).
+var unbilledReconciliationPrefixInEffect = orDefault(destinationPrefixUnbilledReconciliation, 'unbilled-reconciliation')
+var billedUsagePrefixInEffect = orDefault(destinationPrefixBilledUsage, 'billed-usage')
+var billedReconciliationPrefixInEffect = orDefault(destinationPrefixBilledReconciliation, 'billed-reconciliation')
+var datasetFolders = [
+  prefixInEffect
+  unbilledReconciliationPrefixInEffect
+  billedUsagePrefixInEffect
+  billedReconciliationPrefixInEffect
+]
+var datasetFolderProblems = join(
+  filter(
+    [
+      folderProblem(unbilledReconciliationPrefixInEffect, 'destinationPrefixUnbilledReconciliation (DESTINATION_PREFIX_UNBILLED_RECONCILIATION)')
+      folderProblem(billedUsagePrefixInEffect, 'destinationPrefixBilledUsage (DESTINATION_PREFIX_BILLED_USAGE)')
+      folderProblem(billedReconciliationPrefixInEffect, 'destinationPrefixBilledReconciliation (DESTINATION_PREFIX_BILLED_RECONCILIATION)')
+      length(union(datasetFolders, [])) == length(datasetFolders)
+        ? ''
+        : 'two datasets share a folder (DESTINATION_PREFIX ${prefixInEffect}, DESTINATION_PREFIX_UNBILLED_RECONCILIATION ${unbilledReconciliationPrefixInEffect}, DESTINATION_PREFIX_BILLED_USAGE ${billedUsagePrefixInEffect}, DESTINATION_PREFIX_BILLED_RECONCILIATION ${billedReconciliationPrefixInEffect}): give each dataset its own folder'
+    ],
+    problem => !empty(problem)
+  ),
+  '; '
+)
+var unbilledReconciliationPrefixChecked = empty(datasetFolderProblems) ? unbilledReconciliationPrefixInEffect : fail('Dataset folders: ${datasetFolderProblems}')
+var billedUsagePrefixChecked = empty(datasetFolderProblems) ? billedUsagePrefixInEffect : fail('Dataset folders: ${datasetFolderProblems}')
+var billedReconciliationPrefixChecked = empty(datasetFolderProblems) ? billedReconciliationPrefixInEffect : fail('Dataset folders: ${datasetFolderProblems}')
+
+// Invoice discovery calls the Partner Center API, which accepts only tokens of an app registered in
+// Partner Center: with the managed identity every discovery would fail (PARTNER_CENTER_FAILED), so
+// the deployment refuses partnerCenter without the app registration.
+var invoiceDiscoveryInEffect = orDefault(exportInvoiceDiscovery, 'off')
+var invoiceDiscoveryChecked = invoiceDiscoveryInEffect == 'off' || graphAppRegistrationChecked
+  ? invoiceDiscoveryInEffect
+  : fail('exportInvoiceDiscovery (EXPORT_INVOICE_DISCOVERY) partnerCenter needs the app registration: Partner Center accepts only tokens of an app registered in Partner Center, never a managed identity. Set graphTenantId, graphClientId and graphClientSecretUri (GRAPH_TENANT_ID, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET_URI) and add that app in Partner Center, or set off; see README.md, "Invoice discovery"')
+var invoiceMonthsInEffect = orDefault(exportInvoiceMonths, '3')
+var invoiceMonthsChecked = contains(map(range(0, 25), months => string(months)), invoiceMonthsInEffect)
+  ? invoiceMonthsInEffect
+  : fail('exportInvoiceMonths (EXPORT_INVOICE_MONTHS) "${invoiceMonthsInEffect}" is not accepted: a whole number of months from 0 to 24, e.g. 3')
 
 // ----------------------------------------------------------------------------
 // Names
@@ -332,7 +424,10 @@ module newDestination 'modules/destinationStorage.bicep' = if (!useExistingDesti
     tags: tags
     skuName: destinationStorageSku
     containerName: containerChecked
-    prefix: prefixChecked
+    retentionPrefixes: [
+      prefixChecked
+      unbilledReconciliationPrefixChecked
+    ]
     enableRetention: enableRetention
     retentionDays: retentionDays
     principalId: identity.outputs.principalId
@@ -355,9 +450,11 @@ var destinationAccountName = useExistingDestination ? existingDestination!.outpu
 
 // ----------------------------------------------------------------------------
 // App settings: every setting the code reads that a deployment needs (src/config.ts SETTINGS).
-// Left out on purpose (allow-listed with reasons in test/unit/infraConsistency.test.ts):
-// GRAPH_BASE_URL (the default is Microsoft Graph), GRAPH_CA_CERT_FILE (emulator only), and the
-// connection-string forms of AzureWebJobsStorage and DESTINATION_STORAGE (no keys: the
+// Left out on purpose (allow-listed with reasons in test/support/infraExpectations.ts
+// NOT_SET_IN_INFRA): GRAPH_BASE_URL and PARTNER_CENTER_BASE_URL (the defaults are Microsoft Graph
+// and Partner Center; other values select the emulator), GRAPH_CA_CERT_FILE (emulator only),
+// EXPORT_STALL_MINUTES and EXPORT_MAX_RESUMES (the supervisor's defaults suit every deployment),
+// and the connection-string forms of AzureWebJobsStorage and DESTINATION_STORAGE (no keys: the
 // identity-based forms below are used).
 // Never set on Flex Consumption: FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION,
 // WEBSITE_RUN_FROM_PACKAGE, WEBSITE_TIME_ZONE (the runtime is in functionAppConfig).
@@ -382,6 +479,12 @@ var exportAppSettings = {
   DESTINATION_STORAGE__clientId: identity.outputs.clientId
   DESTINATION_CONTAINER: containerChecked
   DESTINATION_PREFIX: prefixChecked
+  EXPORT_DATASETS: datasetsChecked
+  DESTINATION_PREFIX_UNBILLED_RECONCILIATION: unbilledReconciliationPrefixChecked
+  DESTINATION_PREFIX_BILLED_USAGE: billedUsagePrefixChecked
+  DESTINATION_PREFIX_BILLED_RECONCILIATION: billedReconciliationPrefixChecked
+  EXPORT_INVOICE_DISCOVERY: invoiceDiscoveryChecked
+  EXPORT_INVOICE_MONTHS: invoiceMonthsChecked
   EXPORT_POLL_INITIAL_SECONDS: string(pollInitialSeconds)
   EXPORT_POLL_MAX_SECONDS: string(pollMaxSeconds)
   EXPORT_MAX_WAIT_HOURS: string(maxWaitHours)
@@ -441,6 +544,7 @@ module alerts 'modules/alerts.bicep' = {
     currencies: exportCurrencies
     billingPeriods: billingPeriodsInEffect
     attributeSet: attributeSetInEffect
+    dailyDatasets: dailyDatasets
     maxWaitHours: maxWaitHours
     alertEmailAddress: alertEmailAddress
     existingActionGroupId: existingActionGroupId

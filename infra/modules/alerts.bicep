@@ -32,10 +32,8 @@ param billingPeriods string
 @description('Required. The configured attribute set (EXPORT_ATTRIBUTE_SET: full or basic).')
 param attributeSet string
 
-@description('Optional. The daily datasets the app exports (unbilledUsage, unbilledReconciliation); billed datasets run per invoice and have no daily series.')
-param dailyDatasets array = [
-  'unbilledUsage'
-]
+@description('Required. The configured daily datasets (EXPORT_DATASETS filtered to unbilledUsage and unbilledReconciliation): each one is a series of the no-success rule per currency and period. Billed datasets run per invoice and have no daily series; empty (only billed datasets configured): the rule expects no series and is disabled.')
+param dailyDatasets array
 
 @description('Required. EXPORT_MAX_WAIT_HOURS: the longest a run may wait for Graph; widens the no-success window.')
 @minValue(1)
@@ -183,6 +181,9 @@ resource runFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
 // succeeded: one alert per series. The query looks back noSuccessWindowHours itself; the rule's
 // window (2 days, the largest allowed) only has to contain it. Stateful: resolves once a run of
 // the series succeeds.
+// With no daily dataset configured the expected list is empty: the rule is kept (so that a
+// provision after dropping the daily datasets updates an existing rule instead of leaving its old
+// series in place) but disabled.
 resource noSuccessfulRunAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'alert-csp-export-no-success-${nameToken}'
   location: location
@@ -190,9 +191,9 @@ resource noSuccessfulRunAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
   kind: 'LogAlert'
   properties: {
     displayName: 'CSP unbilled export: no successful run of a series in ${noSuccessWindowHours} hours'
-    description: 'No ExportRunCompleted with status succeeded, unchanged or noData for a configured daily series (dataset, currency, billing period, attribute set) in the last ${noSuccessWindowHours} hours (24 h between runs + EXPORT_MAX_WAIT_HOURS ${maxWaitHours} h + ${copyAllowanceHours} h to copy): the daily timer may have stopped, a run may be stuck, or every run of that series failed.'
+    description: 'No ExportRunCompleted with status succeeded, unchanged or noData for a configured daily series (dataset, currency, billing period, attribute set) in the last ${noSuccessWindowHours} hours (24 h between runs + EXPORT_MAX_WAIT_HOURS ${maxWaitHours} h + ${copyAllowanceHours} h to copy): the daily timer may have stopped, a run may be stuck, or every run of that series failed. Daily datasets expected: ${empty(dailyDatasets) ? 'none (only billed datasets are configured; the rule is disabled)' : join(dailyDatasets, ', ')}.'
     severity: 1
-    enabled: true
+    enabled: !empty(dailyDatasets)
     scopes: [
       appInsightsId
     ]

@@ -2,7 +2,8 @@
 // New destination account: where the exported usage files land (SPEC section 4 layout).
 // Shared key disabled, TLS 1.2, no public blob access. The app identity gets Storage Blob
 // Data Contributor on the destination container only. A lifecycle rule deletes blobs under
-// the prefix once they are older than the retention (see docs/deploy.md, "Retention").
+// the folders of the daily (unbilled) datasets once they are older than the retention; the
+// billed datasets' folders (one export per invoice, final) are kept (docs/deploy.md, "Retention").
 // ============================================================================
 
 @description('Required. Storage account name: 3-24 lowercase letters and digits, globally unique.')
@@ -30,13 +31,15 @@ param skuName string = 'Standard_LRS'
 @description('Required. Destination container (DESTINATION_CONTAINER).')
 param containerName string
 
-@description('Required. Folder inside the container (DESTINATION_PREFIX), without leading or trailing slash.')
-param prefix string
+@description('Required. Folders inside the container whose blobs the retention deletes (DESTINATION_PREFIX and DESTINATION_PREFIX_UNBILLED_RECONCILIATION), without leading or trailing slash.')
+@minLength(1)
+@maxLength(10)
+param retentionPrefixes array
 
-@description('Optional. Create the lifecycle rule that deletes blobs under the prefix older than retentionDays.')
+@description('Optional. Create the lifecycle rule that deletes blobs under the retention folders older than retentionDays.')
 param enableRetention bool = true
 
-@description('Optional. Age in days (since last modification) after which a blob under the prefix is deleted.')
+@description('Optional. Age in days (since last modification) after which a blob under a retention folder is deleted.')
 @minValue(2)
 @maxValue(3650)
 param retentionDays int = 90
@@ -111,9 +114,7 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
               blobTypes: [
                 'blockBlob'
               ]
-              prefixMatch: [
-                '${containerName}/${prefix}/'
-              ]
+              prefixMatch: map(retentionPrefixes, folder => '${containerName}/${folder}/')
             }
             actions: {
               baseBlob: {

@@ -45,8 +45,10 @@ interface Case {
   billingPeriods: string[];
   attributeSet: string;
   maxWaitHours: number;
-  /** The daily datasets the no-success rule expects (only unbilledUsage until a datasets setting exists). */
+  /** The daily datasets the no-success rule expects: EXPORT_DATASETS filtered to the unbilled ones. */
   dailyDatasets: string[];
+  /** Folders the retention rule of a new destination account deletes under (the daily datasets' folders). */
+  retentionFolders?: string[];
   alertEmail: boolean;
 }
 
@@ -65,6 +67,7 @@ const CASES: Case[] = [
     attributeSet: 'full',
     maxWaitHours: 6,
     dailyDatasets: ['unbilledUsage'],
+    retentionFolders: ['unbilled-usage', 'unbilled-reconciliation'],
     alertEmail: true,
   },
   {
@@ -90,12 +93,17 @@ const CASES: Case[] = [
       DESTINATION_CONTAINER: 'csp-billing',
       DESTINATION_PREFIX: 'graph/unbilled',
       EXPORT_MAX_WAIT_HOURS: '12',
+      // As written in the parameter: the code matches trimmed, in any letter case.
+      EXPORT_DATASETS: 'billedUsage, UnbilledUsage,unbilledReconciliation , billedReconciliation',
+      DESTINATION_PREFIX_BILLED_USAGE: 'graph/billed-usage',
+      EXPORT_INVOICE_DISCOVERY: 'partnerCenter',
+      EXPORT_INVOICE_MONTHS: '6',
     },
     currencies: ['USD'],
     billingPeriods: ['current'],
     attributeSet: 'basic',
     maxWaitHours: 12,
-    dailyDatasets: ['unbilledUsage'],
+    dailyDatasets: ['unbilledUsage', 'unbilledReconciliation'],
     alertEmail: false,
   },
   {
@@ -108,6 +116,24 @@ const CASES: Case[] = [
     attributeSet: 'full',
     maxWaitHours: 6,
     dailyDatasets: ['unbilledUsage'],
+    retentionFolders: ['unbilled-usage', 'unbilled-reconciliation'],
+    alertEmail: false,
+  },
+  {
+    // Only the billed datasets, found through Partner Center: no daily series, the no-success rule disabled.
+    name: 'billed-only-discovery',
+    appRegistration,
+    settings: {
+      EXPORT_CURRENCIES: 'USD',
+      EXPORT_DATASETS: 'billedUsage,billedReconciliation',
+      EXPORT_INVOICE_DISCOVERY: 'partnerCenter',
+    },
+    currencies: ['USD'],
+    billingPeriods: ['current'],
+    attributeSet: 'full',
+    maxWaitHours: 6,
+    dailyDatasets: [],
+    retentionFolders: ['unbilled-usage', 'unbilled-reconciliation'],
     alertEmail: false,
   },
 ];
@@ -349,7 +375,15 @@ for (const testCase of CASES) {
         } else {
           const containers = ofType(snapshot, 'Microsoft.Storage/storageAccounts/blobServices/containers');
           assert.ok(containers.some((c) => c.name.endsWith(`/default/${destinationContainerName}`)));
-          assert.equal(ofType(snapshot, 'Microsoft.Storage/storageAccounts/managementPolicies').length, 1);
+          const policies = ofType(snapshot, 'Microsoft.Storage/storageAccounts/managementPolicies');
+          assert.equal(policies.length, 1);
+          // Only the daily datasets' folders age out; the billed datasets (one final export per invoice) are kept.
+          const rules = at(policies[0]?.properties ?? null, 'policy.rules');
+          const prefixMatch = Array.isArray(rules) ? at(rules[0] ?? null, 'definition.filters.prefixMatch') : undefined;
+          assert.deepEqual(
+            prefixMatch,
+            (testCase.retentionFolders ?? []).map((folder) => `${destinationContainerName}/${folder}/`),
+          );
         }
       },
     );
@@ -445,8 +479,12 @@ for (const testCase of CASES) {
         assert.match(query, /where timestamp > ago\(successWindow\)/);
         assert.match(query, new RegExp(`name == "${TelemetryEvents.runCompleted}"`));
         assert.match(query, /status in \("succeeded", "unchanged", "noData"\)/);
-        const table = /datatable\([^)]*\) \[\n([\s\S]*?)\n\];/.exec(query)?.[1] ?? '';
-        const rows = table.split(',\n').map((row) => row.trim());
+        const table = /datatable\([^)]*\) \[\n([\s\S]*?)\n\];/.exec(query)?.[1];
+        assert.ok(table !== undefined, 'the query holds the expected series as a datatable');
+        const rows = table
+          .split(',\n')
+          .map((row) => row.trim())
+          .filter((row) => row !== '');
         const expected = testCase.dailyDatasets.flatMap((dataset) =>
           testCase.currencies.flatMap((currency) =>
             testCase.billingPeriods.map(
@@ -462,6 +500,8 @@ for (const testCase of CASES) {
         assert.equal(at(r.properties ?? null, 'windowSize'), 'P2D');
         assert.ok(hours <= 48);
         assert.equal(at(r.properties ?? null, 'autoMitigate'), true);
+        // Kept when only billed datasets are configured (a provision updates an older rule), but disabled.
+        assert.equal(at(r.properties ?? null, 'enabled'), testCase.dailyDatasets.length > 0);
         assert.ok(text(at(r.properties ?? null, 'displayName')).includes(`${hours} hours`));
       });
 

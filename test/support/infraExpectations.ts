@@ -17,15 +17,12 @@ export const NOT_SET_IN_INFRA: Readonly<Record<string, string>> = {
     'Connection-string form; the deployment uses the identity-based AzureWebJobsStorage__* settings (shared keys are disabled).',
   DESTINATION_STORAGE:
     'Connection-string form; the deployment uses the identity-based DESTINATION_STORAGE__* settings (shared keys are disabled).',
-  EXPORT_STALL_MINUTES: 'Its default (30) suits every deployment; the fault suite shortens it locally.',
-  EXPORT_MAX_RESUMES: 'Its default (3) suits every deployment; the fault suite changes it locally.',
-  EXPORT_DATASETS: 'Default used; set by the lead at merge.',
-  DESTINATION_PREFIX_UNBILLED_RECONCILIATION: 'Default used; set by the lead at merge.',
-  DESTINATION_PREFIX_BILLED_USAGE: 'Default used; set by the lead at merge.',
-  DESTINATION_PREFIX_BILLED_RECONCILIATION: 'Default used; set by the lead at merge.',
-  EXPORT_INVOICE_DISCOVERY: 'Default used; set by the lead at merge.',
-  EXPORT_INVOICE_MONTHS: 'Default used; set by the lead at merge.',
-  PARTNER_CENTER_BASE_URL: 'Default used; set by the lead at merge.',
+  EXPORT_STALL_MINUTES:
+    'Its default (superviseRuns resumes a run whose expected next step is 30 minutes overdue) suits every deployment, and is well above the 15-minute longest poll interval; the fault suite shortens it locally.',
+  EXPORT_MAX_RESUMES:
+    'Its default (3 resumes, then RUN_STALLED) suits every deployment: a run that stalls four times needs an operator, not more resumes; the fault suite changes it locally.',
+  PARTNER_CENTER_BASE_URL:
+    'Its default (https://api.partnercenter.microsoft.com/v1) is the only Partner Center a deployment calls (the code sends a Partner Center token nowhere else); other values select the local emulator.',
 };
 
 /** App settings infra sets that SETTINGS does not list: read by the Functions host or by @azure/identity itself. */
