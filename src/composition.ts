@@ -12,7 +12,7 @@ import { createLogger, type LogSink } from './logging';
 import { ManifestCache, type PipelineDeps } from './pipeline/deps';
 import { newRunId } from './pipeline/layout';
 import type { Telemetry } from './pipeline/ports';
-import { createTelemetry, parseAuthenticationString } from './telemetry/appInsightsTelemetry';
+import type * as TelemetryModule from './telemetry/appInsightsTelemetry';
 
 /**
  * The ONE place SDK clients and credentials are built. Everything process-wide (clients, token caches,
@@ -37,6 +37,9 @@ export function graphCredential(config: Config, env: Record<string, string | und
 
 /** Telemetry from APPLICATIONINSIGHTS_CONNECTION_STRING (and Entra auth when the authentication string asks for it). */
 export function buildTelemetry(config: Config, env: Record<string, string | undefined>): Telemetry {
+  // Required here, not imported: the telemetry stack is the heaviest import and only an invocation needs it.
+  const { createTelemetry, parseAuthenticationString } =
+    require('./telemetry/appInsightsTelemetry') as typeof TelemetryModule;
   const auth = parseAuthenticationString(env['APPLICATIONINSIGHTS_AUTHENTICATION_STRING']);
   const credential =
     auth === undefined

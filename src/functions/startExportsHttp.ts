@@ -1,21 +1,29 @@
 import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from '@azure/functions';
-import { z } from 'zod';
-import { ATTRIBUTE_SETS, BILLING_PERIODS, parseCurrencies } from '../config';
+import type * as Zod from 'zod';
+import type * as Config from '../config';
 import { FunctionNames } from '../names';
-import { type StartRequest, startExports } from '../pipeline/startExports';
-import { depsFor, errorResponse, problem } from './invocation';
+import type * as StartCore from '../pipeline/startExports';
+import type { StartRequest } from '../pipeline/startExports';
+import { depsFor, errorResponse, lazy, problem } from './invocation';
 
 const ACCEPTED =
   'Accepted body (all optional): {"currencies":["USD","EUR"],"billingPeriods":["current","last"],"attributeSet":"full"|"basic","force":true|false}';
 
-const bodySchema = z
-  .object({
-    currencies: z.union([z.array(z.string()), z.string()]).optional(),
-    billingPeriods: z.union([z.array(z.enum(BILLING_PERIODS)), z.enum(BILLING_PERIODS)]).optional(),
-    attributeSet: z.enum(ATTRIBUTE_SETS).optional(),
-    force: z.boolean().optional(),
-  })
-  .strict();
+const config = lazy(() => require('../config') as typeof Config);
+const core = lazy(() => require('../pipeline/startExports') as typeof StartCore);
+
+const bodySchema = lazy(() => {
+  const { z } = require('zod') as typeof Zod;
+  const { ATTRIBUTE_SETS, BILLING_PERIODS } = config();
+  return z
+    .object({
+      currencies: z.union([z.array(z.string()), z.string()]).optional(),
+      billingPeriods: z.union([z.array(z.enum(BILLING_PERIODS)), z.enum(BILLING_PERIODS)]).optional(),
+      attributeSet: z.enum(ATTRIBUTE_SETS).optional(),
+      force: z.boolean().optional(),
+    })
+    .strict();
+});
 
 /** Parses the optional JSON body of POST /api/exports; returns the request or the problem to answer. */
 export function parseStartBody(text: string): { request: StartRequest } | { problem: string } {
@@ -26,7 +34,7 @@ export function parseStartBody(text: string): { request: StartRequest } | { prob
   } catch {
     return { problem: `The body is not JSON. ${ACCEPTED}` };
   }
-  const parsed = bodySchema.safeParse(json);
+  const parsed = bodySchema().safeParse(json);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ');
     return { problem: `${issues}. ${ACCEPTED}` };
@@ -36,7 +44,7 @@ export function parseStartBody(text: string): { request: StartRequest } | { prob
   const currencies =
     body.currencies === undefined
       ? undefined
-      : parseCurrencies(
+      : config().parseCurrencies(
           Array.isArray(body.currencies) ? body.currencies.join(',') : body.currencies,
           'currencies',
           problems,
@@ -60,7 +68,7 @@ export async function startExportsHttp(request: HttpRequest, context: Invocation
   if ('problem' in parsed) return problem(400, 'Invalid request body', parsed.problem, 'REQUEST_INVALID');
   try {
     const deps = depsFor(context);
-    const runs = await startExports(parsed.request, deps);
+    const runs = await core().startExports(parsed.request, deps);
     await deps.telemetry.flush();
     const base = new URL(request.url);
     const statusUrl = (runId: string) => `${base.origin}/api/exports/runs/${runId}`;

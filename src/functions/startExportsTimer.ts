@@ -1,14 +1,16 @@
 import { app, type InvocationContext, type Timer } from '@azure/functions';
 import { FunctionNames } from '../names';
-import { startExports } from '../pipeline/startExports';
-import { depsFor } from './invocation';
+import type * as StartCore from '../pipeline/startExports';
+import { depsFor, lazy } from './invocation';
+
+const core = lazy(() => require('../pipeline/startExports') as typeof StartCore);
 
 /** Daily timer (EXPORT_SCHEDULE, UTC): starts the export of every configured currency and billing period. */
 export async function startExportsTimer(timer: Timer, context: InvocationContext): Promise<void> {
   const deps = depsFor(context);
   if (timer.isPastDue)
     deps.logger.warn('The timer is past due (the app was down at the scheduled time); starting now.');
-  const runs = await startExports({ trigger: 'schedule' }, deps);
+  const runs = await core().startExports({ trigger: 'schedule' }, deps);
   for (const run of runs) {
     deps.logger
       .child({ runId: run.runId, currency: run.currency, billingPeriod: run.billingPeriod })
