@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-'use strict';
+
 // Builds with esbuild (no type checking: that is `npm run typecheck`, part of `npm test` and `npm run lint`).
 //
 //   node scripts/build.js             both of the below
-//   node scripts/build.js --cli       src/**/*.ts -> dist/src/**/*.js, one file each, the layout tsc writes
-//                                     (what the command line, the local host and the tests run)
+//   node scripts/build.js --cli       the command line in one file: dist/cli/local/cli.js (with the emulator's
+//                                     gzip worker next to it); the tests keep running tsc's dist/src and dist/test
 //   node scripts/build.js --package   the deployment package in dist/package/ (azure.yaml `dist`):
 //                                     main.js (index.ts and every function file: what the host loads),
 //                                     core.js (what the first invocation loads), dependencies included,
@@ -33,48 +33,6 @@ function typeScriptFiles(dir) {
   return out.sort();
 }
 
-/** Where the one-file-per-source build writes `source` (src/a/b.ts -> dist/src/a/b.js, as tsc does). */
-function outputOf(source) {
-  return join(root, 'dist', relative(root, source).replace(/\.ts$/, '.js'));
-}
-
-/** True when some src/**\/*.ts has no output or is newer than it (a few hundred stat calls, no compiler). */
-function cliBuildIsStale() {
-  for (const source of typeScriptFiles(join(root, 'src'))) {
-    const output = outputOf(source);
-    if (!existsSync(output) || statSync(output).mtimeMs < statSync(source).mtimeMs) return true;
-  }
-  return false;
-}
-
-/** src/**\/*.ts -> dist/src/**\/*.js (CommonJS, source maps), no bundling: same files and paths as tsc's. */
-async function buildCli() {
-  const esbuild = require('esbuild');
-  await esbuild.build({
-    entryPoints: typeScriptFiles(join(root, 'src')),
-    outbase: root,
-    outdir: join(root, 'dist'),
-    bundle: false,
-    platform: 'node',
-    format: 'cjs',
-    target: TARGET,
-    sourcemap: true,
-    logLevel: 'warning',
-  });
-}
-
-/** The files the Functions host loads: src/index.ts first (app.setup), then every function file. */
-function functionEntryFiles() {
-  const functionsDir = join(root, 'src', 'functions');
-  const functionFiles = readdirSync(functionsDir)
-    .filter((name) => name.endsWith('.ts'))
-    .sort()
-    .map((name) => join(functionsDir, name))
-    // A function file registers a function (app.http, app.timer, app.storageQueue...); helpers do not.
-    .filter((path) => /\bapp\.\w+\(/.test(readFileSync(path, 'utf8')));
-  return [join(root, 'src', 'index.ts'), ...functionFiles];
-}
-
 /**
  * Resolves every package the way Node resolves it for the CommonJS code that tsc emits: with the "require"
  * condition of `exports`, also for `import` statements (esbuild would otherwise take the "import" condition
@@ -96,6 +54,60 @@ const requireConditionPlugin = {
     });
   },
 };
+
+/** The command line, bundled (bin/csp-unbilled-export.js runs it). Three folders deep, as dist/src/local/cli.js is:
+ * the code finds host.json at ../../.. and the emulator's gzip worker next to itself. */
+const CLI_DIR = join(root, 'dist', 'cli', 'local');
+const CLI_FILE = join(CLI_DIR, 'cli.js');
+
+/** Newest modification time of the files a CLI bundle is made of (sources, lock file, this script). */
+function newestInput() {
+  const inputs = [...typeScriptFiles(join(root, 'src')), join(root, 'package-lock.json'), __filename];
+  return Math.max(...inputs.filter((file) => existsSync(file)).map((file) => statSync(file).mtimeMs));
+}
+
+/** True when the CLI bundle is missing or older than a source (a few hundred stat calls, no compiler). */
+function cliBuildIsStale() {
+  return !existsSync(CLI_FILE) || statSync(CLI_FILE).mtimeMs < newestInput();
+}
+
+/**
+ * dist/cli/local/cli.js: the command line and everything it imports in one file (one file to read instead of
+ * about 900 modules), and the emulator's gzip worker next to it. Azurite stays a package: it runs as its own process.
+ */
+async function buildCli() {
+  const esbuild = require('esbuild');
+  await esbuild.build({
+    entryPoints: {
+      cli: join(root, 'src', 'local', 'cli.ts'),
+      gzipUsageWorker: join(root, 'src', 'emulator', 'gzipUsageWorker.ts'),
+    },
+    outdir: CLI_DIR,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: TARGET,
+    external: ['@azure/functions-core', 'azurite'],
+    plugins: [requireConditionPlugin],
+    // Minified (half the bytes to compile at every command); names kept for error names and stack traces.
+    minify: true,
+    keepNames: true,
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
+}
+
+/** The files the Functions host loads: src/index.ts first (app.setup), then every function file. */
+function functionEntryFiles() {
+  const functionsDir = join(root, 'src', 'functions');
+  const functionFiles = readdirSync(functionsDir)
+    .filter((name) => name.endsWith('.ts'))
+    .sort()
+    .map((name) => join(functionsDir, name))
+    // A function file registers a function (app.http, app.timer, app.storageQueue...); helpers do not.
+    .filter((path) => /\bapp\.\w+\(/.test(readFileSync(path, 'utf8')));
+  return [join(root, 'src', 'index.ts'), ...functionFiles];
+}
 
 /**
  * Splits the package in two files. The `require()` calls of src/functions/*.ts are the lazy loads of a handler's
@@ -208,10 +220,12 @@ async function main(argv) {
       console.log(`${relative(root, file)}: ${(output.bytes / 1024 / 1024).toFixed(2)} MiB`);
     }
   }
-  console.log(`Built ${[cli || both ? 'dist/src' : '', pkg || both ? 'dist/package' : ''].filter(Boolean).join(' and ')} in ${Math.round(performance.now() - started)} ms (esbuild, no type check).`);
+  console.log(
+    `Built ${[cli || both ? 'dist/src' : '', pkg || both ? 'dist/package' : ''].filter(Boolean).join(' and ')} in ${Math.round(performance.now() - started)} ms (esbuild, no type check).`,
+  );
 }
 
-module.exports = { buildCli, buildPackage, cliBuildIsStale, functionEntryFiles, PACKAGE_DIR, PACKAGE_MAIN };
+module.exports = { buildCli, buildPackage, cliBuildIsStale, functionEntryFiles, CLI_FILE, PACKAGE_DIR, PACKAGE_MAIN };
 
 if (require.main === module) {
   main(process.argv.slice(2)).catch((error) => {

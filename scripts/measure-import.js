@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-'use strict';
+
 // Cold start (issue 9, item 2): the time to import the Functions entry in a fresh process, as the worker does
 // (a stand-in @azure/functions-core registers the functions), against importing @azure/functions alone in the
 // same run. Each figure is the median of N fresh processes, measured alternately.

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-'use strict';
+
 // Measures how fast the command line gets going (issue 9, item 1), from a built checkout:
 //   1. Azurite alone: spawn to the three services listening (data in a temporary folder, as the command keeps
 //      it in .azurite/);
@@ -61,7 +61,7 @@ async function azuriteStart() {
 
 async function toFirstGraphRequest(certificate) {
   let firstRequest;
-  const server = createServer({ cert: certificate.serverCertPem, key: certificate.serverKeyPem }, (req, res) => {
+  const server = createServer({ cert: certificate.serverCertPem, key: certificate.serverKeyPem }, (_req, res) => {
     if (firstRequest === undefined) firstRequest = performance.now();
     res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '60' });
     res.end('{"error":{"code":"measuring","message":"stand-in Graph"}}');
@@ -77,12 +77,16 @@ async function toFirstGraphRequest(certificate) {
   // npm runs scripts in the project folder, so the command keeps Azurite's data in its .azurite/: a currency of
   // its own per measurement keeps an earlier measurement's run (still in flight) from suppressing the export.
   const currency = `Q${String.fromCharCode(65 + Math.floor(Math.random() * 26), 65 + Math.floor(Math.random() * 26))}`;
-  const child = spawn(npm, ['run', '--silent', 'cli', '--', 'run', '--currencies', currency, '--timeout-minutes', '1'], {
-    cwd: root,
-    env,
-    detached: true,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    npm,
+    ['run', '--silent', 'cli', '--', 'run', '--currencies', currency, '--timeout-minutes', '1'],
+    {
+      cwd: root,
+      env,
+      detached: true,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let stderr = '';
   child.stderr.on('data', (chunk) => {
     stderr += chunk;
