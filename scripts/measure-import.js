@@ -3,7 +3,7 @@
 // Cold start (issue 9, item 2): the time to import the Functions entry in a fresh process, as the worker does
 // (a stand-in @azure/functions-core registers the functions), against importing @azure/functions alone in the
 // same run. Each figure is the median of N fresh processes, measured alternately.
-// Usage: node scripts/measure-import.js [--repeat N] [entry.js ...]
+// Usage: node scripts/measure-import.js [--repeat N] [entry.js[,more.js...] ...]
 //   default entries: dist/package/main.js (the bundle) and dist/src/{index,functions/*}.js (one file per source)
 
 const { execFileSync } = require('node:child_process');
@@ -55,7 +55,10 @@ function median(values) {
 const candidates = [];
 candidates.push({ name: '@azure/functions alone', files: [require.resolve('@azure/functions', { paths: [root] })] });
 if (explicit.length > 0) {
-  for (const file of explicit) candidates.push({ name: file, files: [join(process.cwd(), file)] });
+  // An argument is one candidate: a file, or files separated by commas (loaded in that order, like a glob `main`).
+  for (const arg of explicit) {
+    candidates.push({ name: arg, files: arg.split(',').map((file) => require('node:path').resolve(file)) });
+  }
 } else {
   const bundle = join(root, 'dist', 'package', 'main.js');
   if (existsSync(bundle)) candidates.push({ name: 'dist/package/main.js (bundle)', files: [bundle] });
@@ -75,7 +78,7 @@ if (explicit.length > 0) {
 }
 
 const samples = candidates.map(() => []);
-let registered = candidates.map(() => 0);
+const registered = candidates.map(() => 0);
 for (let i = 0; i < repeat; i++) {
   candidates.forEach((candidate, index) => {
     const result = measure(candidate.files);
@@ -91,4 +94,3 @@ for (const [index, candidate] of candidates.entries()) {
   );
 }
 console.log(`(median of ${repeat} fresh processes each, Node ${process.version})`);
-registered = undefined;
