@@ -1,5 +1,5 @@
 import type { HttpResponseInit, InvocationContext } from '@azure/functions';
-import { getDeps } from '../composition';
+import type * as Composition from '../composition';
 import { errorMessage, isExportError } from '../errors';
 import type { LogSink } from '../logging';
 import type { PipelineDeps } from '../pipeline/deps';
@@ -14,10 +14,25 @@ export function contextSink(context: InvocationContext): LogSink {
   };
 }
 
+/**
+ * A module required with the first invocation that needs it. The Functions host imports every function file at
+ * start-up (cold start), where a function file only registers itself: the pipeline (zod) and composition.ts (the
+ * Storage, Identity and Graph SDKs, telemetry) are loaded when a handler first runs.
+ */
+export function lazy<T>(load: () => T): () => T {
+  let loaded: { value: T } | undefined;
+  return () => {
+    loaded ??= { value: load() };
+    return loaded.value;
+  };
+}
+
+const composition = lazy(() => require('../composition') as typeof Composition);
+
 /** The pipeline dependencies of this invocation. A bad configuration throws CONFIG_INVALID (logged as an error). */
 export function depsFor(context: InvocationContext): PipelineDeps {
   try {
-    return getDeps(contextSink(context));
+    return composition().getDeps(contextSink(context));
   } catch (error) {
     context.error(redact(errorMessage(error)));
     throw error;

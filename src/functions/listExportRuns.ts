@@ -1,11 +1,14 @@
 import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from '@azure/functions';
 import { FunctionNames } from '../names';
-import { getRunDetails, listRuns, parseRunQuery, publicRun } from '../pipeline/listRuns';
-import { depsFor, errorResponse } from './invocation';
+import type * as ListCore from '../pipeline/listRuns';
+import { depsFor, errorResponse, lazy } from './invocation';
+
+const core = lazy(() => require('../pipeline/listRuns') as typeof ListCore);
 
 /** GET /api/exports/runs[?since&until&status&currency&dataset&invoiceId&limit] and GET /api/exports/runs/{runId}: run history. */
 export async function listExportRuns(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   try {
+    const { getRunDetails, listRuns, parseRunQuery, publicRun } = core();
     const runId = request.params['runId'];
     const deps = depsFor(context);
     if (runId !== undefined && runId !== '') {

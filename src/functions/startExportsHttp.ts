@@ -1,24 +1,32 @@
 import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from '@azure/functions';
-import { z } from 'zod';
-import { ATTRIBUTE_SETS, BILLING_PERIODS, DATASET_IDS, parseCurrencies, parseInvoiceIds } from '../config';
+import type * as Zod from 'zod';
+import type * as Config from '../config';
 import { FunctionNames } from '../names';
-import { type StartRequest, startExportFailures, startExports } from '../pipeline/startExports';
-import { depsFor, errorResponse, problem } from './invocation';
+import type * as StartCore from '../pipeline/startExports';
+import type { StartRequest } from '../pipeline/startExports';
+import { depsFor, errorResponse, lazy, problem } from './invocation';
 
 const ACCEPTED =
   'Accepted body (all optional): {"currencies":["USD","EUR"],"billingPeriods":["current","last"],"attributeSet":"full"|"basic","force":true|false,' +
   '"datasets":["unbilledUsage","unbilledReconciliation","billedUsage","billedReconciliation"],"invoiceIds":["G000000001"]}';
 
-const bodySchema = z
-  .object({
-    currencies: z.union([z.array(z.string()), z.string()]).optional(),
-    billingPeriods: z.union([z.array(z.enum(BILLING_PERIODS)), z.enum(BILLING_PERIODS)]).optional(),
-    attributeSet: z.enum(ATTRIBUTE_SETS).optional(),
-    force: z.boolean().optional(),
-    datasets: z.union([z.array(z.enum(DATASET_IDS)), z.enum(DATASET_IDS)]).optional(),
-    invoiceIds: z.union([z.array(z.string()), z.string()]).optional(),
-  })
-  .strict();
+const config = lazy(() => require('../config') as typeof Config);
+const core = lazy(() => require('../pipeline/startExports') as typeof StartCore);
+
+const bodySchema = lazy(() => {
+  const { z } = require('zod') as typeof Zod;
+  const { ATTRIBUTE_SETS, BILLING_PERIODS, DATASET_IDS } = config();
+  return z
+    .object({
+      currencies: z.union([z.array(z.string()), z.string()]).optional(),
+      billingPeriods: z.union([z.array(z.enum(BILLING_PERIODS)), z.enum(BILLING_PERIODS)]).optional(),
+      attributeSet: z.enum(ATTRIBUTE_SETS).optional(),
+      force: z.boolean().optional(),
+      datasets: z.union([z.array(z.enum(DATASET_IDS)), z.enum(DATASET_IDS)]).optional(),
+      invoiceIds: z.union([z.array(z.string()), z.string()]).optional(),
+    })
+    .strict();
+});
 
 /** Parses the optional JSON body of POST /api/exports; returns the request or the problem to answer. */
 export function parseStartBody(text: string): { request: StartRequest } | { problem: string } {
@@ -29,7 +37,7 @@ export function parseStartBody(text: string): { request: StartRequest } | { prob
   } catch {
     return { problem: `The body is not JSON. ${ACCEPTED}` };
   }
-  const parsed = bodySchema.safeParse(json);
+  const parsed = bodySchema().safeParse(json);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ');
     return { problem: `${issues}. ${ACCEPTED}` };
@@ -39,7 +47,7 @@ export function parseStartBody(text: string): { request: StartRequest } | { prob
   const currencies =
     body.currencies === undefined
       ? undefined
-      : parseCurrencies(
+      : config().parseCurrencies(
           Array.isArray(body.currencies) ? body.currencies.join(',') : body.currencies,
           'currencies',
           problems,
@@ -47,7 +55,7 @@ export function parseStartBody(text: string): { request: StartRequest } | { prob
   const invoiceIds =
     body.invoiceIds === undefined
       ? undefined
-      : parseInvoiceIds(
+      : config().parseInvoiceIds(
           Array.isArray(body.invoiceIds) ? body.invoiceIds.join(',') : body.invoiceIds,
           'invoiceIds',
           problems,
@@ -84,6 +92,7 @@ export async function startExportsHttp(request: HttpRequest, context: Invocation
   if ('problem' in parsed) return problem(400, 'Invalid request body', parsed.problem, 'REQUEST_INVALID');
   try {
     const deps = depsFor(context);
+    const { startExportFailures, startExports } = core();
     const runs = await startExports(parsed.request, deps);
     await deps.telemetry.flush();
     const base = new URL(request.url);

@@ -1,8 +1,10 @@
 import { app, type InvocationContext, type Timer } from '@azure/functions';
 import { ExportError } from '../errors';
 import { FunctionNames } from '../names';
-import { startExportFailures, startExports } from '../pipeline/startExports';
-import { depsFor } from './invocation';
+import type * as StartCore from '../pipeline/startExports';
+import { depsFor, lazy } from './invocation';
+
+const core = lazy(() => require('../pipeline/startExports') as typeof StartCore);
 
 /**
  * Daily timer (EXPORT_SCHEDULE, UTC): starts the export of every configured dataset, currency and billing period,
@@ -12,6 +14,7 @@ export async function startExportsTimer(timer: Timer, context: InvocationContext
   const deps = depsFor(context);
   if (timer.isPastDue)
     deps.logger.warn('The timer is past due (the app was down at the scheduled time); starting now.');
+  const { startExportFailures, startExports } = core();
   const runs = await startExports({ trigger: 'schedule' }, deps);
   for (const run of runs) {
     if (run.error !== undefined) continue;

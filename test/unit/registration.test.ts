@@ -8,12 +8,7 @@ import { readdirSync } from 'node:fs';
 import Module from 'node:module';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-
-interface Binding {
-  type: string;
-  direction: string;
-  [key: string]: unknown;
-}
+import { assertRegistration, type Binding, expectedFunctionNames } from '../support/expectedRegistrations';
 
 interface Registration {
   name: string;
@@ -69,20 +64,6 @@ const functionsDir = join(__dirname, '..', '..', 'src', 'functions');
 const modules = new Map<string, Record<string, unknown>>();
 const warnings: string[] = [];
 
-function registered(name: string): Registration {
-  const found = registrations.filter((r) => r.name === name);
-  assert.equal(found.length, 1, `${name} is registered once`);
-  return found[0] as Registration;
-}
-
-/** The one trigger binding of a function, and its other bindings. */
-function triggerOf(registration: Registration): { trigger: Binding; others: Binding[] } {
-  const bindings = Object.values(registration.bindings);
-  const triggers = bindings.filter((b) => /trigger$/i.test(b.type));
-  assert.equal(triggers.length, 1, `${registration.name} has one trigger`);
-  return { trigger: triggers[0] as Binding, others: bindings.filter((b) => !/trigger$/i.test(b.type)) };
-}
-
 describe('function registration (what the Functions host sees)', () => {
   before(() => {
     installFakeCore();
@@ -103,17 +84,8 @@ describe('function registration (what the Functions host sees)', () => {
     }
   });
 
-  it('registers the eight functions under the names operators see in the portal, without any setting', () => {
-    assert.deepEqual(registrations.map((r) => r.name).sort(), [
-      'copyExportBlob',
-      'exportCopyPoison',
-      'exportStatusPoison',
-      'listExportRuns',
-      'pollExportStatus',
-      'startExportsHttp',
-      'startExportsTimer',
-      'superviseRuns',
-    ]);
+  it('registers every function of src/names.ts once, under the name operators see in the portal, without any setting', () => {
+    assert.deepEqual(registrations.map((r) => r.name).sort(), expectedFunctionNames());
     assert.equal(programmingModels, 1, 'the programming model is set once');
     assert.deepEqual(warnings, [], 'no test-mode warning: the fake runtime was detected');
   });
@@ -127,59 +99,11 @@ describe('function registration (what the Functions host sees)', () => {
     }
   });
 
-  it('registers startExportsTimer on %EXPORT_SCHEDULE% with runOnStartup false', () => {
-    const { trigger, others } = triggerOf(registered('startExportsTimer'));
-    assert.equal(trigger.type, 'timerTrigger');
-    assert.equal(trigger.direction, 'in');
-    assert.equal(trigger['schedule'], '%EXPORT_SCHEDULE%');
-    assert.equal(trigger['runOnStartup'], false);
-    assert.equal(trigger['useMonitor'], true);
-    assert.deepEqual(others, []);
-  });
-
-  it('registers superviseRuns every 10 minutes with runOnStartup false', () => {
-    const { trigger, others } = triggerOf(registered('superviseRuns'));
-    assert.equal(trigger.type, 'timerTrigger');
-    assert.equal(trigger['schedule'], '0 */10 * * * *');
-    assert.equal(trigger['runOnStartup'], false);
-    assert.deepEqual(others, []);
-  });
-
-  const httpRoutes: Array<[string, string, string]> = [
-    ['startExportsHttp', 'POST', 'exports'],
-    ['listExportRuns', 'GET', 'exports/runs/{runId?}'],
-  ];
-  for (const [name, method, route] of httpRoutes) {
-    it(`registers ${name} as ${method} /api/${route} behind a function key`, () => {
-      const registration = registered(name);
-      const { trigger, others } = triggerOf(registration);
-      assert.equal(trigger.type, 'httpTrigger');
-      assert.equal(trigger.direction, 'in');
-      assert.deepEqual(trigger['methods'], [method]);
-      assert.equal(trigger['route'], route);
-      assert.equal(trigger['authLevel'], 'function');
-      assert.deepEqual(
-        others.map((b) => [b.type, b.direction]),
-        [['http', 'out']],
-      );
-      assert.equal(registration.bindings['$return']?.type, 'http', 'the handler returns the response');
-    });
-  }
-
-  const queueTriggers: Array<[string, string]> = [
-    ['pollExportStatus', 'export-status'],
-    ['copyExportBlob', 'export-copy'],
-    ['exportStatusPoison', 'export-status-poison'],
-    ['exportCopyPoison', 'export-copy-poison'],
-  ];
-  for (const [name, queueName] of queueTriggers) {
-    it(`registers ${name} on the queue ${queueName} of AzureWebJobsStorage`, () => {
-      const { trigger, others } = triggerOf(registered(name));
-      assert.equal(trigger.type, 'queueTrigger');
-      assert.equal(trigger.direction, 'in');
-      assert.equal(trigger['queueName'], queueName);
-      assert.equal(trigger['connection'], 'AzureWebJobsStorage');
-      assert.deepEqual(others, [], 'no output binding: messages are sent with a delay by the queue adapter');
+  for (const name of expectedFunctionNames()) {
+    it(`registers ${name} with its trigger, schedule, queue, route and auth level`, () => {
+      const found = registrations.filter((r) => r.name === name);
+      assert.equal(found.length, 1, `${name} is registered once`);
+      assertRegistration(name, (found[0] as Registration).bindings);
     });
   }
 });
