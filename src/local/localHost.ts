@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { ClientRequest } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -126,8 +128,6 @@ function triggerPayload(text: string): unknown {
   }
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /**
  * One queue listener with the Functions host's semantics: base64 messages, `batchSize` at a time,
  * a failed message becomes visible again after `visibilityTimeout`, and after `maxDequeueCount`
@@ -137,6 +137,9 @@ class QueueListener {
   private running = true;
   private inFlight = 0;
   private readonly done: Promise<void>;
+  /** Set when this process sent a message to the queue while the listener was not sleeping. */
+  private woken = false;
+  private endSleep: (() => void) | undefined;
 
   constructor(
     private readonly queue: QueueClient,
@@ -156,7 +159,28 @@ class QueueListener {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.endSleep?.();
     await this.done;
+  }
+
+  /**
+   * Work is pending: this process just sent a message to the queue (or a delayed one became visible). The idle
+   * back-off ends at once; the next receive happens now instead of up to `maxPollingInterval` later.
+   */
+  wake(): void {
+    this.woken = true;
+    this.endSleep?.();
+  }
+
+  private idleSleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.endSleep?.(), ms);
+      this.endSleep = () => {
+        clearTimeout(timer);
+        this.endSleep = undefined;
+        resolve();
+      };
+    });
   }
 
   private async loop(): Promise<void> {
@@ -174,8 +198,14 @@ class QueueListener {
         this.log('warn', this.functionName, `Could not read queue ${this.queue.name}: ${redact(errorMessage(error))}`);
       }
       if (received.length === 0) {
-        await sleep(idleMs);
-        idleMs = Math.min(idleMs * 2, this.settings.maxPollingIntervalMs);
+        if (this.woken) {
+          this.woken = false;
+          idleMs = 100;
+        } else {
+          await this.idleSleep(idleMs);
+          idleMs = this.woken ? 100 : Math.min(idleMs * 2, this.settings.maxPollingIntervalMs);
+          this.woken = false;
+        }
         continue;
       }
       idleMs = 100;
@@ -243,6 +273,10 @@ class QueueListener {
  */
 export class LocalFunctionsHost {
   private readonly listeners: QueueListener[] = [];
+  /** Listeners by `host/path` of their queue's messages URL, for the wake-up on sends from this process. */
+  private readonly byMessagesUrl = new Map<string, QueueListener>();
+  private readonly wakeTimers = new Set<NodeJS.Timeout>();
+  private readonly onRequestStart = (message: unknown): void => this.wakeOnSend(message);
   private server: Server | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastActivity = Date.now();
@@ -287,6 +321,9 @@ export class LocalFunctionsHost {
 
   async stop(): Promise<void> {
     if (this.timer !== undefined) clearTimeout(this.timer);
+    unsubscribe('http.client.request.start', this.onRequestStart);
+    for (const timer of this.wakeTimers) clearTimeout(timer);
+    this.wakeTimers.clear();
     await Promise.all(this.listeners.map((l) => l.stop()));
     const server = this.server;
     if (server !== undefined) {
@@ -322,11 +359,40 @@ export class LocalFunctionsHost {
     for (const [name, functionName, handler, poisonName] of pairs) {
       const client = await queue(name);
       const poison = await queue(poisonName);
-      this.listeners.push(
-        new QueueListener(client, poison, functionName, handler, settings, this.options.log, () => {
-          this.lastActivity = Date.now();
-        }),
-      );
+      const listener = new QueueListener(client, poison, functionName, handler, settings, this.options.log, () => {
+        this.lastActivity = Date.now();
+      });
+      this.listeners.push(listener);
+      const url = new URL(client.url);
+      this.byMessagesUrl.set(`${url.host}${url.pathname.replace(/\/+$/, '')}/messages`, listener);
+    }
+    subscribe('http.client.request.start', this.onRequestStart);
+  }
+
+  /**
+   * The idle back-off of a listener (up to host.json `maxPollingInterval`) is for queues nobody writes to. When
+   * this process puts a message on a listened queue (Put Message: POST .../messages), the listener polls at once,
+   * or when the message's initial invisibility ends. This only shortens idle waits of the local host; which
+   * messages are received, and when they become visible, stay as in Azure.
+   */
+  private wakeOnSend(message: unknown): void {
+    const request = (message as { request?: ClientRequest }).request;
+    if (request === undefined || request.method !== 'POST') return;
+    const host = request.getHeader('host');
+    const at = request.path.indexOf('?');
+    const path = at < 0 ? request.path : request.path.slice(0, at);
+    const listener = this.byMessagesUrl.get(`${typeof host === 'string' ? host : ''}${path}`);
+    if (listener === undefined) return;
+    const delaySeconds = Number(new URLSearchParams(at < 0 ? '' : request.path.slice(at + 1)).get('visibilitytimeout'));
+    // Wake once the service has stored the message (the response came), and again when a delay ends.
+    request.once('response', () => listener.wake());
+    if (Number.isFinite(delaySeconds) && delaySeconds > 0) {
+      const timer = setTimeout(() => {
+        this.wakeTimers.delete(timer);
+        listener.wake();
+      }, delaySeconds * 1000 + 50);
+      timer.unref();
+      this.wakeTimers.add(timer);
     }
   }
 

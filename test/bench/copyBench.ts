@@ -143,7 +143,7 @@ function mib(bytes: number): number {
   return bytes / MiB;
 }
 
-interface NetSnapshot {
+export interface NetSnapshot {
   bytesRead: number;
   bytesWritten: number;
   requests: number;
@@ -193,7 +193,7 @@ class NetCounter {
   }
 }
 
-interface MemoryPeaks {
+export interface MemoryPeaks {
   samples: number;
   /** Longest gap between two samples (a busy event loop delays the timer). */
   maxGapMs: number;
@@ -332,7 +332,7 @@ async function directStream(destination: BlockBlobClient, sourceUrl: string, buf
 
 type StreamVariant = 'copier' | 'direct';
 
-interface StreamJob {
+export interface StreamJob {
   variant: StreamVariant;
   sourceUrl: string;
   destinationConnectionString: string;
@@ -343,7 +343,7 @@ interface StreamJob {
   sampleMs: number;
 }
 
-interface StreamResult {
+export interface StreamResult {
   variant: StreamVariant;
   ms: number;
   byteCount: number;
@@ -413,7 +413,7 @@ async function workerMain(): Promise<void> {
   process.send?.(reply, () => process.exit(0));
 }
 
-function runWorker(job: StreamJob): Promise<StreamResult> {
+export function runWorker(job: StreamJob): Promise<StreamResult> {
   return new Promise((resolve, reject) => {
     const child: ChildProcess = fork(__filename, [WORKER_FLAG], {
       execArgv: ['--expose-gc'],
@@ -443,7 +443,7 @@ function log(message: string): void {
 }
 
 /** Gzip bytes per row of the generator, from a sample compressed here without uploading it. */
-async function gzipBytesPerRow(spec: Omit<DatasetSpec, 'billingPeriod' | 'blobCount'>): Promise<number> {
+export async function gzipBytesPerRow(spec: Omit<DatasetSpec, 'billingPeriod' | 'blobCount'>): Promise<number> {
   const rows = 40_000;
   const sink = new CountingSink();
   await pipeline(
@@ -918,7 +918,7 @@ function report(
 
 if (process.argv.includes(WORKER_FLAG)) {
   void workerMain();
-} else {
+} else if (require.main === module) {
   main().catch((error: unknown) => {
     console.error(error instanceof Error ? (error.stack ?? error.message) : error);
     process.exitCode = 1;
