@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import type { ClientRequest } from 'node:http';
 import { readFileSync } from 'node:fs';
+import type { ClientRequest } from 'node:http';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -387,10 +387,13 @@ export class LocalFunctionsHost {
     // Wake once the service has stored the message (the response came), and again when a delay ends.
     request.once('response', () => listener.wake());
     if (Number.isFinite(delaySeconds) && delaySeconds > 0) {
-      const timer = setTimeout(() => {
-        this.wakeTimers.delete(timer);
-        listener.wake();
-      }, delaySeconds * 1000 + 50);
+      const timer = setTimeout(
+        () => {
+          this.wakeTimers.delete(timer);
+          listener.wake();
+        },
+        delaySeconds * 1000 + 50,
+      );
       timer.unref();
       this.wakeTimers.add(timer);
     }

@@ -113,7 +113,8 @@ export async function measureBlockCopy(
     async getProperties() {
       requests++;
       await wait();
-      if (!committed) throw new RestError('The specified blob does not exist.', { statusCode: 404, code: 'BlobNotFound' });
+      if (!committed)
+        throw new RestError('The specified blob does not exist.', { statusCode: 404, code: 'BlobNotFound' });
       return { contentLength: size, contentType: 'application/gzip' };
     },
     async syncCopyFromURL() {
