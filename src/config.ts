@@ -147,14 +147,14 @@ export const SETTINGS: readonly SettingInfo[] = [
   {
     name: 'EXPORT_COPY_BLOCK_MIB',
     required: false,
-    default: '64',
+    default: '16',
     description: 'Block size of the parallel Put Block From URL copy of larger blobs.',
   },
   {
     name: 'EXPORT_COPY_CONCURRENCY',
     required: false,
-    default: '8',
-    description: 'Parallel block copies (or stream buffers) per blob.',
+    default: '32',
+    description: 'Parallel Put Block From URL calls per blob (the streaming fallback uses at most 8 buffers).',
   },
   {
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING',
@@ -427,8 +427,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const maxWaitHours = number(env, 'EXPORT_MAX_WAIT_HOURS', 6, 0.001, 168, problems, false);
   const singleCopyMaxMiB = number(env, 'EXPORT_COPY_SINGLE_MAX_MIB', 256, 1, 256, problems);
-  const blockMiB = number(env, 'EXPORT_COPY_BLOCK_MIB', 64, 1, 4000, problems);
-  const concurrency = number(env, 'EXPORT_COPY_CONCURRENCY', 8, 1, 64, problems);
+  const blockMiB = number(env, 'EXPORT_COPY_BLOCK_MIB', 16, 1, 4000, problems);
+  const concurrency = number(env, 'EXPORT_COPY_CONCURRENCY', 32, 1, 64, problems);
 
   if (problems.length > 0) {
     throw new ExportError(

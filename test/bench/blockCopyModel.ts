@@ -2,7 +2,7 @@
  * The parallel Put Block From URL path of ServerSideBlobCopier, measured against a fake storage service (Azurite
  * does not implement Put Block From URL). The fake answers every request after a fixed latency, and moves block
  * bytes at a per-request bandwidth, shared fairly under a service-wide bandwidth (processor sharing, recomputed on
- * every start and end). Time runs `scale` times faster than the model's: durations are reported in model time.
+ * every start and end). Time is virtual: the copier's real code runs, and the clock jumps from event to event.
  */
 import { RestError } from '@azure/storage-blob';
 import {
@@ -14,14 +14,51 @@ import {
 const MiB = 1024 * 1024;
 
 export interface ServiceModel {
-  /** Latency of every request (round trip plus service set-up), model milliseconds. */
+  /** Latency of every request (round trip plus service set-up), milliseconds. */
   latencyMs: number;
   /** Bandwidth one Put Block From URL request reaches on its own, MiB/s. */
   requestMiBps: number;
   /** Bandwidth of the service for all requests of one copy together, MiB/s. */
   serviceMiBps: number;
-  /** Model time runs this many times faster than the wall clock. */
-  scale: number;
+}
+
+/**
+ * Virtual time for code that only waits on this clock: whenever every promise continuation has run (setImmediate),
+ * time jumps to the next event. Results are exact and independent of the machine's load.
+ */
+class VirtualClock {
+  now = 0;
+  private events: Array<{ at: number; seq: number; fire: () => void }> = [];
+  private seq = 0;
+  private pumping = false;
+
+  at(time: number, fire: () => void): () => void {
+    const event = { at: Math.max(time, this.now), seq: this.seq++, fire };
+    this.events.push(event);
+    this.pump();
+    return () => {
+      this.events = this.events.filter((candidate) => candidate !== event);
+    };
+  }
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.at(this.now + ms, resolve));
+  }
+
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    setImmediate(() => {
+      this.pumping = false;
+      if (this.events.length === 0) return;
+      this.events.sort((a, b) => a.at - b.at || a.seq - b.seq);
+      const next = this.events.shift();
+      if (next === undefined) return;
+      this.now = next.at;
+      next.fire();
+      this.pump();
+    });
+  }
 }
 
 interface Transfer {
@@ -32,57 +69,52 @@ interface Transfer {
 /** Processor-sharing bandwidth: n active transfers each get min(request, service / n). */
 class SharedBandwidth {
   private readonly active = new Set<Transfer>();
-  private last = performance.now();
-  private timer: NodeJS.Timeout | undefined;
-  maxActive = 0;
+  private last = 0;
+  private cancel: (() => void) | undefined;
 
-  constructor(private readonly model: ServiceModel) {}
+  constructor(
+    private readonly model: ServiceModel,
+    private readonly clock: VirtualClock,
+  ) {}
 
-  /** Bytes per wall-clock millisecond of each active transfer. */
+  /** Bytes per millisecond of each active transfer. */
   private rate(): number {
     const n = Math.max(1, this.active.size);
-    const mibps = Math.min(this.model.requestMiBps, this.model.serviceMiBps / n);
-    return ((mibps * MiB) / 1000) * this.model.scale;
+    return (Math.min(this.model.requestMiBps, this.model.serviceMiBps / n) * MiB) / 1000;
   }
 
   transfer(bytes: number): Promise<void> {
     return new Promise((resolve) => {
       this.advance();
       this.active.add({ remaining: bytes, resolve });
-      this.maxActive = Math.max(this.maxActive, this.active.size);
       this.schedule();
     });
   }
 
   private advance(): void {
-    const now = performance.now();
-    const moved = (now - this.last) * this.rate();
-    this.last = now;
+    const moved = (this.clock.now - this.last) * this.rate();
+    this.last = this.clock.now;
     for (const transfer of this.active) transfer.remaining -= moved;
   }
 
   private schedule(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancel?.();
+    this.cancel = undefined;
     if (this.active.size === 0) return;
     const least = Math.min(...[...this.active].map((transfer) => transfer.remaining));
-    this.timer = setTimeout(
-      () => {
-        this.advance();
-        for (const transfer of [...this.active]) {
-          if (transfer.remaining <= 1) {
-            this.active.delete(transfer);
-            transfer.resolve();
-          }
+    this.cancel = this.clock.at(this.clock.now + Math.max(0, least / this.rate()), () => {
+      this.cancel = undefined;
+      this.advance();
+      for (const transfer of [...this.active]) {
+        if (transfer.remaining <= 1) {
+          this.active.delete(transfer);
+          transfer.resolve();
         }
-        this.schedule();
-      },
-      Math.max(0, least / this.rate()),
-    );
+      }
+      this.schedule();
+    });
   }
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export interface BlockCopyResult {
   blobMiB: number;
@@ -103,8 +135,9 @@ export async function measureBlockCopy(
   concurrency: number,
 ): Promise<BlockCopyResult> {
   const size = Math.round(blobMiB * MiB);
-  const bandwidth = new SharedBandwidth(model);
-  const wait = () => sleep(model.latencyMs / model.scale);
+  const clock = new VirtualClock();
+  const bandwidth = new SharedBandwidth(model, clock);
+  const wait = () => clock.sleep(model.latencyMs);
   let requests = 0;
   let committed = false;
   let inFlight = 0;
@@ -165,12 +198,11 @@ export async function measureBlockCopy(
     blockSizeBytes: blockMiB * MiB,
     concurrency,
   });
-  const started = performance.now();
   const result = await copier.copy({
     sourceUrl: 'https://source.invalid/c/blob.json.gz?se=2999-01-01T00%3A00%3A00Z',
     destinationPath: 'run/blob.json.gz',
   });
-  const seconds = ((performance.now() - started) * model.scale) / 1000;
+  const seconds = clock.now / 1000;
   return { blobMiB, blockMiB, concurrency, seconds, requests, maxInFlight, method: result.method };
 }
 

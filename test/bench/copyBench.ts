@@ -27,6 +27,7 @@ import {
   containerCopyClients,
   ServerSideBlobCopier,
   type ServerSideBlobCopierOptions,
+  STREAM_MAX_BUFFERS,
 } from '../../src/adapters/storage/blobCopier';
 import { loadConfig } from '../../src/config';
 import { createExportDataStore, type DatasetSpec, type GeneratedDataset } from '../../src/emulator/exportDataStore';
@@ -390,7 +391,12 @@ async function runStreamJob(job: StreamJob): Promise<StreamResult> {
     const copier = new ServerSideBlobCopier(clients, { ...job.copier, streamBufferBytes: job.bufferBytes });
     method = (await copier.copy({ sourceUrl: job.sourceUrl, destinationPath: job.destinationPath })).method;
   } else {
-    await directStream(destination, job.sourceUrl, job.bufferBytes, job.copier.concurrency);
+    await directStream(
+      destination,
+      job.sourceUrl,
+      job.bufferBytes,
+      Math.min(job.copier.concurrency, STREAM_MAX_BUFFERS),
+    );
   }
   const ms = performance.now() - started;
   const memory = sampler.stop();
