@@ -198,6 +198,7 @@ class QueueListener {
         this.log('warn', this.functionName, `Could not read queue ${this.queue.name}: ${redact(errorMessage(error))}`);
       }
       if (received.length === 0) {
+        if (!this.running) break;
         if (this.woken) {
           this.woken = false;
           idleMs = 100;
