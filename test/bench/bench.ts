@@ -983,7 +983,7 @@ async function main(): Promise<void> {
     `\ncsp-unbilled-export bench (${options.quick ? 'quick' : 'full'}), ${new Date().toISOString()}, ${fixed((nowMs() - began) / 1000, 0)} s; ${machine}\n`,
   );
   console.log(renderTable(rows));
-  console.log(details.join('\n'));
+  if (details.length > 0) console.log(`\nDetails behind the table:${details.join('\n')}`);
   console.log(
     JSON.stringify({
       bench: 'issue-9',
