@@ -803,11 +803,11 @@ function report(
       runsOf('direct').map((result) => result.memory.rssDelta),
     ),
   );
-  const bound = bufferBytes * copierOptions.concurrency;
+  const bound = bufferBytes * Math.min(copierOptions.concurrency, STREAM_MAX_BUFFERS);
   out.push(
     table(
       `2. Streaming fallback of 1 x ${fixed(mib(largeBytes), 1)} MiB (fresh process per run, median of ${options.memoryRuns}; ` +
-        `memory sampled every ${options.sampleMs} ms; bound = buffer x concurrency = ${fixed(mib(bound), 0)} MiB)`,
+        `memory sampled every ${options.sampleMs} ms; bound = buffer x min(concurrency, 8) = ${fixed(mib(bound), 0)} MiB)`,
       [
         'variant',
         'ms',
