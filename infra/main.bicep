@@ -157,12 +157,12 @@ param copySingleMaxMiB int = 256
 @description('Optional. EXPORT_COPY_BLOCK_MIB: block size of the parallel Put Block From URL copy of larger blobs.')
 @minValue(1)
 @maxValue(4000)
-param copyBlockMiB int = 64
+param copyBlockMiB int = 16
 
-@description('Optional. EXPORT_COPY_CONCURRENCY: parallel block copies (or stream buffers) per blob.')
+@description('Optional. EXPORT_COPY_CONCURRENCY: parallel Put Block From URL calls per blob (the streaming fallback uses at most 8 buffers).')
 @minValue(1)
 @maxValue(64)
-param copyConcurrency int = 8
+param copyConcurrency int = 32
 
 // ----------------------------------------------------------------------------
 // Parameters: Graph credential when the identity's tenant is not the CSP partner tenant

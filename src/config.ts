@@ -242,14 +242,14 @@ export const SETTINGS: readonly SettingInfo[] = [
   {
     name: 'EXPORT_COPY_BLOCK_MIB',
     required: false,
-    default: '64',
+    default: '16',
     description: 'Block size of the parallel Put Block From URL copy of larger blobs.',
   },
   {
     name: 'EXPORT_COPY_CONCURRENCY',
     required: false,
-    default: '8',
-    description: 'Parallel block copies (or stream buffers) per blob.',
+    default: '32',
+    description: 'Parallel Put Block From URL calls per blob (the streaming fallback uses at most 8 buffers).',
   },
   {
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING',
@@ -613,8 +613,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const stallMinutes = number(env, 'EXPORT_STALL_MINUTES', 30, 0.05, 1440, problems, false);
   const maxResumes = number(env, 'EXPORT_MAX_RESUMES', 3, 0, 100, problems);
   const singleCopyMaxMiB = number(env, 'EXPORT_COPY_SINGLE_MAX_MIB', 256, 1, 256, problems);
-  const blockMiB = number(env, 'EXPORT_COPY_BLOCK_MIB', 64, 1, 4000, problems);
-  const concurrency = number(env, 'EXPORT_COPY_CONCURRENCY', 8, 1, 64, problems);
+  const blockMiB = number(env, 'EXPORT_COPY_BLOCK_MIB', 16, 1, 4000, problems);
+  const concurrency = number(env, 'EXPORT_COPY_CONCURRENCY', 32, 1, 64, problems);
 
   if (problems.length > 0) {
     throw new ExportError(

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
+import type { ClientRequest } from 'node:http';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -175,6 +177,9 @@ class QueueListener {
   private readonly done: Promise<void>;
   private readonly wakers = new Set<() => void>();
   private stopping: Promise<void> | undefined;
+  /** Set when this process sent a message to the queue while the listener was not sleeping. */
+  private woken = false;
+  private endSleep: (() => void) | undefined;
 
   constructor(
     private readonly queue: QueueClient,
@@ -196,6 +201,7 @@ class QueueListener {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.running = false;
+      this.endSleep?.();
       for (const wake of [...this.wakers]) wake();
       const handedBack = [...this.leases].map((lease) => this.handBack(lease));
       // A receive in flight returns quickly; what it brings is handed back by the loop.
@@ -203,11 +209,6 @@ class QueueListener {
       await Promise.all([...handedBack, ...[...this.leases].map((lease) => this.handBack(lease))]);
     })();
     return this.stopping;
-  }
-
-  /** Resolves after `ms`, or at once when the listener stops. */
-  private pause(ms: number): Promise<void> {
-    return this.untilStopped(new Promise((resolve) => setTimeout(resolve, ms).unref()));
   }
 
   /** Resolves when `work` ends or the listener stops, whichever comes first. */
@@ -220,6 +221,27 @@ class QueueListener {
       };
       this.wakers.add(wake);
       void work.then(wake, wake);
+    });
+  }
+
+  /**
+   * Work is pending: this process just sent a message to the queue (or a delayed one became visible). The idle
+   * back-off ends at once; the next receive happens now instead of up to `maxPollingInterval` later.
+   */
+  wake(): void {
+    this.woken = true;
+    this.endSleep?.();
+  }
+
+  private idleSleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.endSleep?.(), ms);
+      timer.unref();
+      this.endSleep = () => {
+        clearTimeout(timer);
+        this.endSleep = undefined;
+        resolve();
+      };
     });
   }
 
@@ -243,8 +265,15 @@ class QueueListener {
         break;
       }
       if (received.length === 0) {
-        await this.pause(idleMs);
-        idleMs = Math.min(idleMs * 2, this.settings.maxPollingIntervalMs);
+        if (!this.running) break;
+        if (this.woken) {
+          this.woken = false;
+          idleMs = 100;
+        } else {
+          await this.untilStopped(this.idleSleep(idleMs));
+          idleMs = this.woken ? 100 : Math.min(idleMs * 2, this.settings.maxPollingIntervalMs);
+          this.woken = false;
+        }
         continue;
       }
       idleMs = 100;
@@ -382,6 +411,10 @@ class QueueListener {
  */
 export class LocalFunctionsHost {
   private readonly listeners: QueueListener[] = [];
+  /** Listeners by `host/path` of their queue's messages URL, for the wake-up on sends from this process. */
+  private readonly byMessagesUrl = new Map<string, QueueListener>();
+  private readonly wakeTimers = new Set<NodeJS.Timeout>();
+  private readonly onRequestStart = (message: unknown): void => this.wakeOnSend(message);
   private server: Server | undefined;
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private lastActivity = Date.now();
@@ -453,6 +486,9 @@ export class LocalFunctionsHost {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       for (const timer of this.timers.values()) clearTimeout(timer);
+      unsubscribe('http.client.request.start', this.onRequestStart);
+      for (const timer of this.wakeTimers) clearTimeout(timer);
+      this.wakeTimers.clear();
       const server = this.server;
       await Promise.all([
         ...this.listeners.map((l) => l.stop()),
@@ -492,11 +528,43 @@ export class LocalFunctionsHost {
     for (const [name, functionName, handler, poisonName] of pairs) {
       const client = await queue(name);
       const poison = await queue(poisonName);
-      this.listeners.push(
-        new QueueListener(client, poison, functionName, handler, settings, this.options.log, () => {
-          this.lastActivity = Date.now();
-        }),
+      const listener = new QueueListener(client, poison, functionName, handler, settings, this.options.log, () => {
+        this.lastActivity = Date.now();
+      });
+      this.listeners.push(listener);
+      const url = new URL(client.url);
+      this.byMessagesUrl.set(`${url.host}${url.pathname.replace(/\/+$/, '')}/messages`, listener);
+    }
+    subscribe('http.client.request.start', this.onRequestStart);
+  }
+
+  /**
+   * The idle back-off of a listener (up to host.json `maxPollingInterval`) is for queues nobody writes to. When
+   * this process puts a message on a listened queue (Put Message: POST .../messages), the listener polls at once,
+   * or when the message's initial invisibility ends. This only shortens idle waits of the local host; which
+   * messages are received, and when they become visible, stay as in Azure.
+   */
+  private wakeOnSend(message: unknown): void {
+    const request = (message as { request?: ClientRequest }).request;
+    if (request === undefined || request.method !== 'POST') return;
+    const host = request.getHeader('host');
+    const at = request.path.indexOf('?');
+    const path = at < 0 ? request.path : request.path.slice(0, at);
+    const listener = this.byMessagesUrl.get(`${typeof host === 'string' ? host : ''}${path}`);
+    if (listener === undefined) return;
+    const delaySeconds = Number(new URLSearchParams(at < 0 ? '' : request.path.slice(at + 1)).get('visibilitytimeout'));
+    // Wake once the service has stored the message (the response came), and again when a delay ends.
+    request.once('response', () => listener.wake());
+    if (Number.isFinite(delaySeconds) && delaySeconds > 0) {
+      const timer = setTimeout(
+        () => {
+          this.wakeTimers.delete(timer);
+          listener.wake();
+        },
+        delaySeconds * 1000 + 50,
       );
+      timer.unref();
+      this.wakeTimers.add(timer);
     }
   }
 

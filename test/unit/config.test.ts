@@ -101,8 +101,8 @@ describe('loadConfig', () => {
       assert.deepEqual(config.polling, { initialDelaySeconds: 30, maxDelaySeconds: 900, maxWaitHours: 6 });
       assert.deepEqual(config.copy, {
         singleCopyMaxBytes: 256 * 1024 * 1024,
-        blockSizeBytes: 64 * 1024 * 1024,
-        concurrency: 8,
+        blockSizeBytes: 16 * 1024 * 1024,
+        concurrency: 32,
       });
       assert.equal(config.appInsightsConnectionString, undefined);
     });

@@ -16,6 +16,11 @@ const MiB = 1024 * 1024;
 /** Azure limits of a block blob: 50,000 committed blocks, 4000 MiB per Put Block From URL. */
 const MAX_BLOCKS = 50_000;
 const MAX_BLOCK_BYTES = 4000 * MiB;
+/**
+ * Buffers of the streaming fallback at most, whatever `concurrency` allows Put Block From URL: the fallback holds
+ * `streamBufferBytes` per buffer in memory (8 x 8 MiB peaks near 125 MiB of RSS; docs/performance.md).
+ */
+export const STREAM_MAX_BUFFERS = 8;
 /** A SAS this close to its expiry is treated as expired (clock skew between us and the storage service). */
 const EXPIRY_SKEW_MS = 5 * 60 * 1000;
 
@@ -82,9 +87,9 @@ export interface ServerSideBlobCopierOptions {
   singleCopyMaxBytes: number;
   /** Range size of the parallel Put Block From URL copy (raised when a blob would need more than 50,000 blocks). */
   blockSizeBytes: number;
-  /** Put Block From URL calls in flight, and buffers of the streaming fallback. */
+  /** Put Block From URL calls in flight, and buffers of the streaming fallback (at most STREAM_MAX_BUFFERS). */
   concurrency: number;
-  /** Buffer size of the streaming fallback; default 8 MiB. Memory is bounded by this times `concurrency`. */
+  /** Buffer size of the streaming fallback; default 8 MiB. Memory is bounded by this times min(`concurrency`, 8). */
   streamBufferBytes?: number | undefined;
   /** Poll interval of an asynchronous copy; default 2000 ms. */
   asyncCopyPollIntervalMs?: number | undefined;
@@ -332,7 +337,8 @@ export class ServerSideBlobCopier implements BlobCopier {
     });
     const bufferSize = this.options.streamBufferBytes ?? 8 * MiB;
     try {
-      await destination.uploadStream(readable, bufferSize, this.options.concurrency, { blobHTTPHeaders: headers });
+      const buffers = Math.min(this.options.concurrency, STREAM_MAX_BUFFERS);
+      await destination.uploadStream(readable, bufferSize, buffers, { blobHTTPHeaders: headers });
     } catch (error) {
       readable.destroy();
       if (sourceFailure !== undefined) {
