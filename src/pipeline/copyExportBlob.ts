@@ -53,7 +53,8 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
     } else {
       log.info(`Blob ${message.blobName} was already copied; redelivered message ignored.`);
     }
-    await finalizeRunIfComplete(deps, run.runId);
+    // The run as read before the copy: most times still current, so the fan-in need not read it again.
+    await finalizeRunIfComplete(deps, run.runId, found);
   } catch (error) {
     await handleStepError(deps, run, error);
   }

@@ -51,51 +51,61 @@ export interface RunManifest {
  *    latest.json (only ever moved to a newer run), then the ETag-conditional move to `succeeded`, which lets
  *    exactly one finisher send ExportRunCompleted.
  */
-export async function finalizeRunIfComplete(deps: PipelineDeps, runId: string): Promise<void> {
-  await withRun(deps, runId, async (current) => {
-    const run = current.value;
-    if (run.status !== 'copying') return undefined;
-    if (run.committedAt !== undefined) return outcome(await completeCommitted(deps, current));
-    const blobs = await deps.ledger.listBlobs(runId);
-    const copied = blobs.filter((b) => b.status === 'copied');
-    const bytes = copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0);
-    const expected = run.blobCount ?? blobs.length;
-    if (copied.length < expected) {
-      // Progress only: conditional, so a late writer never lowers the counts of a run that moved on. Progress
-      // also gives the run its resumes back: the supervisor limits runs that stopped, not long ones.
-      if (copied.length > run.blobsCopied) {
-        await deps.ledger.updateRun(
-          runId,
-          {
-            blobsCopied: copied.length,
-            byteCount: bytes,
-            updatedAt: deps.clock.now().toISOString(),
-            ...(run.resumes ? { resumes: 0 } : {}),
-          },
-          current.etag,
+export async function finalizeRunIfComplete(
+  deps: PipelineDeps,
+  runId: string,
+  read?: Versioned<RunRecord>,
+): Promise<void> {
+  await withRun(
+    deps,
+    runId,
+    async (current) => {
+      const run = current.value;
+      if (run.status !== 'copying') return undefined;
+      if (run.committedAt !== undefined) return outcome(await completeCommitted(deps, current));
+      const blobs = await deps.ledger.listBlobs(runId);
+      const copied = blobs.filter((b) => b.status === 'copied');
+      const bytes = copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0);
+      const expected = run.blobCount ?? blobs.length;
+      if (copied.length < expected) {
+        // Progress only, every 5 % of the blobs (not every blob: a ledger write each): conditional, so a late
+        // writer never lowers the counts of a run that moved on. Progress also gives the run its resumes back: the
+        // supervisor limits runs that stopped, not long ones.
+        if (copied.length - run.blobsCopied >= Math.max(1, Math.ceil(expected / 20))) {
+          await deps.ledger.updateRun(
+            runId,
+            {
+              blobsCopied: copied.length,
+              byteCount: bytes,
+              updatedAt: deps.clock.now().toISOString(),
+              ...(run.resumes ? { resumes: 0 } : {}),
+            },
+            current.etag,
+          );
+        }
+        return undefined;
+      }
+      const fromManifest = await completeFromManifest(deps, current);
+      if (fromManifest === 'foreign') {
+        throw new ExportError(
+          'MANIFEST_INVALID',
+          `${run.path}/manifest.json exists but does not belong to run ${runId}.`,
         );
       }
-      return undefined;
-    }
-    const fromManifest = await completeFromManifest(deps, current);
-    if (fromManifest === 'foreign') {
-      throw new ExportError(
-        'MANIFEST_INVALID',
-        `${run.path}/manifest.json exists but does not belong to run ${runId}.`,
-      );
-    }
-    if (fromManifest !== 'absent') return outcome(fromManifest);
-    if (!(await destinationHolds(deps, run, copied))) return undefined;
-    const committed = await advance(deps, current, 'copying', {
-      committedAt: deps.clock.now().toISOString(),
-      blobsCopied: copied.length,
-      byteCount: bytes,
-    });
-    if (committed === undefined) return { done: false };
-    const latest = await deps.ledger.getRun(runId);
-    if (latest === undefined) return undefined;
-    return outcome(await completeCommitted(deps, latest));
-  });
+      if (fromManifest !== 'absent') return outcome(fromManifest);
+      if (!(await destinationHolds(deps, run, copied))) return undefined;
+      const committed = await advance(deps, current, 'copying', {
+        committedAt: deps.clock.now().toISOString(),
+        blobsCopied: copied.length,
+        byteCount: bytes,
+      });
+      if (committed === undefined) return { done: false };
+      const latest = await deps.ledger.getRun(runId);
+      if (latest === undefined) return undefined;
+      return outcome(await completeCommitted(deps, latest));
+    },
+    read,
+  );
 }
 
 function outcome(result: 'succeeded' | 'race'): { done: true; value: undefined } | { done: false } {

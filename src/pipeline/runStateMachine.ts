@@ -147,9 +147,11 @@ export async function withRun<T>(
   deps: PipelineDeps,
   runId: string,
   decide: (current: Versioned<RunRecord>) => Promise<{ done: true; value: T } | { done: false } | undefined>,
+  /** The run as the caller just read it: the first look uses it instead of reading again. */
+  read?: Versioned<RunRecord>,
 ): Promise<T | undefined> {
   for (let race = 0; race < MAX_RACES; race++) {
-    const current = await deps.ledger.getRun(runId);
+    const current = race === 0 && read !== undefined ? read : await deps.ledger.getRun(runId);
     if (current === undefined) return undefined;
     const outcome = await decide(current);
     if (outcome === undefined) return undefined;
