@@ -79,7 +79,7 @@ describe('command line: Ctrl-C, SIGTERM and a second command', () => {
   }, async () => {
     const folder = workFolder('interrupt');
     const first = spawnCli(['run', '--verbose', '--json'], folder, SMALL);
-    const started = await first.waitFor(/Started 2 run\(s\): USD\/current (\S+), EUR\/current (\S+)/);
+    const started = await first.waitFor(/Started 2 run\(s\): USD current full (\S+), EUR current full (\S+)/);
     await first.waitFor(new RegExp(`copying [1-9]\\d*/${BLOBS} blobs`));
     const azurites = azuriteChildren(first.pid);
     assert.equal(azurites.length, 1, 'one Azurite runs for the command');
@@ -119,7 +119,7 @@ describe('command line: Ctrl-C, SIGTERM and a second command', () => {
     const folder = workFolder('sigkill');
     const settings = { ...SMALL, LOCAL_QUEUE_LEASE_SECONDS: '2' };
     const first = spawnCli(['run', '--verbose'], folder, settings);
-    const started = await first.waitFor(/Started 2 run\(s\): USD\/current (\S+), EUR\/current (\S+)/);
+    const started = await first.waitFor(/Started 2 run\(s\): USD current full (\S+), EUR current full (\S+)/);
     await first.waitFor(new RegExp(`copying [1-9]\\d*/${BLOBS} blobs`));
     first.child.kill('SIGKILL');
     await first.exited;
