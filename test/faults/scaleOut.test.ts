@@ -22,7 +22,8 @@ describe(`scale-out: two host processes, ${CURRENCIES} currencies Ã— 2 periods Ã
   before(async () => {
     env = await startFaultEnv({
       scenario: { blobCount: BLOBS, rowsPerBlob: 50, pollsBeforeSuccess: 1 },
-      settings: { EXPORT_BILLING_PERIODS: 'current,last' },
+      // No crash here: the visibility of a received message is long, as in the Functions host (which renews it).
+      settings: { EXPORT_BILLING_PERIODS: 'current,last', FAULTS_RECEIVE_VISIBILITY_SECONDS: '120' },
     });
     hosts.push(await env.spawnHost({ name: 'instance1' }), await env.spawnHost({ name: 'instance2' }));
   });
