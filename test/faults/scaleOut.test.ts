@@ -4,7 +4,7 @@
  * status checks and copies. Every series is started once (one run, one Graph export), all succeed, and
  * the duration is reported (not asserted).
  *
- * Full: 30 currencies × 2 periods × 10 blobs. Reduced: 4 × 2 × 3.
+ * Full: 30 currencies × 2 periods × 10 blobs. Reduced: 3 × 2 × 2.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -12,8 +12,8 @@ import { currencyFactory, type FaultEnv, type HostProcess, startFaultEnv } from 
 import { addReports, checkSeries, describeReport, emptyReport, scanForSecrets } from './support/invariants';
 import { scaled } from './support/scale';
 
-const CURRENCIES = scaled(30, 4);
-const BLOBS = scaled(10, 3);
+const CURRENCIES = scaled(30, 3);
+const BLOBS = scaled(10, 2);
 
 describe(`scale-out: two host processes, ${CURRENCIES} currencies × 2 periods × ${BLOBS} blobs`, () => {
   let env: FaultEnv;

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { DEV_STORE_ACCOUNT, PARTNER_DEST_ACCOUNT } from '../../src/local/azurite';
 import { QueueNames } from '../../src/names';
 import { uniqueName } from '../support/azurite';
-import { type FaultAction, type FaultProxy, type ProxiedRequest, startFaultProxy } from '../support/faultProxy';
+import { type FaultAction, type FaultProxy, startFaultProxy } from '../support/faultProxy';
 import { type FaultEnv, type HostProcess, startFaultEnv } from './support/faultEnv';
 import { checkSeries, describeReport, scanForSecrets, terminalEvents } from './support/invariants';
 import { FULL } from './support/scale';
@@ -46,15 +46,16 @@ describe('storage faults through fault proxies in front of Azurite', () => {
     return n;
   };
   /** Currency of a storage request: `currency=XXX` (destination) or `Currency=XXX` (source) in its path. */
-  const currencyIn = (request: ProxiedRequest) => /[Cc]urrency=([A-Z]{3})/.exec(decodeURIComponent(request.url))?.[1];
+  const currencyIn = (request: { url: string }) => /[Cc]urrency=([A-Z]{3})/.exec(decodeURIComponent(request.url))?.[1];
 
   before(async () => {
     env = await startFaultEnv({ scenario: { blobCount: 3 } });
     const blobOrigin = env.azurite.blobEndpoint;
     destinationProxy = await startFaultProxy({
       target: blobOrigin,
+      currencyOf: currencyIn,
       decide: (request) => {
-        const currency = currencyIn(request);
+        const currency = request.currency;
         const isCopy = request.headers['x-ms-copy-source'] !== undefined;
         if (currency === 'TAA' && request.method === 'PUT' && isCopy) {
           return storageError(403, 'CannotVerifyCopySource', 'Server failed to authenticate the copy source.');
@@ -67,8 +68,9 @@ describe('storage faults through fault proxies in front of Azurite', () => {
     });
     sourceProxy = await startFaultProxy({
       target: blobOrigin,
+      currencyOf: currencyIn,
       decide: (request) => {
-        const currency = currencyIn(request);
+        const currency = request.currency;
         const name = request.url.split('?')[0] ?? '';
         if (currency === 'TAD' && request.method === 'GET' && count(`TAD/${name}`) === 1) {
           return { kind: 'truncate', bytes: 100 };
@@ -245,7 +247,11 @@ describe('storage faults through fault proxies in front of Azurite', () => {
       assert.ok(run !== undefined);
       const refused = queueProxy.log.filter((e) => e.status === 403).length;
       assert.equal(run.status, 'failed', `${run.status} ${run.error ?? ''}`);
-      assert.match(run.error ?? '', /Storage Queue Data (Contributor|Message Sender)/, 'names the role to grant');
+      assert.match(
+        run.error ?? '',
+        /Storage Queue Data (Contributor|Message Sender)/,
+        `names the role to grant: ${run.errorCode} ${run.error} (${refused} refused sends)`,
+      );
       assert.notEqual(run.errorCode, 'MESSAGE_POISONED', 'failed at once, not retried into the poison queue');
       assert.ok(refused <= 2, `failed at once: ${refused} refused sends`);
       assert.equal(terminalEvents(env, run.runId).length, 1);

@@ -40,6 +40,8 @@ export interface FaultProxyOptions {
   /** PEM of the CA the target's certificate is signed by (https targets). */
   targetCaPem?: string;
   decide?: (request: ProxiedRequest) => FaultAction | undefined;
+  /** How a request names its currency (default: a Graph export body, or an operation seen created). */
+  currencyOf?: (request: { method: string; url: string; body: Buffer }) => string | undefined;
   /** Rewrites a JSON body the target answered (after URL rewriting). */
   rewriteJson?: (json: unknown, request: ProxiedRequest) => unknown;
 }
@@ -97,7 +99,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
         url,
         headers: req.headers,
         body,
-        currency: currencyOf(method, url, body),
+        currency: options.currencyOf?.({ method, url, body }) ?? currencyOf(method, url, body),
       };
       const action = options.decide?.(request);
       const entry: FaultLogEntry = {
