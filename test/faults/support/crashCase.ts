@@ -14,6 +14,8 @@ export interface CrashCase {
   hostCrash: string;
   /** `<crash point>#<n>` where the (first) supervisor invocation dies, if any. */
   supervisorCrash?: string;
+  /** Harness self-test: the crash point is called by the host process at the copy handler's entry. */
+  atHandlerEntry?: boolean;
 }
 
 export interface CrashCaseResult {
@@ -30,6 +32,7 @@ export interface CrashCaseResult {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export function caseLabel(c: CrashCase): string {
+  if (c.atHandlerEntry) return `${c.hostCrash} at the copy handler's entry (harness self-test)`;
   return c.supervisorCrash === undefined ? c.hostCrash : `${c.hostCrash} then supervisor at ${c.supervisorCrash}`;
 }
 
@@ -63,6 +66,7 @@ export async function runCrashCase(env: FaultEnv, c: CrashCase, currency: string
   const a = await env.spawnHost({
     name: `crash:${c.hostCrash}`,
     ...(external === undefined ? { crashPoint: c.hostCrash } : {}),
+    ...(c.atHandlerEntry ? { env: { FAULTS_HANDLER_CRASH: '1' } } : {}),
   });
   let watching = external !== undefined;
   const watcher = (async () => {

@@ -12,14 +12,16 @@
  *   FAULTS_QUEUE_RETRY_SECONDS         visibility of a failed message (host.json visibilityTimeout), default 1
  *   FAULTS_MAX_DEQUEUE_COUNT           host.json maxDequeueCount, default 3
  *   FAULTS_BATCH_SIZE                  host.json batchSize, default 16
+ *   FAULTS_HANDLER_CRASH=1             harness self-test: crashPoint('copy.beforeCopy') at the copy handler's entry
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { QueueClient } from '@azure/storage-queue';
 import { getDeps } from '../../../src/composition';
 import { loadConfig } from '../../../src/config';
+import { crashPoint } from '../../../src/crashPoints';
 import { errorMessage } from '../../../src/errors';
-import { LocalFunctionsHost } from '../../../src/local/localHost';
+import { LocalFunctionsHost, loadFunctionHandlers } from '../../../src/local/localHost';
 import { redact } from '../../../src/redact';
 
 type Level = 'info' | 'warn' | 'error';
@@ -61,7 +63,17 @@ async function serve(): Promise<void> {
   const receiveVisibility = intSetting('FAULTS_RECEIVE_VISIBILITY_SECONDS', 0);
   if (receiveVisibility > 0) capReceiveVisibility(receiveVisibility);
   const config = loadConfig(process.env);
+  const handlers = loadFunctionHandlers();
+  if (process.env['FAULTS_HANDLER_CRASH'] === '1') {
+    // Harness self-test: the crash point at the entry of the copy handler, whatever the pipeline calls.
+    const copy = handlers.copyExportBlob;
+    handlers.copyExportBlob = (item, context) => {
+      crashPoint('copy.beforeCopy');
+      return copy(item, context);
+    };
+  }
   const host = await LocalFunctionsHost.start({
+    handlers,
     hostStorage: config.hostStorage,
     log,
     queueSettings: {
