@@ -261,6 +261,60 @@ describe('storage faults through fault proxies in front of Azurite', () => {
     }
   });
 
+  it('host storage failing for the first currency of the timer does not stop the others; the invocation fails naming it', async () => {
+    const tableProxy = await startFaultProxy({
+      target: env.azurite.tableEndpoint,
+      decide: (request) =>
+        request.method === 'POST' && request.body.toString('utf8').includes('UAA-current-full')
+          ? storageError(503, 'ServerBusy', 'The server is busy.')
+          : undefined,
+    });
+    const hostConnection = connectionString(
+      DEV_STORE_ACCOUNT.name,
+      env.azurite.accountKey(DEV_STORE_ACCOUNT.name),
+      env.azurite.blobEndpoint,
+      env.azurite.queueEndpoint,
+      tableProxy.origin,
+    );
+    const h = await env.spawnHost({
+      name: 'storage-timer-one-fails',
+      env: { ...destinationSettings(), AzureWebJobsStorage: hostConnection, EXPORT_CURRENCIES: 'UAA,UAB,UAC' },
+    });
+    try {
+      const response = await fetch(`${h.http}/admin/functions/startExportsTimer`, { method: 'POST' });
+      assert.equal(response.status, 202);
+      const others = await env.waitUntil(
+        'UAB and UAC to be started although UAA failed',
+        async () => {
+          const runs = [...(await env.runsOf('UAB')), ...(await env.runsOf('UAC'))];
+          return runs.length >= 2 ? runs : undefined;
+        },
+        60_000,
+      );
+      const ended = await env.settle(
+        others.map((r) => r.runId),
+        120_000,
+      );
+      assert.deepEqual(
+        ended.map((r) => `${r.currency} ${r.status}`),
+        ['UAB succeeded', 'UAC succeeded'],
+      );
+      await env.waitUntil(
+        'an error of startExportsTimer naming UAA',
+        async () =>
+          env.logs.some(
+            (l) => l.host === h.name && l.fn === 'startExportsTimer' && l.level === 'error' && l.line.includes('UAA'),
+          )
+            ? true
+            : undefined,
+        30_000,
+      );
+    } finally {
+      await h.stop();
+      await tableProxy.stop();
+    }
+  });
+
   it('no SAS or token in any log, ledger row, telemetry item or blob', async () => {
     const scan = await scanForSecrets(env);
     assert.deepEqual(scan.problems, []);

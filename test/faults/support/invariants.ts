@@ -95,6 +95,16 @@ export async function checkSeries(env: FaultEnv, expectation: SeriesExpectation)
   const runs = await env.runsOf(currency);
   report.runs = runs.length;
   const byId = new Map(runs.map((r) => [r.runId, r]));
+  // Telemetry arrives a moment after the ledger write (the hosts flush every 300 ms): give it time.
+  const deadline = Date.now() + 10_000;
+  const missing = () =>
+    runs.filter(
+      (r) =>
+        TERMINAL_STATUSES.includes(r.status) &&
+        !expectation.eventMayBeLost?.has(r.runId) &&
+        terminalEvents(env, r.runId).length === 0,
+    );
+  while (missing().length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
 
   for (const run of runs) {
     const terminal = TERMINAL_STATUSES.includes(run.status);
