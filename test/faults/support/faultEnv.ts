@@ -83,7 +83,8 @@ export interface FaultEnv {
   supervise(options?: SpawnOptions): Promise<{ exit: HostExit; result: unknown }>;
   /** POST /api/exports to a host. */
   post(host: HostProcess, body: unknown): Promise<{ status: number; json: unknown }>;
-  runsOf(currency: string, container?: string): Promise<RunRecord[]>;
+  /** Runs of a series' currency (each test or case uses currencies of its own), oldest first. */
+  runsOf(currency: string): Promise<RunRecord[]>;
   waitUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs?: number): Promise<T>;
   waitForTerminal(runIds: string[], timeoutMs?: number): Promise<RunRecord[]>;
   /** Waits until every run is terminal or the time is up; returns the runs as they are (never throws). */
@@ -359,11 +360,8 @@ export async function startFaultEnv(options: FaultEnvOptions = {}): Promise<Faul
     spawnHost,
     supervise,
     post,
-    async runsOf(currency, containerName) {
-      // The ledger is shared by every test of a file; a run belongs to a test by its series (a currency the
-      // test alone uses) and, when given, its destination container.
+    async runsOf(currency) {
       const all = await ledger.listRuns({ limit: 1000, currency });
-      void containerName;
       return all.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
     },
     waitUntil,
