@@ -11,6 +11,7 @@ import { DEV_STORE_ACCOUNT, PARTNER_DEST_ACCOUNT } from '../../src/local/azurite
 import { QueueNames } from '../../src/names';
 import { uniqueName } from '../support/azurite';
 import { type FaultAction, type FaultProxy, startFaultProxy } from '../support/faultProxy';
+import { finishWithSupervisor } from './support/crashCase';
 import { type FaultEnv, type HostProcess, startFaultEnv } from './support/faultEnv';
 import { checkSeries, describeReport, scanForSecrets, terminalEvents } from './support/invariants';
 
@@ -311,6 +312,43 @@ describe('storage faults through fault proxies in front of Azurite', () => {
     } finally {
       await h.stop();
       await tableProxy.stop();
+    }
+  });
+
+  it('sending the first status check fails after Graph accepted: the run is still checked and completes', async () => {
+    let refused = 0;
+    const queueProxy = await startFaultProxy({
+      target: env.azurite.queueEndpoint,
+      // The queue SDK tries a send 4 times: all four attempts of the first send fail.
+      decide: (request) =>
+        request.method === 'POST' && request.url.includes(`/${QueueNames.status}/messages`) && refused++ < 4
+          ? storageError(503, 'ServerBusy', 'The server is busy.')
+          : undefined,
+    });
+    const hostConnection = connectionString(
+      DEV_STORE_ACCOUNT.name,
+      env.azurite.accountKey(DEV_STORE_ACCOUNT.name),
+      env.azurite.blobEndpoint,
+      queueProxy.origin,
+      env.azurite.tableEndpoint,
+    );
+    const h = await env.spawnHost({
+      name: 'storage-first-status-fails',
+      env: { ...destinationSettings(), AzureWebJobsStorage: hostConnection },
+    });
+    try {
+      const posted = await env.post(h, { currencies: ['TAG'] });
+      assert.ok([202, 500].includes(posted.status), JSON.stringify(posted.json));
+      const started = await env.waitUntil('a run of TAG', async () => (await env.runsOf('TAG'))[0]);
+      await finishWithSupervisor(env, 'TAG');
+      const [run] = await env.settle([started.runId], 5_000);
+      assert.equal(run?.status, 'succeeded', `${run?.status} ${run?.error ?? ''}`);
+      assert.ok(refused >= 4, 'the first status message was refused');
+      const report = await checkSeries(env, { currency: 'TAG' });
+      assert.deepEqual(report.problems, [], describeReport(report));
+    } finally {
+      await h.stop();
+      await queueProxy.stop();
     }
   });
 

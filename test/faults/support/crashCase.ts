@@ -56,6 +56,23 @@ async function waitTerminal(env: FaultEnv, currency: string, ms: number): Promis
 }
 
 /**
+ * Waits for every run of the currency to end; what redelivery does not finish, the supervisor must:
+ * it is called (after the stall limit) up to EXPORT_MAX_RESUMES + 3 times. Returns the supervisor calls.
+ */
+export async function finishWithSupervisor(env: FaultEnv, currency: string, firstWaitMs = 20_000): Promise<number> {
+  const maxResumes = Number(env.settings['EXPORT_MAX_RESUMES'] ?? '3');
+  let calls = 0;
+  let done = await waitTerminal(env, currency, firstWaitMs);
+  while (!done && calls < maxResumes + 3) {
+    await sleep(stallMs(env) + 500);
+    calls++;
+    await env.supervise({ name: `supervisor:${currency}` });
+    done = await waitTerminal(env, currency, 15_000);
+  }
+  return calls;
+}
+
+/**
  * Runs the case. Throws (with the reason) when the crash point was never reached: the host must die by
  * SIGKILL after printing `fault: crash point <name>#<n> reached; SIGKILL`.
  */
@@ -160,14 +177,7 @@ export async function runCrashCase(env: FaultEnv, c: CrashCase, currency: string
         throw new Error(`${label}: the repeated POST answered ${again.status}: ${JSON.stringify(again.json)}`);
     }
     // Redelivered messages should finish the run; what they cannot, the supervisor resumes or fails.
-    const maxResumes = Number(env.settings['EXPORT_MAX_RESUMES'] ?? '3');
-    let done = await waitTerminal(env, currency, 20_000);
-    while (!done && supervisorCalls < maxResumes + 3) {
-      await sleep(stallMs(env) + 500);
-      supervisorCalls++;
-      await env.supervise({ name: `supervisor:${c.hostCrash}` });
-      done = await waitTerminal(env, currency, 15_000);
-    }
+    supervisorCalls += await finishWithSupervisor(env, currency);
   } finally {
     await b.stop();
   }
