@@ -87,6 +87,10 @@ describe('storage faults through fault proxies in front of Azurite', () => {
         const root = manifest?.['rootDirectory'];
         if (manifest === undefined || typeof root !== 'string') return json;
         manifest['rootDirectory'] = root.split(blobOrigin).join(sourceProxy.origin);
+        if (/Currency=TAH/.test(root)) {
+          manifest['blobs'] = [];
+          manifest['blobCount'] = 0;
+        }
         if (/Currency=TAC/.test(root) && Array.isArray(manifest['blobs'])) {
           manifest['blobs'].push({ name: 'part-missing.json.gz', partitionValue: 'default' });
           manifest['blobCount'] = manifest['blobs'].length;
@@ -349,6 +353,49 @@ describe('storage faults through fault proxies in front of Azurite', () => {
     } finally {
       await h.stop();
       await queueProxy.stop();
+    }
+  });
+
+  it('an export with zero blobs whose completion write fails once still ends, exactly once', async () => {
+    let refused = 0;
+    const tableProxy = await startFaultProxy({
+      target: env.azurite.tableEndpoint,
+      // The table SDK tries a write 4 times: all four attempts of the first final-status write fail.
+      decide: (request) =>
+        request.method !== 'GET' &&
+        /"status":"(succeeded|unchanged|noData)"/.test(request.body.toString('utf8')) &&
+        refused++ < 4
+          ? storageError(503, 'ServerBusy', 'The server is busy.')
+          : undefined,
+    });
+    const hostConnection = connectionString(
+      DEV_STORE_ACCOUNT.name,
+      env.azurite.accountKey(DEV_STORE_ACCOUNT.name),
+      env.azurite.blobEndpoint,
+      env.azurite.queueEndpoint,
+      tableProxy.origin,
+    );
+    const h = await env.spawnHost({
+      name: 'storage-empty-export',
+      env: { ...destinationSettings(), AzureWebJobsStorage: hostConnection },
+    });
+    try {
+      const posted = await env.post(h, { currencies: ['TAH'] });
+      assert.equal(posted.status, 202, JSON.stringify(posted.json));
+      const runId = (posted.json as { runs: Array<{ runId: string }> }).runs[0]?.runId ?? '';
+      await finishWithSupervisor(env, 'TAH');
+      const [run] = await env.settle([runId], 5_000);
+      assert.ok(
+        run !== undefined && ['succeeded', 'noData'].includes(run.status),
+        `${run?.status} ${run?.error ?? ''}`,
+      );
+      assert.ok(refused >= 4, 'the completion write was refused');
+      assert.equal(terminalEvents(env, runId).length, 1, 'ended once');
+      const report = await checkSeries(env, { currency: 'TAH', expectSuccess: false });
+      assert.deepEqual(report.problems, [], describeReport(report));
+    } finally {
+      await h.stop();
+      await tableProxy.stop();
     }
   });
 
