@@ -45,13 +45,28 @@ const EXTERNAL: CrashCase[] = [
   { hostCrash: 'external:copying' },
 ];
 
+/** The reduced set: one seeded case per phase (start, poll, fan-out, copy, finalize, end/ledger/supervisor). */
+function reducedCases(): CrashCase[] {
+  const phases = ['start.', 'poll.', 'fanout.', 'copy.', 'finalize.', ''];
+  const cases = allCases();
+  return phases.map((phase, i) => {
+    const inPhase = cases.filter((c) =>
+      phase === ''
+        ? !['start.', 'poll.', 'fanout.', 'copy.', 'finalize.'].some((p) => c.hostCrash.startsWith(p)) ||
+          c.supervisorCrash !== undefined
+        : c.hostCrash.startsWith(phase) && c.supervisorCrash === undefined,
+    );
+    return sample(inPhase, 1, SEED + i)[0] as CrashCase;
+  });
+}
+
 /** FAULTS_ONLY=<text> keeps the cases whose label contains it (to reproduce one case). */
 const ONLY = process.env['FAULTS_ONLY'];
 const CASES =
   ONLY !== undefined
     ? [...allCases(), ...EXTERNAL].filter((c) => caseLabel(c).includes(ONLY))
     : [
-        ...(FULL ? allCases() : sample(allCases(), 4, SEED)),
+        ...(FULL ? allCases() : reducedCases()),
         ...(FULL ? EXTERNAL : [EXTERNAL[0] as CrashCase, ...sample(EXTERNAL.slice(1), 1, SEED)]),
       ];
 
