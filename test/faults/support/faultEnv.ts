@@ -180,6 +180,9 @@ export async function startFaultEnv(options: FaultEnvOptions = {}): Promise<Faul
     }
     env['NO_PROXY'] = '127.0.0.1,localhost';
     env['no_proxy'] = '127.0.0.1,localhost';
+    // An https ingestion endpoint (newer test support) has a throw-away CA: the hosts must trust it.
+    const ingestionCa = (ing as { caCertPath?: string }).caCertPath;
+    if (ingestionCa !== undefined) env['NODE_EXTRA_CA_CERTS'] = ingestionCa;
     for (const [key, value] of Object.entries({ ...settings, ...extra })) {
       if (value === undefined) delete env[key];
       else env[key] = value;

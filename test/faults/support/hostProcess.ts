@@ -21,7 +21,12 @@ import { getDeps } from '../../../src/composition';
 import { loadConfig } from '../../../src/config';
 import { crashPoint } from '../../../src/crashPoints';
 import { errorMessage } from '../../../src/errors';
-import { LocalFunctionsHost, loadFunctionHandlers } from '../../../src/local/localHost';
+import {
+  LocalFunctionsHost,
+  loadFunctionHandlers,
+  type QueueHostSettings,
+  readQueueHostSettings,
+} from '../../../src/local/localHost';
 import { redact } from '../../../src/redact';
 
 type Level = 'info' | 'warn' | 'error';
@@ -61,7 +66,14 @@ function capReceiveVisibility(seconds: number): void {
 
 async function serve(): Promise<void> {
   const receiveVisibility = intSetting('FAULTS_RECEIVE_VISIBILITY_SECONDS', 0);
-  if (receiveVisibility > 0) capReceiveVisibility(receiveVisibility);
+  // A local host with a renewed message lease (leaseSeconds) takes the visibility from its settings;
+  // an older one receives with 600 s, which the SDK call is then capped to.
+  const hasLease = 'leaseSeconds' in readQueueHostSettings();
+  if (receiveVisibility > 0 && !hasLease) capReceiveVisibility(receiveVisibility);
+  const lease: Record<string, number> =
+    receiveVisibility > 0 && hasLease
+      ? { leaseSeconds: receiveVisibility, leaseRenewalMs: Math.max(500, Math.floor((receiveVisibility * 1000) / 3)) }
+      : {};
   const config = loadConfig(process.env);
   const handlers = loadFunctionHandlers();
   if (process.env['FAULTS_HANDLER_CRASH'] === '1') {
@@ -81,6 +93,7 @@ async function serve(): Promise<void> {
       visibilityTimeoutSeconds: intSetting('FAULTS_QUEUE_RETRY_SECONDS', 1),
       maxDequeueCount: intSetting('FAULTS_MAX_DEQUEUE_COUNT', 3),
       batchSize: intSetting('FAULTS_BATCH_SIZE', 16),
+      ...(lease as Partial<QueueHostSettings>),
     },
     httpPort: 0,
   });
