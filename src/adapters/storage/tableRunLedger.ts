@@ -8,6 +8,7 @@ import {
   DATASET_IDS,
   type StorageConnection,
 } from '../../config';
+import { crashPoint } from '../../crashPoints';
 import { ExportError } from '../../errors';
 import { TableNames } from '../../names';
 import type {
@@ -369,6 +370,18 @@ export class TableRunLedger implements RunLedger {
       throw new Error(`updateRun(${runId}) cannot change the run id to ${fields.runId}.`);
     }
     const table = await this.table(this.runs);
+    crashPoint('ledger.beforeWrite');
+    const written = await this.writeRun(table, runId, fields, etag);
+    crashPoint('ledger.afterWrite');
+    return written;
+  }
+
+  private async writeRun(
+    table: TableClient,
+    runId: string,
+    fields: Partial<RunRecord>,
+    etag: string | undefined,
+  ): Promise<boolean> {
     const { runId: _ignored, ...rest } = fields;
     // A field given as undefined is cleared: Merge cannot remove properties, so that needs read + Replace.
     const clears = Object.values(rest).some((value) => value === undefined);

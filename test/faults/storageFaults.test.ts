@@ -1,0 +1,409 @@
+/**
+ * Storage faults (issue 7, deliverable 8), injected by fault proxies in front of Azurite: the destination
+ * refusing server-side copy (the copier streams instead), 503 throttling of the destination, a source blob
+ * missing (404) or shorter than announced, the destination container deleted mid-run, and a 403 from host
+ * storage (a role not granted: the run fails at once, naming the role).
+ * The sources go through a proxy too: a Graph proxy rewrites each manifest's rootDirectory to it.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DEV_STORE_ACCOUNT, PARTNER_DEST_ACCOUNT } from '../../src/local/azurite';
+import { QueueNames } from '../../src/names';
+import { uniqueName } from '../support/azurite';
+import { type FaultAction, type FaultProxy, startFaultProxy } from '../support/faultProxy';
+import { finishWithSupervisor } from './support/crashCase';
+import { type FaultEnv, type HostProcess, startFaultEnv } from './support/faultEnv';
+import { checkSeries, describeReport, scanForSecrets, terminalEvents } from './support/invariants';
+
+const storageError = (status: number, code: string, message: string): FaultAction => ({
+  kind: 'status',
+  status,
+  headers: {
+    'content-type': 'application/xml',
+    'x-ms-error-code': code,
+    ...(status === 503 ? { 'retry-after': '1' } : {}),
+  },
+  body: `<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`,
+});
+
+function connectionString(account: string, key: string, blob: string, queue: string, table: string): string {
+  return (
+    `DefaultEndpointsProtocol=http;AccountName=${account};AccountKey=${key};` +
+    `BlobEndpoint=${blob}/${account};QueueEndpoint=${queue}/${account};TableEndpoint=${table}/${account};`
+  );
+}
+
+describe('storage faults through fault proxies in front of Azurite', () => {
+  let env: FaultEnv;
+  let destinationProxy: FaultProxy;
+  let sourceProxy: FaultProxy;
+  let graphProxy: FaultProxy;
+  let host: HostProcess;
+  const counters = new Map<string, number>();
+  const count = (key: string) => {
+    const n = (counters.get(key) ?? 0) + 1;
+    counters.set(key, n);
+    return n;
+  };
+  /** Currency of a storage request: `currency=XXX` (destination) or `Currency=XXX` (source) in its path. */
+  const currencyIn = (request: { url: string }) => /[Cc]urrency=([A-Z]{3})/.exec(decodeURIComponent(request.url))?.[1];
+
+  before(async () => {
+    env = await startFaultEnv({ scenario: { blobCount: 3 } });
+    const blobOrigin = env.azurite.blobEndpoint;
+    destinationProxy = await startFaultProxy({
+      target: blobOrigin,
+      currencyOf: currencyIn,
+      decide: (request) => {
+        const currency = request.currency;
+        const isCopy = request.headers['x-ms-copy-source'] !== undefined;
+        if (currency === 'TAA' && request.method === 'PUT' && isCopy) {
+          return storageError(403, 'CannotVerifyCopySource', 'Server failed to authenticate the copy source.');
+        }
+        if (currency === 'TAB' && request.method === 'PUT' && count('TAB/put') <= 4) {
+          return storageError(503, 'ServerBusy', 'The server is busy.');
+        }
+        return undefined;
+      },
+    });
+    sourceProxy = await startFaultProxy({
+      target: blobOrigin,
+      currencyOf: currencyIn,
+      decide: (request) => {
+        const currency = request.currency;
+        const name = request.url.split('?')[0] ?? '';
+        if (currency === 'TAD' && request.method === 'GET' && count(`TAD/${name}`) === 1) {
+          return { kind: 'truncate', bytes: 100 };
+        }
+        return undefined;
+      },
+    });
+    graphProxy = await startFaultProxy({
+      target: env.emulator.baseUrl,
+      targetCaPem: env.emulator.caCertPem,
+      rewriteJson: (json) => {
+        const body = json as { resourceLocation?: Record<string, unknown> };
+        const manifest = body.resourceLocation;
+        const root = manifest?.['rootDirectory'];
+        if (manifest === undefined || typeof root !== 'string') return json;
+        manifest['rootDirectory'] = root.split(blobOrigin).join(sourceProxy.origin);
+        if (/Currency=TAH/.test(root)) {
+          manifest['blobs'] = [];
+          manifest['blobCount'] = 0;
+        }
+        if (/Currency=TAC/.test(root) && Array.isArray(manifest['blobs'])) {
+          manifest['blobs'].push({ name: 'part-missing.json.gz', partitionValue: 'default' });
+          manifest['blobCount'] = manifest['blobs'].length;
+        }
+        return json;
+      },
+    });
+    host = await env.spawnHost({ name: 'storage-faults', env: destinationSettings() });
+  });
+
+  after(async () => {
+    await env?.killAll();
+    await graphProxy?.stop();
+    await sourceProxy?.stop();
+    await destinationProxy?.stop();
+    await env?.stop();
+  });
+
+  function destinationSettings(container?: string): Record<string, string> {
+    const key = env.azurite.accountKey(PARTNER_DEST_ACCOUNT.name);
+    return {
+      GRAPH_BASE_URL: graphProxy.baseUrl,
+      GRAPH_CA_CERT_FILE: graphProxy.caCertPath ?? '',
+      DESTINATION_STORAGE: connectionString(
+        PARTNER_DEST_ACCOUNT.name,
+        key,
+        destinationProxy.origin,
+        env.azurite.queueEndpoint,
+        env.azurite.tableEndpoint,
+      ),
+      FAULTS_RECEIVE_VISIBILITY_SECONDS: '60',
+      ...(container === undefined ? {} : { DESTINATION_CONTAINER: container }),
+    };
+  }
+
+  async function startAndSettle(h: HostProcess, currencies: string[]) {
+    const posted = await env.post(h, { currencies });
+    assert.equal(posted.status, 202, JSON.stringify(posted.json));
+    const runs = (posted.json as { runs: Array<{ runId: string }> }).runs;
+    return env.settle(
+      runs.map((r) => r.runId),
+      180_000,
+    );
+  }
+
+  it('refused server-side copy (streamed), 503 throttling, a missing source blob, a source shorter than announced', async () => {
+    const ended = await startAndSettle(host, ['TAA', 'TAB', 'TAC', 'TAD']);
+    await env.drain(30_000).catch(() => undefined);
+    const failures: string[] = [];
+    const check = async (currency: string, fn: () => Promise<void>) => {
+      try {
+        await fn();
+      } catch (error) {
+        failures.push(`${currency}: ${(error as Error).message.split('\n').slice(0, 3).join(' ')}`);
+      }
+    };
+    const runOf = (currency: string) => {
+      const run = ended.find((r) => r.currency === currency);
+      assert.ok(run !== undefined, 'a run');
+      return run;
+    };
+    await check('TAA', async () => {
+      const run = runOf('TAA');
+      assert.equal(run.status, 'succeeded', `${run.status} ${run.error ?? ''}`);
+      const methods = (await env.ledger.listBlobs(run.runId)).map((b) => b.method);
+      assert.ok(methods.length > 0 && methods.every((m) => m === 'stream'), `streamed: ${methods.join(',')}`);
+      assert.ok(
+        destinationProxy.log.some((e) => e.currency === 'TAA' && e.status === 403),
+        'the refusal was served',
+      );
+    });
+    await check('TAB', async () => {
+      const run = runOf('TAB');
+      assert.equal(run.status, 'succeeded', `${run.status} ${run.error ?? ''}`);
+      assert.ok(destinationProxy.log.filter((e) => e.currency === 'TAB' && e.status === 503).length >= 4);
+    });
+    await check('TAC', async () => {
+      const run = runOf('TAC');
+      assert.equal(run.status, 'failed', `${run.status} ${run.error ?? ''}`);
+      assert.match(`${run.error ?? ''} ${run.lastError ?? ''}`, /part-missing\.json\.gz|does not exist|404/);
+    });
+    await check('TAD', async () => {
+      const run = runOf('TAD');
+      assert.equal(run.status, 'succeeded', `${run.status} ${run.error ?? ''}`);
+      assert.ok(
+        sourceProxy.log.some((e) => e.currency === 'TAD' && e.action === 'truncate'),
+        'bodies were cut short',
+      );
+    });
+    for (const currency of ['TAA', 'TAB', 'TAC', 'TAD']) {
+      await check(currency, async () => {
+        const run = runOf(currency);
+        assert.equal(terminalEvents(env, run.runId).length, 1, 'ended once');
+        const report = await checkSeries(env, { currency, expectSuccess: currency !== 'TAC' });
+        assert.deepEqual(report.problems, [], describeReport(report));
+      });
+    }
+    assert.deepEqual(failures, []);
+  });
+
+  it('the destination container deleted mid-run: the run ends (not stuck) and no folder is misreported', async () => {
+    await host.stop();
+    const container = uniqueName('deleted');
+    env.containers.push(container);
+    env.emulator.configure({ blobCount: 8, pollsBeforeSuccess: 1 }, 'TAE');
+    const h = await env.spawnHost({
+      name: 'storage-container-deleted',
+      env: { ...destinationSettings(container), EXPORT_COPY_CONCURRENCY: '1', FAULTS_BATCH_SIZE: '1' },
+    });
+    try {
+      const posted = await env.post(h, { currencies: ['TAE'] });
+      assert.equal(posted.status, 202, JSON.stringify(posted.json));
+      const runId = (posted.json as { runs: Array<{ runId: string }> }).runs[0]?.runId ?? '';
+      await env.waitUntil('the first copied blob', async () => {
+        const run = (await env.ledger.getRun(runId))?.value;
+        return run !== undefined && (run.blobsCopied >= 1 || (run.status !== 'copying' && run.path !== undefined))
+          ? run
+          : undefined;
+      });
+      await env.destination(container).delete();
+      const [run] = await env.settle([runId], 180_000);
+      assert.ok(run !== undefined);
+      assert.ok(['succeeded', 'failed'].includes(run.status), `ended, not ${run.status}`);
+      if (run.status === 'failed') assert.match(run.error ?? '', /container|ContainerNotFound|404/i);
+      const report = await checkSeries(env, { currency: 'TAE', container, expectSuccess: false });
+      assert.deepEqual(report.problems, [], describeReport(report));
+      assert.equal(terminalEvents(env, runId).length, 1);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a 403 from host storage (no role to send queue messages) fails the run at once, naming the role', async () => {
+    const queueProxy = await startFaultProxy({
+      target: env.azurite.queueEndpoint,
+      decide: (request) =>
+        request.method === 'POST' && request.url.includes(`/${QueueNames.copy}/messages`)
+          ? storageError(
+              403,
+              'AuthorizationPermissionMismatch',
+              'This request is not authorized to perform this operation using this permission.',
+            )
+          : undefined,
+    });
+    const hostConnection = connectionString(
+      DEV_STORE_ACCOUNT.name,
+      env.azurite.accountKey(DEV_STORE_ACCOUNT.name),
+      env.azurite.blobEndpoint,
+      queueProxy.origin,
+      env.azurite.tableEndpoint,
+    );
+    const h = await env.spawnHost({
+      name: 'storage-host-403',
+      env: { ...destinationSettings(), AzureWebJobsStorage: hostConnection, FAULTS_RECEIVE_VISIBILITY_SECONDS: '8' },
+    });
+    try {
+      const [run] = await startAndSettle(h, ['TAF']);
+      assert.ok(run !== undefined);
+      const refused = queueProxy.log.filter((e) => e.status === 403).length;
+      assert.equal(run.status, 'failed', `${run.status} ${run.error ?? ''}`);
+      assert.match(
+        run.error ?? '',
+        /Storage Queue Data (Contributor|Message Sender)/,
+        `names the role to grant: ${run.errorCode} ${run.error} (${refused} refused sends)`,
+      );
+      assert.notEqual(run.errorCode, 'MESSAGE_POISONED', 'failed at once, not retried into the poison queue');
+      assert.ok(
+        !env.logs.some((l) => l.host === h.name && /Attempt [2-9] failed/.test(l.line) && l.line.includes('403')),
+        `failed at once, not redelivered (${refused} refused sends)`,
+      );
+      assert.equal(terminalEvents(env, run.runId).length, 1);
+    } finally {
+      await h.stop();
+      await queueProxy.stop();
+    }
+  });
+
+  it('host storage failing for the first currency of the timer does not stop the others; the invocation fails naming it', async () => {
+    const tableProxy = await startFaultProxy({
+      target: env.azurite.tableEndpoint,
+      decide: (request) =>
+        request.method === 'POST' && request.body.toString('utf8').includes('UAA-current-full')
+          ? storageError(503, 'ServerBusy', 'The server is busy.')
+          : undefined,
+    });
+    const hostConnection = connectionString(
+      DEV_STORE_ACCOUNT.name,
+      env.azurite.accountKey(DEV_STORE_ACCOUNT.name),
+      env.azurite.blobEndpoint,
+      env.azurite.queueEndpoint,
+      tableProxy.origin,
+    );
+    const h = await env.spawnHost({
+      name: 'storage-timer-one-fails',
+      env: { ...destinationSettings(), AzureWebJobsStorage: hostConnection, EXPORT_CURRENCIES: 'UAA,UAB,UAC' },
+    });
+    try {
+      const response = await fetch(`${h.http}/admin/functions/startExportsTimer`, { method: 'POST' });
+      assert.equal(response.status, 202);
+      const others = await env.waitUntil(
+        'UAB and UAC to be started although UAA failed',
+        async () => {
+          const runs = [...(await env.runsOf('UAB')), ...(await env.runsOf('UAC'))];
+          return runs.length >= 2 ? runs : undefined;
+        },
+        60_000,
+      );
+      const ended = await env.settle(
+        others.map((r) => r.runId),
+        120_000,
+      );
+      assert.deepEqual(
+        ended.map((r) => `${r.currency} ${r.status}`),
+        ['UAB succeeded', 'UAC succeeded'],
+      );
+      await env.waitUntil(
+        'an error of startExportsTimer naming UAA',
+        async () =>
+          env.logs.some(
+            (l) => l.host === h.name && l.fn === 'startExportsTimer' && l.level === 'error' && l.line.includes('UAA'),
+          )
+            ? true
+            : undefined,
+        30_000,
+      );
+    } finally {
+      await h.stop();
+      await tableProxy.stop();
+    }
+  });
+
+  it('sending the first status check fails after Graph accepted: the run is still checked and completes', async () => {
+    let refused = 0;
+    const queueProxy = await startFaultProxy({
+      target: env.azurite.queueEndpoint,
+      // The queue SDK tries a send 4 times: all four attempts of the first send fail.
+      decide: (request) =>
+        request.method === 'POST' && request.url.includes(`/${QueueNames.status}/messages`) && refused++ < 4
+          ? storageError(503, 'ServerBusy', 'The server is busy.')
+          : undefined,
+    });
+    const hostConnection = connectionString(
+      DEV_STORE_ACCOUNT.name,
+      env.azurite.accountKey(DEV_STORE_ACCOUNT.name),
+      env.azurite.blobEndpoint,
+      queueProxy.origin,
+      env.azurite.tableEndpoint,
+    );
+    const h = await env.spawnHost({
+      name: 'storage-first-status-fails',
+      env: { ...destinationSettings(), AzureWebJobsStorage: hostConnection },
+    });
+    try {
+      const posted = await env.post(h, { currencies: ['TAG'] });
+      assert.ok([202, 500].includes(posted.status), JSON.stringify(posted.json));
+      const started = await env.waitUntil('a run of TAG', async () => (await env.runsOf('TAG'))[0]);
+      await finishWithSupervisor(env, 'TAG');
+      const [run] = await env.settle([started.runId], 5_000);
+      assert.equal(run?.status, 'succeeded', `${run?.status} ${run?.error ?? ''}`);
+      assert.ok(refused >= 4, 'the first status message was refused');
+      const report = await checkSeries(env, { currency: 'TAG' });
+      assert.deepEqual(report.problems, [], describeReport(report));
+    } finally {
+      await h.stop();
+      await queueProxy.stop();
+    }
+  });
+
+  it('an export with zero blobs whose completion write fails once still ends, exactly once', async () => {
+    let refused = 0;
+    const tableProxy = await startFaultProxy({
+      target: env.azurite.tableEndpoint,
+      // The table SDK tries a write 4 times: all four attempts of the first final-status write fail.
+      decide: (request) =>
+        request.method !== 'GET' &&
+        /"status":"(succeeded|unchanged|noData)"/.test(request.body.toString('utf8')) &&
+        refused++ < 4
+          ? storageError(503, 'ServerBusy', 'The server is busy.')
+          : undefined,
+    });
+    const hostConnection = connectionString(
+      DEV_STORE_ACCOUNT.name,
+      env.azurite.accountKey(DEV_STORE_ACCOUNT.name),
+      env.azurite.blobEndpoint,
+      env.azurite.queueEndpoint,
+      tableProxy.origin,
+    );
+    const h = await env.spawnHost({
+      name: 'storage-empty-export',
+      env: { ...destinationSettings(), AzureWebJobsStorage: hostConnection },
+    });
+    try {
+      const posted = await env.post(h, { currencies: ['TAH'] });
+      assert.equal(posted.status, 202, JSON.stringify(posted.json));
+      const runId = (posted.json as { runs: Array<{ runId: string }> }).runs[0]?.runId ?? '';
+      await finishWithSupervisor(env, 'TAH');
+      const [run] = await env.settle([runId], 5_000);
+      assert.ok(
+        run !== undefined && ['succeeded', 'noData'].includes(run.status),
+        `${run?.status} ${run?.error ?? ''}`,
+      );
+      assert.ok(refused >= 4, 'the completion write was refused');
+      assert.equal(terminalEvents(env, runId).length, 1, 'ended once');
+      const report = await checkSeries(env, { currency: 'TAH', expectSuccess: false });
+      assert.deepEqual(report.problems, [], describeReport(report));
+    } finally {
+      await h.stop();
+      await tableProxy.stop();
+    }
+  });
+
+  it('no SAS or token in any log, ledger row, telemetry item or blob', async () => {
+    const scan = await scanForSecrets(env);
+    assert.deepEqual(scan.problems, []);
+  });
+});
