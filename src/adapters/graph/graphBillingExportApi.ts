@@ -27,6 +27,9 @@ export const GRAPH_HOSTS: ReadonlySet<string> = new Set([
 ]);
 
 /** What the client needs. */
+/** How long one Graph call may take before it is abandoned: Graph answers the export calls in seconds. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+
 export interface GraphBillingExportApiOptions {
   /** Graph root, e.g. https://graph.microsoft.com/v1.0 (or the emulator's loopback URL). */
   baseUrl: string;
@@ -39,6 +42,8 @@ export interface GraphBillingExportApiOptions {
   maxInlineRetrySeconds?: number | undefined;
   /** In-process retries of throttled or unavailable calls. */
   maxInlineRetries?: number | undefined;
+  /** A Graph call that has not answered after this long is abandoned (and retried like a network error). */
+  requestTimeoutMs?: number | undefined;
   /** Sleep, replaceable in tests. */
   sleep?: ((ms: number) => Promise<void>) | undefined;
   /** Called for every status Graph returns that this version does not know (logged as a warning by the caller). */
@@ -194,7 +199,9 @@ export class GraphBillingExportApi implements BillingExportApi {
     for (let attempt = 0; ; attempt++) {
       let response: Response;
       try {
-        const request = this.client.api(url).responseType(ResponseType.RAW);
+        // A call that never answers must not hold the handler (and its batch) for ever: abandon it, retry it.
+        const signal = AbortSignal.timeout(this.options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
+        const request = this.client.api(url).responseType(ResponseType.RAW).option('signal', signal);
         response = (method === 'POST' ? await request.post(body) : await request.get()) as Response;
       } catch (error) {
         if (error instanceof ExportError) throw error;
