@@ -24,33 +24,9 @@ export function isJsonContentType(contentType: string | undefined): boolean {
  * (optional, default full). Messages follow Graph's wording where it is known.
  */
 export function parseExportRequest(contentType: string | undefined, body: string): ParsedExportRequest {
-  if (!isJsonContentType(contentType)) {
-    return {
-      ok: false,
-      message: `Content-Type '${contentType ?? '(none)'}' is not supported for this action; send 'application/json'.`,
-    };
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return {
-      ok: false,
-      message:
-        'Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.',
-    };
-  }
-  if (!isRecord(parsed)) {
-    return { ok: false, message: 'The request payload must be a JSON object with the parameters of the action.' };
-  }
-  for (const key of Object.keys(parsed)) {
-    if (!PARAMETERS.includes(key)) {
-      return {
-        ok: false,
-        message: `The parameter '${key}' in the request payload is not a valid parameter for the operation 'export'.`,
-      };
-    }
-  }
+  const read = readActionBody(contentType, body, PARAMETERS);
+  if (!read.ok) return read;
+  const parsed = read.value;
   const { currencyCode, billingPeriod, attributeSet } = parsed;
   if (currencyCode === undefined || currencyCode === null) {
     return { ok: false, message: "The parameter 'currencyCode' is required for the operation 'export'." };
@@ -101,33 +77,9 @@ const BILLED_PARAMETERS = ['invoiceId', 'attributeSet'];
  * a string) and `attributeSet` (optional, full|basic, default full).
  */
 export function parseBilledExportRequest(contentType: string | undefined, body: string): ParsedBilledExportRequest {
-  if (!isJsonContentType(contentType)) {
-    return {
-      ok: false,
-      message: `Content-Type '${contentType ?? '(none)'}' is not supported for this action; send 'application/json'.`,
-    };
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return {
-      ok: false,
-      message:
-        'Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.',
-    };
-  }
-  if (!isRecord(parsed)) {
-    return { ok: false, message: 'The request payload must be a JSON object with the parameters of the action.' };
-  }
-  for (const key of Object.keys(parsed)) {
-    if (!BILLED_PARAMETERS.includes(key)) {
-      return {
-        ok: false,
-        message: `The parameter '${key}' in the request payload is not a valid parameter for the operation 'export'.`,
-      };
-    }
-  }
+  const read = readActionBody(contentType, body, BILLED_PARAMETERS);
+  if (!read.ok) return read;
+  const parsed = read.value;
   const { invoiceId, attributeSet } = parsed;
   if (invoiceId === undefined || invoiceId === null) {
     return { ok: false, message: "The parameter 'invoiceId' is required for the operation 'export'." };
@@ -148,4 +100,43 @@ export function parseBilledExportRequest(contentType: string | undefined, body: 
     ok: true,
     value: { invoiceId: invoiceId.trim(), attributeSet: attributeSet === 'basic' ? 'basic' : 'full' },
   };
+}
+
+/**
+ * Reads an action body as Graph's binding does, before the action's own checks: a JSON content type, JSON, an
+ * object, and only the action's parameters. Messages follow Graph's wording where it is known.
+ */
+function readActionBody(
+  contentType: string | undefined,
+  body: string,
+  parameters: readonly string[],
+): { ok: true; value: Record<string, unknown> } | { ok: false; message: string } {
+  if (!isJsonContentType(contentType)) {
+    return {
+      ok: false,
+      message: `Content-Type '${contentType ?? '(none)'}' is not supported for this action; send 'application/json'.`,
+    };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return {
+      ok: false,
+      message:
+        'Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.',
+    };
+  }
+  if (!isRecord(parsed)) {
+    return { ok: false, message: 'The request payload must be a JSON object with the parameters of the action.' };
+  }
+  for (const key of Object.keys(parsed)) {
+    if (!parameters.includes(key)) {
+      return {
+        ok: false,
+        message: `The parameter '${key}' in the request payload is not a valid parameter for the operation 'export'.`,
+      };
+    }
+  }
+  return { ok: true, value: parsed };
 }
