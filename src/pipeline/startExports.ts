@@ -38,8 +38,11 @@ export interface StartedRun {
   error?: string | undefined;
 }
 
-/** A holder of the start lock without a ledger row yet may be a starter a few milliseconds ahead of us. */
-const START_GRACE_MS = 2 * 60_000;
+/**
+ * A holder of the start lock without a ledger row yet may be a starter a few milliseconds ahead of us; one that has
+ * not written its row after this long died between the lock and the row, and its lock is taken over.
+ */
+const START_GRACE_MS = 15_000;
 
 /** Attempts to have Graph accept an export before the run fails. */
 const MAX_START_ATTEMPTS = 10;
@@ -121,29 +124,42 @@ async function startOne(deps: PipelineDeps, request: StartRequest, target: Expor
   const runId = deps.newRunId(now);
   const maxAgeMs = deps.config.supervision.maxRunHours * 3600_000;
   const age = (since: string) => deps.clock.now().getTime() - Date.parse(since);
-  const holder = await deps.ledger.acquireStartLock(startLockKeyFor(target), runId, async (holderRunId, since) => {
+  const key = startLockKeyFor(target);
+  const isStale = async (holderRunId: string, since: string): Promise<boolean> => {
     const held = await deps.ledger.getRun(holderRunId);
     // No row yet: the holder may be a start a few milliseconds ahead of us (timer and Test/Run at once), which
-    // must win. Only a holder that never wrote its row for minutes (it died there) is replaced.
+    // must win. Only a holder that never wrote its row within the grace (it died there) is replaced.
     if (held === undefined) return age(since) > START_GRACE_MS;
     if (isTerminal(held.value.status)) return true;
     // Past every limit (the supervisor fails such a run; this is the backstop if it did not run).
     return age(held.value.startedAt) > maxAgeMs;
-  });
+  };
+  let holder = await deps.ledger.acquireStartLock(key, runId, isStale);
+  const lockedAt = deps.clock.now().getTime();
   crashPoint('start.afterLock');
   if (holder !== undefined) {
-    const held = await waitForRow(deps, holder);
-    const log = deps.logger.child({ runId: holder, ...targetFields(target) });
-    const base = { runId: holder, currency, billingPeriod, attributeSet, dataset, ...invoice, alreadyInFlight: true };
+    let held = await waitForRow(deps, holder);
     if (held === undefined) {
-      // The holder took the lock and never wrote its run: it died there. Its lock is replaced 2 minutes after it
-      // was taken; until then nothing starts, and saying "in flight" would hide that.
-      const error = `Run ${holder} holds the start lock of ${runLabel(target)} but never recorded itself (its process stopped); the lock is replaced 2 minutes after it was taken. Start again then.`;
-      log.warn(error);
-      return { ...base, status: 'starting', error };
+      // The holder never recorded itself within the grace: it died between the lock and its row. Take over.
+      deps.logger
+        .child({ runId: holder, ...targetFields(target) })
+        .warn(
+          `Run ${holder} took the start lock of ${runLabel(target)} and never recorded itself (its process stopped); taking the lock over.`,
+        );
+      holder = await deps.ledger.acquireStartLock(key, runId, isStale);
+      if (holder !== undefined) held = await deps.ledger.getRun(holder);
     }
-    log.info(`An export for ${runLabel(target)} is already in flight (run ${holder}); not starting another.`);
-    return { ...base, status: held.value.status };
+    if (holder !== undefined) {
+      const log = deps.logger.child({ runId: holder, ...targetFields(target) });
+      const base = { runId: holder, currency, billingPeriod, attributeSet, dataset, ...invoice, alreadyInFlight: true };
+      if (held === undefined) {
+        const error = `Run ${holder} holds the start lock of ${runLabel(target)} but has not recorded itself; start again in a minute.`;
+        log.warn(error);
+        return { ...base, status: 'starting', error };
+      }
+      log.info(`An export for ${runLabel(target)} is already in flight (run ${holder}); not starting another.`);
+      return { ...base, status: held.value.status };
+    }
   }
   const run: RunRecord = {
     runId,
@@ -161,10 +177,29 @@ async function startOne(deps: PipelineDeps, request: StartRequest, target: Expor
     blobsCopied: 0,
     byteCount: 0,
     startAttempts: 0,
-    nextCheckAt: new Date(now.getTime() + 120_000).toISOString(),
   };
   await deps.ledger.createRun(run);
   crashPoint('start.afterRunRow');
+  if (deps.clock.now().getTime() - lockedAt > START_GRACE_MS / 2) {
+    // Recording the run took long: another starter may have taken the lock over meanwhile. Ask Graph only while
+    // the lock is still ours (the holder may take it again; nobody else is replaced here).
+    const other = await deps.ledger.acquireStartLock(key, runId, async () => false);
+    if (other !== undefined) {
+      const reason = `Superseded: recording this run took over ${START_GRACE_MS / 2000} s and run ${other} took the start lock of ${runLabel(target)} meanwhile; that run exports the data.`;
+      await endRun(deps, runId, 'failed', 'START_FAILED', reason);
+      return {
+        runId,
+        currency,
+        billingPeriod,
+        attributeSet,
+        dataset,
+        ...invoice,
+        status: 'failed',
+        alreadyInFlight: false,
+        error: reason,
+      };
+    }
+  }
   runLogger(deps, run).info(`Run started (${request.trigger}).`);
   deps.telemetry.runStarted(run);
   const result: StartedRun = {
@@ -193,12 +228,13 @@ async function startOne(deps: PipelineDeps, request: StartRequest, target: Expor
   return result;
 }
 
-/** The run of a lock holder; a starter a moment ahead of us may not have written it yet. */
+/** The run of a lock holder; a starter a moment ahead of us may not have written it yet (waits up to the grace). */
 async function waitForRow(deps: PipelineDeps, runId: string): Promise<Versioned<RunRecord> | undefined> {
-  for (let attempt = 0; attempt < 10; attempt++) {
+  const polls = Math.ceil((START_GRACE_MS + 1000) / 500);
+  for (let attempt = 0; attempt < polls; attempt++) {
     const found = await deps.ledger.getRun(runId);
     if (found !== undefined) return found;
-    await deps.sleep(200);
+    await deps.sleep(500);
   }
   return undefined;
 }
