@@ -44,6 +44,9 @@ export interface StartedRun {
  */
 const START_GRACE_MS = 15_000;
 
+/** How long one start attempt may take: the Graph call with its retries, then a minute of recording retries. */
+const START_CALL_WINDOW_MS = 3 * 60_000;
+
 /** Attempts to have Graph accept an export before the run fails. */
 const MAX_START_ATTEMPTS = 10;
 
@@ -264,7 +267,11 @@ export async function requestExport(
   const attempt = expected + 1;
   const claimed = await advance(deps, current, 'starting', {
     startAttempts: attempt,
-    nextCheckAt: new Date(deps.clock.now().getTime() + 120_000).toISOString(),
+    // The call to Graph and the writes after it take up to about three minutes (timeouts, a minute of retries):
+    // the supervisor leaves the run alone until then (or for EXPORT_STALL_MINUTES, if that is shorter).
+    nextCheckAt: new Date(
+      deps.clock.now().getTime() + Math.min(START_CALL_WINDOW_MS, deps.config.supervision.stallMinutes * 60_000),
+    ).toISOString(),
   });
   if (claimed === undefined) return (await deps.ledger.getRun(current.value.runId))?.value.status ?? 'starting';
   const run = claimed;
