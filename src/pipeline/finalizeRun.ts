@@ -102,7 +102,7 @@ export async function finalizeRunIfComplete(
       if (committed === undefined) return { done: false };
       const latest = await deps.ledger.getRun(runId);
       if (latest === undefined) return undefined;
-      return outcome(await completeCommitted(deps, latest));
+      return outcome(await completeCommitted(deps, latest, copied));
     },
     read,
   );
@@ -119,9 +119,11 @@ function outcome(result: 'succeeded' | 'race'): { done: true; value: undefined }
 export async function completeCommitted(
   deps: PipelineDeps,
   current: Versioned<RunRecord>,
+  /** The copied blobs as the caller just listed and verified them; listed here when not given. */
+  listed?: BlobRecord[],
 ): Promise<'succeeded' | 'race'> {
   const run = current.value;
-  const copied = (await deps.ledger.listBlobs(run.runId)).filter((b) => b.status === 'copied');
+  const copied = listed ?? (await deps.ledger.listBlobs(run.runId)).filter((b) => b.status === 'copied');
   const bytes = copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0);
   crashPoint('finalize.beforeManifest');
   const manifest = await writeManifest(deps, run, sortedBlobs(copied), bytes, deps.clock.now().toISOString());
