@@ -6,6 +6,9 @@ import type { PipelineDeps } from './deps';
 import type { BlobRecord, RunRecord, Versioned } from './ports';
 import { advance, runLogger, withRun } from './runStateMachine';
 
+/** How many times the fan-in copies again a blob that went missing from the destination before it fails the run. */
+export const MAX_RECOPIES = 3;
+
 /** Version of our manifest.json format. */
 export const MANIFEST_VERSION = '1.0';
 
@@ -184,6 +187,18 @@ async function destinationHolds(deps: PipelineDeps, run: RunRecord, copied: Blob
   );
   const missing = copied.filter((b) => present.get(`${run.path}/${b.name}`) !== b.byteCount);
   if (missing.length === 0) return true;
+  const hopeless = missing.find((b) => (b.recopies ?? 0) >= MAX_RECOPIES);
+  if (hopeless !== undefined) {
+    // Copied again and again, and still not in the destination as copied: something outside the run keeps removing
+    // or changing it (a lifecycle rule, another writer). Fail loudly rather than copy for ever.
+    const found = present.get(`${run.path}/${hopeless.name}`);
+    throw new ExportError(
+      'COPY_FAILED',
+      `${hopeless.name} was copied ${(hopeless.recopies ?? 0) + 1} times, but ${run.path} still ${
+        found === undefined ? 'does not hold it' : `holds it with ${found} bytes`
+      } instead of the ${hopeless.byteCount ?? 0} bytes copied. Is a lifecycle rule or another writer deleting or changing blobs under the destination prefix?`,
+    );
+  }
   runLogger(deps, run).warn(
     `${missing.length} copied blob(s) are missing from ${run.path} (was the container or folder deleted?); copying them again: ${missing
       .slice(0, 5)
@@ -191,7 +206,7 @@ async function destinationHolds(deps: PipelineDeps, run: RunRecord, copied: Blob
       .join(', ')}${missing.length > 5 ? ', …' : ''}.`,
   );
   await deps.destination.ensureContainer(true);
-  for (const blob of missing) await deps.ledger.markBlobPending(run.runId, blob.name);
+  for (const blob of missing) await deps.ledger.markBlobPending(run.runId, blob.name, (blob.recopies ?? 0) + 1);
   await deps.queue.sendCopies(missing.map((b) => ({ version: 1, runId: run.runId, blobName: b.name })));
   return false;
 }

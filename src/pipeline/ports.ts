@@ -157,6 +157,8 @@ export interface BlobRecord {
   contentType?: string | undefined;
   method?: CopyMethod | undefined;
   copiedAt?: string | undefined;
+  /** How many times the fan-in found this blob missing from the destination after it was copied, and re-copied it. */
+  recopies?: number | undefined;
 }
 
 /** A stored value and its concurrency token. */
@@ -191,7 +193,8 @@ export interface RunLedger {
   /** Creates the blob rows that do not exist yet (pending). */
   addBlobs(runId: string, names: string[]): Promise<void>;
   /** Sets a copied blob back to pending (its copy went missing from the destination). */
-  markBlobPending(runId: string, name: string): Promise<void>;
+  /** Sets a copied blob back to pending (it went missing from the destination), counting the re-copy. */
+  markBlobPending(runId: string, name: string, recopies: number): Promise<void>;
   getBlob(runId: string, name: string): Promise<BlobRecord | undefined>;
   markBlobCopied(
     runId: string,

@@ -202,7 +202,7 @@ describe('TableRunLedger runs', () => {
     assert.deepEqual(await ledger.listRuns({ unannounced: true }), []);
   });
 
-  it('sets a copied blob back to pending, dropping its copy result', async () => {
+  it('sets a copied blob back to pending, dropping its copy result and counting the re-copy (kept once copied again)', async () => {
     const ledger = newLedger();
     const r = run('2026-03-01T06:00:00.000Z', { status: 'copying' });
     await ledger.createRun(r);
@@ -213,12 +213,20 @@ describe('TableRunLedger runs', () => {
       method: 'copyFromUrl',
       copiedAt: '2026-03-01T06:01:00.000Z',
     });
-    await ledger.markBlobPending(r.runId, 'a.json.gz');
+    await ledger.markBlobPending(r.runId, 'a.json.gz', 1);
     assert.deepEqual(await ledger.getBlob(r.runId, 'a.json.gz'), {
       runId: r.runId,
       name: 'a.json.gz',
       status: 'pending',
+      recopies: 1,
     });
+    await ledger.markBlobCopied(r.runId, 'a.json.gz', {
+      byteCount: 10,
+      contentType: 'application/gzip',
+      method: 'copyFromUrl',
+      copiedAt: '2026-03-01T06:02:00.000Z',
+    });
+    assert.equal((await ledger.getBlob(r.runId, 'a.json.gz'))?.recopies, 1);
   });
 
   it('refuses to store a SAS in a run row (defence in depth) and stores nothing', async () => {

@@ -177,11 +177,11 @@ export class InMemoryRunLedger implements RunLedger {
     rows.set(name, { ...row, status: 'copied', ...result });
   }
 
-  async markBlobPending(runId: string, name: string): Promise<void> {
+  async markBlobPending(runId: string, name: string, recopies: number): Promise<void> {
     await tick();
     const rows = this.blobs.get(runId);
     if (rows === undefined || !rows.has(name)) throw new Error(`InMemoryRunLedger: no blob row ${runId}/${name}`);
-    rows.set(name, { runId, name, status: 'pending' });
+    rows.set(name, { runId, name, status: 'pending', recopies });
   }
 
   async listBlobs(runId: string): Promise<BlobRecord[]> {

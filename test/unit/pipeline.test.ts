@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ExportError, isExportError } from '../../src/errors';
 import { copyExportBlob } from '../../src/pipeline/copyExportBlob';
+import { MAX_RECOPIES } from '../../src/pipeline/finalizeRun';
 import { handlePoisonMessage } from '../../src/pipeline/handlePoisonMessage';
 import { parseCopyMessage, parseStatusMessage } from '../../src/pipeline/messages';
 import { pollExportStatus } from '../../src/pipeline/pollExportStatus';
@@ -570,6 +571,56 @@ describe('copyExportBlob and the fan-in', () => {
     await deliverCopy(deps, third!);
     assert.equal(deps.destination.writeCount(`${path}/manifest.json`), 1);
     assert.equal(run(deps, runId).status, 'succeeded');
+  });
+
+  it('copies again a blob that went missing from the destination before completing, and counts the re-copy', async () => {
+    const deps = makeDeps(USD_ONLY);
+    const runId = await startOne(deps);
+    deps.graph.scriptOperation('*', succeeded(makeManifest()));
+    await deliverStatus(deps);
+    const [first, second, third] = deps.queue.takeCopies();
+    await deliverCopy(deps, first!);
+    await deliverCopy(deps, second!);
+    const path = expectedPath(runId);
+    const lost = [...deps.destination.blobs.keys()].find((p) => p.startsWith(`${path}/`))!;
+    deps.destination.blobs.delete(lost);
+
+    await deliverCopy(deps, third!);
+    assert.equal(run(deps, runId).status, 'copying');
+    assert.equal(deps.destination.writeCount(`${path}/manifest.json`), 0);
+    const again = deps.queue.takeCopies();
+    assert.equal(again.length, 1, 'one copy message sent again, for the lost blob');
+    const blobName = lost.slice(path.length + 1);
+    assert.equal((await deps.ledger.getBlob(runId, blobName))?.recopies, 1);
+
+    await deliverCopy(deps, again[0]!);
+    assert.equal(run(deps, runId).status, 'succeeded');
+    assert.ok(deps.destination.blobs.has(lost));
+    assert.equal(deps.copier.calls.length, 4);
+  });
+
+  it(`fails the run with COPY_FAILED once a blob went missing after ${MAX_RECOPIES} re-copies, instead of copying it for ever`, async () => {
+    const deps = makeDeps(USD_ONLY);
+    const runId = await startOne(deps);
+    deps.graph.scriptOperation('*', succeeded(makeManifest()));
+    await deliverStatus(deps);
+    const path = expectedPath(runId);
+    const victim = `${path}/${makeManifest().blobs[0]!.name}`;
+    // Something outside the run (a lifecycle rule, say) removes the same blob each time right after it is copied:
+    // the listing never shows it.
+    const list = deps.destination.list.bind(deps.destination);
+    deps.destination.list = async (prefix) => (await list(prefix)).filter((b) => b.path !== victim);
+    for (let round = 0; round < 20 && deps.queue.pendingCopies.length > 0; round++) {
+      for (const raw of deps.queue.takeCopies()) await deliverCopy(deps, raw);
+    }
+
+    const row = run(deps, runId);
+    assert.equal(row.status, 'failed');
+    assert.equal(row.errorCode, 'COPY_FAILED');
+    assert.match(row.error ?? '', new RegExp(`copied ${MAX_RECOPIES + 1} times, but .* still does not hold it`));
+    assert.equal(deps.copier.calls.filter((c) => c.destinationPath === victim).length, MAX_RECOPIES + 1);
+    assert.equal(deps.destination.writeCount(`${path}/manifest.json`), 0);
+    assert.equal(deps.telemetry.failed.length, 1);
   });
 
   it('does not copy a blob again when its copy message is redelivered', async () => {

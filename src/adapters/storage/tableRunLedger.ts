@@ -297,10 +297,12 @@ function readBlob(stored: StoredEntity, table: string): BlobRecord {
   const contentType = row.optString('contentType');
   const method = row.optOneOf('method', COPY_METHODS);
   const copiedAt = row.optString('copiedAt');
+  const recopies = row.optNumber('recopies');
   if (byteCount !== undefined) record.byteCount = byteCount;
   if (contentType !== undefined) record.contentType = contentType;
   if (method !== undefined) record.method = method;
   if (copiedAt !== undefined) record.copiedAt = copiedAt;
+  if (recopies !== undefined) record.recopies = recopies;
   return record;
 }
 
@@ -509,10 +511,13 @@ export class TableRunLedger implements RunLedger {
     await table.upsertEntity(row, 'Merge');
   }
 
-  async markBlobPending(runId: string, name: string): Promise<void> {
+  async markBlobPending(runId: string, name: string, recopies: number): Promise<void> {
     const table = await this.table(this.blobs);
     // Replace, not Merge: the copy result (length, method, time) of a blob that went missing is no longer true.
-    await table.upsertEntity(entity(runId, blobRowKey(name), { name, status: 'pending' }, this.names.blobs), 'Replace');
+    await table.upsertEntity(
+      entity(runId, blobRowKey(name), { name, status: 'pending', recopies }, this.names.blobs),
+      'Replace',
+    );
   }
 
   async listBlobs(runId: string): Promise<BlobRecord[]> {
