@@ -44,6 +44,15 @@ async function deliverStatus(deps: FakeDeps): Promise<{ delaySeconds: number }> 
   return next;
 }
 
+/** A USD run whose export succeeded with the default three blobs: copying, its copy messages pending. */
+async function copyingRun(): Promise<{ deps: FakeDeps; runId: string }> {
+  const deps = makeDeps(USD_ONLY);
+  const runId = await startOne(deps);
+  deps.graph.scriptOperation('*', succeeded(makeManifest()));
+  await deliverStatus(deps);
+  return { deps, runId };
+}
+
 /** Delivers one copy message (raw body as it travels through the queue). */
 function deliverCopy(deps: FakeDeps, raw: string): Promise<void> {
   return copyExportBlob(parseCopyMessage(raw), deps);
@@ -554,10 +563,7 @@ describe('copyExportBlob and the fan-in', () => {
   });
 
   it('writes manifest.json only after every blob landed', async () => {
-    const deps = makeDeps(USD_ONLY);
-    const runId = await startOne(deps);
-    deps.graph.scriptOperation('*', succeeded(makeManifest()));
-    await deliverStatus(deps);
+    const { deps, runId } = await copyingRun();
     const [first, second, third] = deps.queue.takeCopies();
 
     await deliverCopy(deps, first!);
@@ -574,10 +580,7 @@ describe('copyExportBlob and the fan-in', () => {
   });
 
   it('copies again a blob that went missing from the destination before completing, and counts the re-copy', async () => {
-    const deps = makeDeps(USD_ONLY);
-    const runId = await startOne(deps);
-    deps.graph.scriptOperation('*', succeeded(makeManifest()));
-    await deliverStatus(deps);
+    const { deps, runId } = await copyingRun();
     const [first, second, third] = deps.queue.takeCopies();
     await deliverCopy(deps, first!);
     await deliverCopy(deps, second!);
@@ -600,10 +603,7 @@ describe('copyExportBlob and the fan-in', () => {
   });
 
   it(`fails the run with COPY_FAILED once a blob went missing after ${MAX_RECOPIES} re-copies, instead of copying it for ever`, async () => {
-    const deps = makeDeps(USD_ONLY);
-    const runId = await startOne(deps);
-    deps.graph.scriptOperation('*', succeeded(makeManifest()));
-    await deliverStatus(deps);
+    const { deps, runId } = await copyingRun();
     const path = expectedPath(runId);
     const victim = `${path}/${makeManifest().blobs[0]!.name}`;
     // Something outside the run (a lifecycle rule, say) removes the same blob each time right after it is copied:
@@ -624,10 +624,7 @@ describe('copyExportBlob and the fan-in', () => {
   });
 
   it('does not copy a blob again when its copy message is redelivered', async () => {
-    const deps = makeDeps(USD_ONLY);
-    const runId = await startOne(deps);
-    deps.graph.scriptOperation('*', succeeded(makeManifest()));
-    await deliverStatus(deps);
+    const { deps, runId } = await copyingRun();
     const copies = deps.queue.takeCopies();
 
     await deliverCopy(deps, copies[0]!);
@@ -692,10 +689,7 @@ describe('copyExportBlob and the fan-in', () => {
   });
 
   it('completes the run when a slower worker records its progress just before the last copy claims the fan-in', async () => {
-    const deps = makeDeps(USD_ONLY);
-    const runId = await startOne(deps);
-    deps.graph.scriptOperation('*', succeeded(makeManifest()));
-    await deliverStatus(deps);
+    const { deps, runId } = await copyingRun();
     const [first, second, third] = deps.queue.takeCopies();
     await deliverCopy(deps, first!);
     await deliverCopy(deps, second!);
