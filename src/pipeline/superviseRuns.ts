@@ -20,17 +20,21 @@ export interface SupervisionReport {
   errors: number;
 }
 
-/** An ended run's own process gets this long to send its end event before the supervisor does. */
+/**
+ * An ended run's own process gets this long to send its end event before the supervisor does: 2 minutes, or the
+ * stall time when that is shorter (a step silent that long is taken for dead anyway).
+ */
 const ANNOUNCE_GRACE_MS = 2 * 60_000;
 
 /** Sends the end event of runs that ended without it (their process died right after the ending write). */
-async function announceLostEnds(deps: PipelineDeps, now: Date): Promise<number> {
+async function announceLostEnds(deps: PipelineDeps, now: Date, stallMs: number): Promise<number> {
+  const graceMs = Math.min(ANNOUNCE_GRACE_MS, stallMs);
   const since = new Date(now.getTime() - LOOKBACK_DAYS * 86400_000).toISOString();
   let sent = 0;
   for (const run of await deps.ledger.listRuns({ unannounced: true, since })) {
     if (!isTerminal(run.status) || run.announced !== false) continue;
     // From the ending write itself (updatedAt), not completedAt, which may come from an older manifest.json.
-    if (now.getTime() - Date.parse(run.updatedAt) < ANNOUNCE_GRACE_MS) continue;
+    if (now.getTime() - Date.parse(run.updatedAt) < graceMs) continue;
     runLogger(deps, run).warn(
       `The run ended ${run.status} but its end event was not sent (its process stopped): sending it now.`,
     );
@@ -76,7 +80,9 @@ export async function superviseRuns(
       runLogger(deps, run).error(`The supervisor could not look after this run: ${redact(errorMessage(error))}`);
     }
   }
-  report.announced = await announceLostEnds(deps, now);
+  // The configured stall time, not an override: a command resuming its own runs at once must not announce the end
+  // of a run another process is announcing right now.
+  report.announced = await announceLostEnds(deps, now, deps.config.supervision.stallMinutes * 60_000);
   const line = `Supervisor: ${report.checked} run(s) in flight, ${report.resumed} resumed, ${report.ended} ended as stalled, ${report.announced} lost end event(s) sent, ${report.errors} error(s).`;
   if (report.resumed + report.ended + report.announced + report.errors > 0) deps.logger.warn(line);
   else deps.logger.info(line);

@@ -133,5 +133,6 @@ describe(`crash and resume: SIGKILL at ${CASES.length} seeded crash points (seed
     assert.equal(results.length, CASES.length, 'every crash case completed its checks');
     assert.equal(total.dataLost, 0);
     assert.equal(total.nonTerminal, 0);
+    assert.equal(total.lostEvents, 0, 'every ended run sent its end event (the supervisor sends a lost one)');
   });
 });

@@ -320,6 +320,27 @@ describe('an end event lost to a crash right after the ending write', () => {
     assert.equal(deps.telemetry.completed.length, 1);
     assert.equal(runOf(deps, runId).announced, true);
   });
+
+  it('is sent once the run has been silent for EXPORT_STALL_MINUTES when that is shorter than 2 minutes', async () => {
+    const deps = makeDeps({ env: { ...USD.env, EXPORT_STALL_MINUTES: '0.5' } });
+    const runId = await startUsd(deps);
+    deps.graph.scriptOperation('*', succeeded(makeManifest({ blobNames: [] })));
+    const record = deps.telemetry.runCompleted.bind(deps.telemetry);
+    deps.telemetry.runCompleted = () => {
+      throw new Error('process died');
+    };
+    await deliverNextStatus(deps).catch(() => undefined);
+    deps.telemetry.runCompleted = record;
+    assert.equal(runOf(deps, runId).status, 'succeeded');
+    assert.equal(runOf(deps, runId).announced, false);
+
+    deps.clock.advanceSeconds(20);
+    assert.equal((await superviseRuns(deps)).announced, 0, 'its own process still has time');
+    assert.equal((await superviseRuns(deps, { stallMinutes: 0 })).announced, 0, 'an override resumes, not announces');
+    deps.clock.advanceSeconds(15);
+    assert.equal((await superviseRuns(deps)).announced, 1);
+    assert.equal(deps.telemetry.completed.length, 1);
+  });
 });
 
 describe('10. a missing role on the host storage', () => {
