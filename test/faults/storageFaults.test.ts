@@ -192,7 +192,7 @@ describe('storage faults through fault proxies in front of Azurite', () => {
   });
 
   it('the destination container deleted mid-run: the run ends (not stuck) and no folder is misreported', async () => {
-    await host.stop();
+    await host.stop(); // this case's own host must be the only one serving the queues
     const container = uniqueName('deleted');
     env.containers.push(container);
     env.emulator.configure({ blobCount: 8, pollsBeforeSuccess: 1 }, 'TAE');
@@ -224,6 +224,7 @@ describe('storage faults through fault proxies in front of Azurite', () => {
   });
 
   it('a 403 from host storage (no role to send queue messages) fails the run at once, naming the role', async () => {
+    await host.stop(); // this case's own host must be the only one serving the queues
     const queueProxy = await startFaultProxy({
       target: env.azurite.queueEndpoint,
       decide: (request) =>
@@ -269,6 +270,7 @@ describe('storage faults through fault proxies in front of Azurite', () => {
   });
 
   it('host storage failing for the first currency of the timer does not stop the others; the invocation fails naming it', async () => {
+    await host.stop(); // this case's own host must be the only one serving the queues
     const tableProxy = await startFaultProxy({
       target: env.azurite.tableEndpoint,
       decide: (request) =>
@@ -323,6 +325,7 @@ describe('storage faults through fault proxies in front of Azurite', () => {
   });
 
   it('sending the first status check fails after Graph accepted: the run is still checked and completes', async () => {
+    await host.stop(); // this case's own host must be the only one serving the queues
     let refused = 0;
     const queueProxy = await startFaultProxy({
       target: env.azurite.queueEndpoint,
@@ -360,6 +363,7 @@ describe('storage faults through fault proxies in front of Azurite', () => {
   });
 
   it('an export with zero blobs whose completion write fails once still ends, exactly once', async () => {
+    await host.stop(); // this case's own host must be the only one serving the queues
     let refused = 0;
     const tableProxy = await startFaultProxy({
       target: env.azurite.tableEndpoint,
@@ -393,6 +397,14 @@ describe('storage faults through fault proxies in front of Azurite', () => {
         `${run?.status} ${run?.error ?? ''}`,
       );
       assert.ok(refused >= 4, 'the completion write was refused');
+      // The end event reaches the ingestion endpoint a moment after the ledger write (telemetry is flushed every
+      // 300 ms): wait for it, then for any second one.
+      await env.waitUntil(
+        'its end event',
+        async () => (terminalEvents(env, runId).length > 0 ? true : undefined),
+        10_000,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 1000));
       assert.equal(terminalEvents(env, runId).length, 1, 'ended once');
       const report = await checkSeries(env, { currency: 'TAH', expectSuccess: false });
       assert.deepEqual(report.problems, [], describeReport(report));
