@@ -192,7 +192,6 @@ export interface RunLedger {
   listRuns(query: RunQuery): Promise<RunRecord[]>;
   /** Creates the blob rows that do not exist yet (pending). */
   addBlobs(runId: string, names: string[]): Promise<void>;
-  /** Sets a copied blob back to pending (its copy went missing from the destination). */
   /** Sets a copied blob back to pending (it went missing from the destination), counting the re-copy. */
   markBlobPending(runId: string, name: string, recopies: number): Promise<void>;
   getBlob(runId: string, name: string): Promise<BlobRecord | undefined>;

@@ -1,10 +1,10 @@
 import { crashPoint } from '../crashPoints';
-import { errorMessage } from '../errors';
+import { classifyError, errorMessage } from '../errors';
 import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
 import { resumeCopying } from './pollExportStatus';
 import type { RunRecord, RunStatus } from './ports';
-import { advance, announceEnd, endRun, isTerminal, runLogger, withRun } from './runStateMachine';
+import { advance, announceEnd, endRun, handleStepError, isTerminal, runLogger, withRun } from './runStateMachine';
 
 /** What one sweep of the supervisor found and did. */
 export interface SupervisionReport {
@@ -21,14 +21,16 @@ export interface SupervisionReport {
 }
 
 /**
- * An ended run's own process gets this long to send its end event before the supervisor does: 2 minutes, or the
- * stall time when that is shorter (a step silent that long is taken for dead anyway).
+ * How long an ended run's own process gets to send its end event before the supervisor does: 2 minutes, or the
+ * stall time when that is shorter, but never less than 15 s, longer than the telemetry flush may take (10 s,
+ * DEFAULT_FLUSH_TIMEOUT_MS) plus the `announced` write, so that a live process still flushing is not doubled.
  */
-const ANNOUNCE_GRACE_MS = 2 * 60_000;
+export function announceGraceMs(stallMinutes: number): number {
+  return Math.max(15_000, Math.min(2 * 60_000, stallMinutes * 60_000));
+}
 
 /** Sends the end event of runs that ended without it (their process died right after the ending write). */
-async function announceLostEnds(deps: PipelineDeps, now: Date, stallMs: number): Promise<number> {
-  const graceMs = Math.min(ANNOUNCE_GRACE_MS, stallMs);
+async function announceLostEnds(deps: PipelineDeps, now: Date, graceMs: number): Promise<number> {
   const since = new Date(now.getTime() - LOOKBACK_DAYS * 86400_000).toISOString();
   let sent = 0;
   for (const run of await deps.ledger.listRuns({ unannounced: true, since })) {
@@ -76,13 +78,24 @@ export async function superviseRuns(
       if (outcome === 'resumed') report.resumed += 1;
       if (outcome === 'ended') report.ended += 1;
     } catch (error) {
+      if (!classifyError(error).retryable) {
+        // Resuming the run met a final error (a blob that keeps going missing, a missing role): the run fails with
+        // it now, as the step's own handler would have failed it, instead of waiting to stall.
+        try {
+          await handleStepError(deps, run, error);
+          report.ended += 1;
+          continue;
+        } catch {
+          // Recording the failure failed for a transient reason: counted as an error below, the next sweep retries.
+        }
+      }
       report.errors += 1;
       runLogger(deps, run).error(`The supervisor could not look after this run: ${redact(errorMessage(error))}`);
     }
   }
   // The configured stall time, not an override: a command resuming its own runs at once must not announce the end
   // of a run another process is announcing right now.
-  report.announced = await announceLostEnds(deps, now, deps.config.supervision.stallMinutes * 60_000);
+  report.announced = await announceLostEnds(deps, now, announceGraceMs(deps.config.supervision.stallMinutes));
   const line = `Supervisor: ${report.checked} run(s) in flight, ${report.resumed} resumed, ${report.ended} ended as stalled, ${report.announced} lost end event(s) sent, ${report.errors} error(s).`;
   if (report.resumed + report.ended + report.announced + report.errors > 0) deps.logger.warn(line);
   else deps.logger.info(line);

@@ -8,6 +8,7 @@ import { parseCopyMessage, parseStatusMessage } from '../../src/pipeline/message
 import { pollExportStatus } from '../../src/pipeline/pollExportStatus';
 import type { ExportManifest, RunRecord } from '../../src/pipeline/ports';
 import { type StartedRun, type StartRequest, startExports } from '../../src/pipeline/startExports';
+import { superviseRuns } from '../../src/pipeline/superviseRuns';
 import {
   type DepsOverrides,
   drain,
@@ -620,6 +621,36 @@ describe('copyExportBlob and the fan-in', () => {
     assert.match(row.error ?? '', new RegExp(`copied ${MAX_RECOPIES + 1} times, but .* still does not hold it`));
     assert.equal(deps.copier.calls.filter((c) => c.destinationPath === victim).length, MAX_RECOPIES + 1);
     assert.equal(deps.destination.writeCount(`${path}/manifest.json`), 0);
+    assert.equal(deps.telemetry.failed.length, 1);
+  });
+
+  it('lets the supervisor fail with COPY_FAILED a run whose last copy handler stopped before it met the limit', async () => {
+    const { deps, runId } = await copyingRun();
+    const path = expectedPath(runId);
+    const victim = `${path}/${makeManifest().blobs[0]!.name}`;
+    const list = deps.destination.list.bind(deps.destination);
+    let outage = false;
+    deps.destination.list = async (prefix) => {
+      if (outage) throw new ExportError('DESTINATION_UNAVAILABLE', 'The server is busy.', { retryable: true });
+      return (await list(prefix)).filter((b) => b.path !== victim);
+    };
+    for (let round = 0; round < MAX_RECOPIES; round++) {
+      for (const raw of deps.queue.takeCopies()) await deliverCopy(deps, raw);
+    }
+    // The last re-copy lands, then its fan-in meets an outage and the message is lost with its worker.
+    const last = deps.queue.takeCopies();
+    assert.equal(last.length, 1);
+    outage = true;
+    await assert.rejects(deliverCopy(deps, last[0]!));
+    outage = false;
+    assert.equal(run(deps, runId).status, 'copying');
+
+    deps.clock.advanceSeconds(deps.config.supervision.stallMinutes * 60 + 1);
+    const report = await superviseRuns(deps);
+    assert.deepEqual({ ended: report.ended, errors: report.errors }, { ended: 1, errors: 0 });
+    const row = run(deps, runId);
+    assert.equal(row.status, 'failed');
+    assert.equal(row.errorCode, 'COPY_FAILED');
     assert.equal(deps.telemetry.failed.length, 1);
   });
 

@@ -321,26 +321,31 @@ describe('an end event lost to a crash right after the ending write', () => {
     assert.equal(runOf(deps, runId).announced, true);
   });
 
-  it('is sent once the run has been silent for EXPORT_STALL_MINUTES when that is shorter than 2 minutes', async () => {
-    const deps = makeDeps({ env: { ...USD.env, EXPORT_STALL_MINUTES: '0.5' } });
-    const runId = await startUsd(deps);
-    deps.graph.scriptOperation('*', succeeded(makeManifest({ blobNames: [] })));
-    const record = deps.telemetry.runCompleted.bind(deps.telemetry);
-    deps.telemetry.runCompleted = () => {
-      throw new Error('process died');
-    };
-    await deliverNextStatus(deps).catch(() => undefined);
-    deps.telemetry.runCompleted = record;
-    assert.equal(runOf(deps, runId).status, 'succeeded');
-    assert.equal(runOf(deps, runId).announced, false);
+  for (const [stall, graceSeconds] of [
+    ['0.5', 30],
+    ['0.05', 15],
+  ] as const) {
+    it(`is sent after ${graceSeconds} s of silence with EXPORT_STALL_MINUTES=${stall} (the stall time when shorter than 2 min, never under 15 s)`, async () => {
+      const deps = makeDeps({ env: { ...USD.env, EXPORT_STALL_MINUTES: stall } });
+      const runId = await startUsd(deps);
+      deps.graph.scriptOperation('*', succeeded(makeManifest({ blobNames: [] })));
+      const record = deps.telemetry.runCompleted.bind(deps.telemetry);
+      deps.telemetry.runCompleted = () => {
+        throw new Error('process died');
+      };
+      await deliverNextStatus(deps).catch(() => undefined);
+      deps.telemetry.runCompleted = record;
+      assert.equal(runOf(deps, runId).status, 'succeeded');
+      assert.equal(runOf(deps, runId).announced, false);
 
-    deps.clock.advanceSeconds(20);
-    assert.equal((await superviseRuns(deps)).announced, 0, 'its own process still has time');
-    assert.equal((await superviseRuns(deps, { stallMinutes: 0 })).announced, 0, 'an override resumes, not announces');
-    deps.clock.advanceSeconds(15);
-    assert.equal((await superviseRuns(deps)).announced, 1);
-    assert.equal(deps.telemetry.completed.length, 1);
-  });
+      deps.clock.advanceSeconds(graceSeconds - 5);
+      assert.equal((await superviseRuns(deps)).announced, 0, 'its own process may still be flushing');
+      assert.equal((await superviseRuns(deps, { stallMinutes: 0 })).announced, 0, 'an override resumes, not announces');
+      deps.clock.advanceSeconds(6);
+      assert.equal((await superviseRuns(deps)).announced, 1);
+      assert.equal(deps.telemetry.completed.length, 1);
+    });
+  }
 });
 
 describe('10. a missing role on the host storage', () => {

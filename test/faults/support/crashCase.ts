@@ -3,6 +3,7 @@
  * a fresh host (and, when the run is overdue, the supervisor) takes over; the invariants must hold.
  */
 import { TERMINAL_STATUSES } from '../../../src/pipeline/ports';
+import { announceGraceMs } from '../../../src/pipeline/superviseRuns';
 import type { FaultEnv, HostExit, HostProcess } from './faultEnv';
 import { checkSeries, type InvariantReport, terminalEvents } from './invariants';
 
@@ -24,6 +25,8 @@ export interface CrashCaseResult {
   exit: HostExit;
   report: InvariantReport;
   supervisorCalls: number;
+  /** Ended runs whose end event the killed process lost, sent by the supervisor. */
+  eventsAnnounced: number;
   restPosts: number;
   /** Seconds from the start to the end of the checks. */
   seconds: number;
@@ -74,21 +77,27 @@ export async function finishWithSupervisor(env: FaultEnv, currency: string, firs
 
 /**
  * A run that ended in a process killed before it sent the end event (or marked it sent) has no ExportRunCompleted /
- * ExportRunFailed: once the run has been silent for the stall time, one supervisor sweep must send it. Returns the
- * supervisor calls made (0 when every ended run has its event).
+ * ExportRunFailed: once the supervisor's grace for it has passed, one sweep must send it. Returns how many ended runs
+ * had no event before that sweep (0, and no sweep, when every ended run has its event).
  */
 async function announceWithSupervisor(env: FaultEnv, currency: string): Promise<number> {
-  const silent = async () => {
-    // The live host flushes its telemetry every 300 ms: give an event already sent time to arrive.
-    await sleep(1000);
-    return (await env.runsOf(currency)).filter(
+  const silent = async () =>
+    (await env.runsOf(currency)).filter(
       (r) => TERMINAL_STATUSES.includes(r.status) && terminalEvents(env, r.runId).length === 0,
     );
-  };
-  if ((await silent()).length === 0) return 0;
-  await sleep(stallMs(env) + 500);
+  // The live host flushes its telemetry every 300 ms: give an event already sent time to arrive.
+  const deadline = Date.now() + 10_000;
+  let missing = await silent();
+  while (missing.length > 0 && Date.now() < deadline) {
+    await sleep(250);
+    missing = await silent();
+  }
+  if (missing.length === 0) return 0;
+  const lastWrite = Math.max(...missing.map((r) => Date.parse(r.updatedAt)));
+  const grace = announceGraceMs(Number(env.settings['EXPORT_STALL_MINUTES'] ?? '0.05'));
+  await sleep(Math.max(0, lastWrite + grace + 1000 - Date.now()));
   await env.supervise({ name: `supervisor-announce:${currency}` });
-  return 1;
+  return missing.length;
 }
 
 /**
@@ -170,6 +179,7 @@ export async function runCrashCase(env: FaultEnv, c: CrashCase, currency: string
 
   let supervisorCalls = 0;
   let restPosts = 0;
+  let eventsAnnounced = 0;
   if (c.supervisorCrash !== undefined) {
     // Nobody serves the queues: wait until the run is overdue, then the supervisor dies after resuming it.
     await sleep(stallMs(env) + 500);
@@ -196,11 +206,21 @@ export async function runCrashCase(env: FaultEnv, c: CrashCase, currency: string
     }
     // Redelivered messages should finish the run; what they cannot, the supervisor resumes or fails.
     supervisorCalls += await finishWithSupervisor(env, currency);
-    supervisorCalls += await announceWithSupervisor(env, currency);
+    eventsAnnounced = await announceWithSupervisor(env, currency);
+    if (eventsAnnounced > 0) supervisorCalls++;
   } finally {
     await b.stop();
   }
 
   const report = await checkSeries(env, { currency, allowedOrphanExports: Math.min(unowned, 1) });
-  return { label, currency, exit, report, supervisorCalls, restPosts, seconds: (Date.now() - began) / 1000 };
+  return {
+    label,
+    currency,
+    exit,
+    report,
+    supervisorCalls,
+    eventsAnnounced,
+    restPosts,
+    seconds: (Date.now() - began) / 1000,
+  };
 }

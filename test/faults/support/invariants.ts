@@ -25,8 +25,6 @@ export interface SeriesExpectation {
   expectSuccess?: boolean;
   /** Graph exports no run owns that are acceptable (the documented window); default 0. */
   allowedOrphanExports?: number;
-  /** Runs whose terminal event may be lost (their final transition was made by a killed process). */
-  eventMayBeLost?: Set<string>;
   container?: string;
 }
 
@@ -38,7 +36,6 @@ export interface InvariantReport {
   orphanExports: number;
   dataLost: number;
   blobsVerified: number;
-  lostEvents: number;
   problems: string[];
 }
 
@@ -58,7 +55,6 @@ export function emptyReport(): InvariantReport {
     orphanExports: 0,
     dataLost: 0,
     blobsVerified: 0,
-    lostEvents: 0,
     problems: [],
   };
 }
@@ -71,7 +67,6 @@ export function addReports(into: InvariantReport, from: InvariantReport): Invari
   into.orphanExports += from.orphanExports;
   into.dataLost += from.dataLost;
   into.blobsVerified += from.blobsVerified;
-  into.lostEvents += from.lostEvents;
   into.problems.push(...from.problems);
   return into;
 }
@@ -98,12 +93,7 @@ export async function checkSeries(env: FaultEnv, expectation: SeriesExpectation)
   // Telemetry arrives a moment after the ledger write (the hosts flush every 300 ms): give it time.
   const deadline = Date.now() + 10_000;
   const missing = () =>
-    runs.filter(
-      (r) =>
-        TERMINAL_STATUSES.includes(r.status) &&
-        !expectation.eventMayBeLost?.has(r.runId) &&
-        terminalEvents(env, r.runId).length === 0,
-    );
+    runs.filter((r) => TERMINAL_STATUSES.includes(r.status) && terminalEvents(env, r.runId).length === 0);
   while (missing().length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
 
   for (const run of runs) {
@@ -119,8 +109,7 @@ export async function checkSeries(env: FaultEnv, expectation: SeriesExpectation)
         `run ${run.runId} ended ${events.length} times: ${events.map((e) => `${e.name}/${e.properties['status']}`).join(', ')}`,
       );
     } else if (terminal && events.length === 0) {
-      if (expectation.eventMayBeLost?.has(run.runId)) report.lostEvents++;
-      else problem(`run ${run.runId} is ${run.status} but sent no ExportRunCompleted/ExportRunFailed`);
+      problem(`run ${run.runId} is ${run.status} but sent no ExportRunCompleted/ExportRunFailed`);
     } else if (events.length === 1 && terminal && events[0]?.properties['status'] !== run.status) {
       problem(`run ${run.runId} is ${run.status} but its event says ${events[0]?.properties['status']}`);
     } else if (events.length === 1 && !terminal) {
