@@ -12,7 +12,7 @@ export interface SupervisionReport {
   checked: number;
   /** Runs whose overdue next step was sent again. */
   resumed: number;
-  /** Runs failed with RUN_STALLED (or completed from their manifest.json). */
+  /** Runs failed with RUN_STALLED or a final error met while resuming them (or completed from their manifest.json). */
   ended: number;
   /** Ended runs whose end event a crash had lost, sent now. */
   announced: number;
@@ -96,7 +96,7 @@ export async function superviseRuns(
   // The configured stall time, not an override: a command resuming its own runs at once must not announce the end
   // of a run another process is announcing right now.
   report.announced = await announceLostEnds(deps, now, announceGraceMs(deps.config.supervision.stallMinutes));
-  const line = `Supervisor: ${report.checked} run(s) in flight, ${report.resumed} resumed, ${report.ended} ended as stalled, ${report.announced} lost end event(s) sent, ${report.errors} error(s).`;
+  const line = `Supervisor: ${report.checked} run(s) in flight, ${report.resumed} resumed, ${report.ended} ended (stalled, or a final error), ${report.announced} lost end event(s) sent, ${report.errors} error(s).`;
   if (report.resumed + report.ended + report.announced + report.errors > 0) deps.logger.warn(line);
   else deps.logger.info(line);
   return report;
