@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { EMULATOR_DEV_TOKEN } from '../adapters/graph/devToken';
-import { type AzuriteInstance, MS_BILLING_ACCOUNT, startAzurite } from '../local/azurite';
+import { type AzuriteInstance, exportSourceStorage, startAzurite } from '../local/azurite';
 import {
   DEFAULT_SCENARIO,
   type EmulatorScenario,
@@ -190,11 +190,7 @@ export async function runEmulatorCommand(argv: string[]): Promise<void> {
     let storage = options.azurite;
     if (storage === undefined) {
       azurite = await startAzurite();
-      storage = {
-        blobEndpoint: `${azurite.blobEndpoint}/${MS_BILLING_ACCOUNT.name}`,
-        accountName: MS_BILLING_ACCOUNT.name,
-        accountKey: azurite.accountKey(MS_BILLING_ACCOUNT.name),
-      };
+      storage = exportSourceStorage(azurite);
     }
     emulator = await startPartnerBillingEmulator({
       storage,

@@ -53,6 +53,19 @@ export const MS_BILLING_ACCOUNT: AzuriteAccount = {
   key: Buffer.from('csp-unbilled-export/msbilling/development-key/not-a-secret/00001').toString('base64'),
 };
 
+/** Microsoft's export storage on a running Azurite (the account the partner billing emulator writes to). */
+export function exportSourceStorage(azurite: Pick<AzuriteInstance, 'blobEndpoint' | 'accountKey'>): {
+  blobEndpoint: string;
+  accountName: string;
+  accountKey: string;
+} {
+  return {
+    blobEndpoint: `${azurite.blobEndpoint}/${MS_BILLING_ACCOUNT.name}`,
+    accountName: MS_BILLING_ACCOUNT.name,
+    accountKey: azurite.accountKey(MS_BILLING_ACCOUNT.name),
+  };
+}
+
 /** Host storage (queues, tables), the destination, and Microsoft's export storage. */
 export const AZURITE_ACCOUNTS: readonly AzuriteAccount[] = [
   DEV_STORE_ACCOUNT,

@@ -9,7 +9,7 @@ import { ExportError } from '../errors';
 import {
   type AzuriteInstance,
   DEV_STORE_ACCOUNT,
-  MS_BILLING_ACCOUNT,
+  exportSourceStorage,
   PARTNER_DEST_ACCOUNT,
   runningAzurite,
   startAzurite,
@@ -101,11 +101,7 @@ async function startEmbeddedEmulator(
   note: (line: string) => void,
 ): Promise<PartnerBillingEmulator> {
   const options = {
-    storage: {
-      blobEndpoint: `${azurite.blobEndpoint}/${MS_BILLING_ACCOUNT.name}`,
-      accountName: MS_BILLING_ACCOUNT.name,
-      accountKey: azurite.accountKey(MS_BILLING_ACCOUNT.name),
-    },
+    storage: exportSourceStorage(azurite),
     scenario,
     ...(log === undefined ? {} : { log }),
     ...(folder === undefined ? {} : { operationStore: fileOperationStore(folder) }),

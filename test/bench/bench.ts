@@ -26,7 +26,7 @@ import { type PartnerBillingEmulator, startPartnerBillingEmulator } from '../../
 import {
   type AzuriteInstance,
   DEV_STORE_ACCOUNT,
-  MS_BILLING_ACCOUNT,
+  exportSourceStorage,
   PARTNER_DEST_ACCOUNT,
   startAzurite,
 } from '../../src/local/azurite';
@@ -196,11 +196,7 @@ async function startServices(): Promise<Services> {
   const azurite = await startAzurite();
   const lines: EmulatorLine[] = [];
   const emulator = await startPartnerBillingEmulator({
-    storage: {
-      blobEndpoint: `${azurite.blobEndpoint}/${MS_BILLING_ACCOUNT.name}`,
-      accountName: MS_BILLING_ACCOUNT.name,
-      accountKey: azurite.accountKey(MS_BILLING_ACCOUNT.name),
-    },
+    storage: exportSourceStorage(azurite),
     scenario: { pollsBeforeSuccess: 0, retryAfterSeconds: 1, blobCount: 1, rowsPerBlob: 100 },
     log: (line) => {
       const match = /^emulator: (\w+) (\S+) -> (\d+)$/.exec(line);
@@ -467,11 +463,7 @@ async function floorCopy(services: Services, runId: string, container: string, c
   const run = (await services.ledger.getRun(runId))?.value;
   const names = (await services.ledger.listBlobs(runId)).map((blob) => blob.name);
   if (run?.rootDirectory === undefined) throw new Error(`Run ${runId} has no rootDirectory.`);
-  const store = createExportDataStore({
-    blobEndpoint: `${services.azurite.blobEndpoint}/${MS_BILLING_ACCOUNT.name}`,
-    accountName: MS_BILLING_ACCOUNT.name,
-    accountKey: MS_BILLING_ACCOUNT.key,
-  });
+  const store = createExportDataStore(exportSourceStorage(services.azurite));
   const sas = store.sasToken(new Date(Date.now() + 3600_000));
   const destination = new ContainerClient(
     `${services.azurite.blobEndpoint}/${PARTNER_DEST_ACCOUNT.name}/${container}`,
@@ -914,11 +906,7 @@ async function main(): Promise<void> {
 
     if (want('6')) {
       log(`item 6: streaming fallback of a ${options.streamMiB} MiB blob (generating it first)`);
-      const store = createExportDataStore({
-        blobEndpoint: `${services.azurite.blobEndpoint}/${MS_BILLING_ACCOUNT.name}`,
-        accountName: MS_BILLING_ACCOUNT.name,
-        accountKey: MS_BILLING_ACCOUNT.key,
-      });
+      const store = createExportDataStore(exportSourceStorage(services.azurite));
       const spec = {
         currency: 'USD',
         attributeSet: 'full' as const,

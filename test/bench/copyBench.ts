@@ -32,7 +32,7 @@ import {
 import { loadConfig } from '../../src/config';
 import { createExportDataStore, type DatasetSpec, type GeneratedDataset } from '../../src/emulator/exportDataStore';
 import { usageBlobChunks } from '../../src/emulator/usageData';
-import { type AzuriteInstance, MS_BILLING_ACCOUNT, PARTNER_DEST_ACCOUNT, startAzurite } from '../../src/local/azurite';
+import { type AzuriteInstance, exportSourceStorage, PARTNER_DEST_ACCOUNT, startAzurite } from '../../src/local/azurite';
 
 const MiB = 1024 * 1024;
 const WORKER_FLAG = '--bench-worker';
@@ -550,11 +550,7 @@ async function bench(azurite: AzuriteInstance, options: BenchOptions, net: NetCo
   log(`copier options ${JSON.stringify(copierOptions)}, stream buffer ${options.bufferMiB} MiB`);
 
   // 3. Data generation (also the source data of 1 and 2).
-  const store = createExportDataStore({
-    blobEndpoint: `${azurite.blobEndpoint}/${MS_BILLING_ACCOUNT.name}`,
-    accountName: MS_BILLING_ACCOUNT.name,
-    accountKey: MS_BILLING_ACCOUNT.key,
-  });
+  const store = createExportDataStore(exportSourceStorage(azurite));
   const base = {
     currency: 'USD',
     attributeSet: 'full' as const,

@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { EMULATOR_DEV_TOKEN } from '../../src/adapters/graph/devToken';
@@ -11,72 +9,20 @@ import {
   startPartnerBillingEmulator,
 } from '../../src/emulator/partnerBillingEmulator';
 import { BASIC_USAGE_COLUMNS, FULL_USAGE_COLUMNS } from '../../src/emulator/usageColumns';
-import { MS_BILLING_ACCOUNT } from '../../src/local/azurite';
+import { exportSourceStorage } from '../../src/local/azurite';
 import { useAzurite } from '../support/azurite';
-
-interface Reply {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
-}
+import { asRecord, asString, json, type Reply, send } from '../support/http';
 
 const GUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 const EXPORT_PATH = '/reports/partners/billing/usage/unbilled/export';
 const NAMESPACED_EXPORT_PATH = '/reports/partners/billing/usage/unbilled/microsoft.graph.partners.billing.export';
-
-function asRecord(value: unknown, what = 'value'): Record<string, unknown> {
-  assert.ok(typeof value === 'object' && value !== null && !Array.isArray(value), `${what} is not a JSON object`);
-  return value as Record<string, unknown>;
-}
-
-function asString(value: unknown, what = 'value'): string {
-  assert.equal(typeof value, 'string', `${what} is not a string`);
-  return value as string;
-}
-
-function json(reply: Reply): Record<string, unknown> {
-  return asRecord(JSON.parse(reply.body.toString('utf8')), 'response body');
-}
-
-function send(
-  url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string; ca?: string | undefined } = {},
-): Promise<Reply> {
-  const target = new URL(url);
-  const make = target.protocol === 'https:' ? httpsRequest : httpRequest;
-  return new Promise((resolve, reject) => {
-    const req = make(
-      target,
-      {
-        method: options.method ?? 'GET',
-        headers: options.headers ?? {},
-        agent: false,
-        ...(target.protocol === 'https:' ? { ca: options.ca } : {}),
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
 
 const azurite = useAzurite();
 
 describe('partner billing emulator', () => {
   let emulator: PartnerBillingEmulator;
 
-  const storageOptions = (): EmulatorOptions['storage'] => ({
-    blobEndpoint: `${azurite().blobEndpoint}/${MS_BILLING_ACCOUNT.name}`,
-    accountName: MS_BILLING_ACCOUNT.name,
-    accountKey: azurite().accountKey(MS_BILLING_ACCOUNT.name),
-  });
+  const storageOptions = (): EmulatorOptions['storage'] => exportSourceStorage(azurite());
 
   const baseScenario = {
     dialect: 'inline',

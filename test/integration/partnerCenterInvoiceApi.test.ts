@@ -7,7 +7,7 @@ import { emulatorCredential, emulatorPartnerCenterCredential } from '../../src/c
 import { exportRequestFor } from '../../src/datasets';
 import { type PartnerBillingEmulator, startPartnerBillingEmulator } from '../../src/emulator/partnerBillingEmulator';
 import { isExportError } from '../../src/errors';
-import { MS_BILLING_ACCOUNT } from '../../src/local/azurite';
+import { exportSourceStorage } from '../../src/local/azurite';
 import { useAzurite } from '../support/azurite';
 
 const azurite = useAzurite();
@@ -29,11 +29,7 @@ describe('Partner Center invoices client and dataset exports against the emulato
 
   before(async () => {
     emulator = await startPartnerBillingEmulator({
-      storage: {
-        blobEndpoint: `${azurite().blobEndpoint}/${MS_BILLING_ACCOUNT.name}`,
-        accountName: MS_BILLING_ACCOUNT.name,
-        accountKey: azurite().accountKey(MS_BILLING_ACCOUNT.name),
-      },
+      storage: exportSourceStorage(azurite()),
       scenario: { pollsBeforeSuccess: 0, blobCount: 1, rowsPerBlob: 10 },
     });
   });

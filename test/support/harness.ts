@@ -20,6 +20,7 @@ import {
 import {
   type AzuriteInstance,
   DEV_STORE_ACCOUNT,
+  exportSourceStorage,
   MS_BILLING_ACCOUNT,
   PARTNER_DEST_ACCOUNT,
   startAzurite,
@@ -190,11 +191,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     azurite = await startAzurite();
     const az = azurite;
     emulator = await startPartnerBillingEmulator({
-      storage: {
-        blobEndpoint: `${az.blobEndpoint}/${MS_BILLING_ACCOUNT.name}`,
-        accountName: MS_BILLING_ACCOUNT.name,
-        accountKey: az.accountKey(MS_BILLING_ACCOUNT.name),
-      },
+      storage: exportSourceStorage(az),
       scenario: { ...TEST_SCENARIO, ...options.scenario },
     });
     ingestion = await startIngestionServer();

@@ -19,6 +19,7 @@ import {
 import {
   type AzuriteInstance,
   DEV_STORE_ACCOUNT,
+  exportSourceStorage,
   MS_BILLING_ACCOUNT,
   PARTNER_DEST_ACCOUNT,
   startAzurite,
@@ -126,11 +127,7 @@ export async function startFaultEnv(options: FaultEnvOptions = {}): Promise<Faul
   let ingestion: IngestionServer | undefined;
   try {
     emulator = await startPartnerBillingEmulator({
-      storage: {
-        blobEndpoint: `${azurite.blobEndpoint}/${MS_BILLING_ACCOUNT.name}`,
-        accountName: MS_BILLING_ACCOUNT.name,
-        accountKey: azurite.accountKey(MS_BILLING_ACCOUNT.name),
-      },
+      storage: exportSourceStorage(azurite),
       scenario: { pollsBeforeSuccess: 1, retryAfterSeconds: 1, blobCount: 2, rowsPerBlob: 100, ...options.scenario },
     });
     ingestion = await startIngestionServer();
