@@ -126,6 +126,27 @@ describe('storage faults through fault proxies in front of Azurite', () => {
     };
   }
 
+  /**
+   * This case's own host, whose host storage reaches its queue or table service through `proxy`. The shared host
+   * stops first: this one must be the only one serving the queues, or the shared one answers past the proxy.
+   */
+  async function spawnHostBehind(
+    name: string,
+    service: 'queue' | 'table',
+    proxy: FaultProxy,
+    extra: Record<string, string> = {},
+  ): Promise<HostProcess> {
+    await host.stop();
+    const hostConnection = connectionString(
+      DEV_STORE_ACCOUNT.name,
+      env.azurite.accountKey(DEV_STORE_ACCOUNT.name),
+      env.azurite.blobEndpoint,
+      service === 'queue' ? proxy.origin : env.azurite.queueEndpoint,
+      service === 'table' ? proxy.origin : env.azurite.tableEndpoint,
+    );
+    return env.spawnHost({ name, env: { ...destinationSettings(), AzureWebJobsStorage: hostConnection, ...extra } });
+  }
+
   async function startAndSettle(h: HostProcess, currencies: string[]) {
     const posted = await env.post(h, { currencies });
     assert.equal(posted.status, 202, JSON.stringify(posted.json));
@@ -224,7 +245,6 @@ describe('storage faults through fault proxies in front of Azurite', () => {
   });
 
   it('a 403 from host storage (no role to send queue messages) fails the run at once, naming the role', async () => {
-    await host.stop(); // this case's own host must be the only one serving the queues
     const queueProxy = await startFaultProxy({
       target: env.azurite.queueEndpoint,
       decide: (request) =>
@@ -236,16 +256,8 @@ describe('storage faults through fault proxies in front of Azurite', () => {
             )
           : undefined,
     });
-    const hostConnection = connectionString(
-      DEV_STORE_ACCOUNT.name,
-      env.azurite.accountKey(DEV_STORE_ACCOUNT.name),
-      env.azurite.blobEndpoint,
-      queueProxy.origin,
-      env.azurite.tableEndpoint,
-    );
-    const h = await env.spawnHost({
-      name: 'storage-host-403',
-      env: { ...destinationSettings(), AzureWebJobsStorage: hostConnection, FAULTS_RECEIVE_VISIBILITY_SECONDS: '8' },
+    const h = await spawnHostBehind('storage-host-403', 'queue', queueProxy, {
+      FAULTS_RECEIVE_VISIBILITY_SECONDS: '8',
     });
     try {
       const [run] = await startAndSettle(h, ['TAF']);
@@ -270,7 +282,6 @@ describe('storage faults through fault proxies in front of Azurite', () => {
   });
 
   it('host storage failing for the first currency of the timer does not stop the others; the invocation fails naming it', async () => {
-    await host.stop(); // this case's own host must be the only one serving the queues
     const tableProxy = await startFaultProxy({
       target: env.azurite.tableEndpoint,
       decide: (request) =>
@@ -278,16 +289,8 @@ describe('storage faults through fault proxies in front of Azurite', () => {
           ? storageError(503, 'ServerBusy', 'The server is busy.')
           : undefined,
     });
-    const hostConnection = connectionString(
-      DEV_STORE_ACCOUNT.name,
-      env.azurite.accountKey(DEV_STORE_ACCOUNT.name),
-      env.azurite.blobEndpoint,
-      env.azurite.queueEndpoint,
-      tableProxy.origin,
-    );
-    const h = await env.spawnHost({
-      name: 'storage-timer-one-fails',
-      env: { ...destinationSettings(), AzureWebJobsStorage: hostConnection, EXPORT_CURRENCIES: 'UAA,UAB,UAC' },
+    const h = await spawnHostBehind('storage-timer-one-fails', 'table', tableProxy, {
+      EXPORT_CURRENCIES: 'UAA,UAB,UAC',
     });
     try {
       const response = await fetch(`${h.http}/admin/functions/startExportsTimer`, { method: 'POST' });
@@ -325,7 +328,6 @@ describe('storage faults through fault proxies in front of Azurite', () => {
   });
 
   it('sending the first status check fails after Graph accepted: the run is still checked and completes', async () => {
-    await host.stop(); // this case's own host must be the only one serving the queues
     let refused = 0;
     const queueProxy = await startFaultProxy({
       target: env.azurite.queueEndpoint,
@@ -335,17 +337,7 @@ describe('storage faults through fault proxies in front of Azurite', () => {
           ? storageError(503, 'ServerBusy', 'The server is busy.')
           : undefined,
     });
-    const hostConnection = connectionString(
-      DEV_STORE_ACCOUNT.name,
-      env.azurite.accountKey(DEV_STORE_ACCOUNT.name),
-      env.azurite.blobEndpoint,
-      queueProxy.origin,
-      env.azurite.tableEndpoint,
-    );
-    const h = await env.spawnHost({
-      name: 'storage-first-status-fails',
-      env: { ...destinationSettings(), AzureWebJobsStorage: hostConnection },
-    });
+    const h = await spawnHostBehind('storage-first-status-fails', 'queue', queueProxy);
     try {
       const posted = await env.post(h, { currencies: ['TAG'] });
       assert.ok([202, 500].includes(posted.status), JSON.stringify(posted.json));
@@ -363,7 +355,6 @@ describe('storage faults through fault proxies in front of Azurite', () => {
   });
 
   it('an export with zero blobs whose completion write fails once still ends, exactly once', async () => {
-    await host.stop(); // this case's own host must be the only one serving the queues
     let refused = 0;
     const tableProxy = await startFaultProxy({
       target: env.azurite.tableEndpoint,
@@ -375,17 +366,7 @@ describe('storage faults through fault proxies in front of Azurite', () => {
           ? storageError(503, 'ServerBusy', 'The server is busy.')
           : undefined,
     });
-    const hostConnection = connectionString(
-      DEV_STORE_ACCOUNT.name,
-      env.azurite.accountKey(DEV_STORE_ACCOUNT.name),
-      env.azurite.blobEndpoint,
-      env.azurite.queueEndpoint,
-      tableProxy.origin,
-    );
-    const h = await env.spawnHost({
-      name: 'storage-empty-export',
-      env: { ...destinationSettings(), AzureWebJobsStorage: hostConnection },
-    });
+    const h = await spawnHostBehind('storage-empty-export', 'table', tableProxy);
     try {
       const posted = await env.post(h, { currencies: ['TAH'] });
       assert.equal(posted.status, 202, JSON.stringify(posted.json));
