@@ -183,28 +183,6 @@ async function startOne(deps: PipelineDeps, request: StartRequest, target: Expor
   };
   await deps.ledger.createRun(run);
   crashPoint('start.afterRunRow');
-  if (deps.clock.now().getTime() - lockedAt > START_GRACE_MS / 2) {
-    // Recording the run took long: another starter may have taken the lock over meanwhile. Ask Graph only while
-    // the lock is still ours (the holder may take it again; nobody else is replaced here).
-    const other = await deps.ledger.acquireStartLock(key, runId, async () => false);
-    if (other !== undefined) {
-      const reason = `Superseded: recording this run took over ${START_GRACE_MS / 2000} s and run ${other} took the start lock of ${runLabel(target)} meanwhile; that run exports the data.`;
-      await endRun(deps, runId, 'failed', 'START_FAILED', reason);
-      return {
-        runId,
-        currency,
-        billingPeriod,
-        attributeSet,
-        dataset,
-        ...invoice,
-        status: 'failed',
-        alreadyInFlight: false,
-        error: reason,
-      };
-    }
-  }
-  runLogger(deps, run).info(`Run started (${request.trigger}).`);
-  deps.telemetry.runStarted(run);
   const result: StartedRun = {
     runId,
     currency,
@@ -215,6 +193,18 @@ async function startOne(deps: PipelineDeps, request: StartRequest, target: Expor
     status: 'starting',
     alreadyInFlight: false,
   };
+  if (deps.clock.now().getTime() - lockedAt > START_GRACE_MS / 2) {
+    // Recording the run took long: another starter may have taken the lock over meanwhile. Ask Graph only while
+    // the lock is still ours (the holder may take it again; nobody else is replaced here).
+    const other = await deps.ledger.acquireStartLock(key, runId, async () => false);
+    if (other !== undefined) {
+      const reason = `Superseded: recording this run took over ${START_GRACE_MS / 2000} s and run ${other} took the start lock of ${runLabel(target)} meanwhile; that run exports the data.`;
+      await endRun(deps, runId, 'failed', 'START_FAILED', reason);
+      return { ...result, status: 'failed', error: reason };
+    }
+  }
+  runLogger(deps, run).info(`Run started (${request.trigger}).`);
+  deps.telemetry.runStarted(run);
   try {
     const current = await deps.ledger.getRun(runId);
     if (current !== undefined) result.status = await requestExport(deps, current, 0);
