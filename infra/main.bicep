@@ -74,7 +74,7 @@ param exportSchedule string = '0 0 6 * * *'
 // Parameters: datasets (EXPORT_DATASETS, DESTINATION_PREFIX_*, EXPORT_INVOICE_*; README "Datasets")
 // ----------------------------------------------------------------------------
 
-@description('Optional. EXPORT_DATASETS: comma-separated datasets the daily timer exports, any of unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation (\'\': unbilledUsage). The no-success alert expects a success of each configured daily (unbilled) dataset per currency and period; the billed ones run once per invoice.')
+@description('Optional. EXPORT_DATASETS: comma-separated datasets the daily timer exports, any of unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation, billedAggregatedUsage (\'\': unbilledUsage). The no-success alert expects a success of each configured daily (unbilled) dataset per currency and period; the billed ones run once per invoice.')
 param exportDatasets string = 'unbilledUsage'
 
 @description('Optional. DESTINATION_PREFIX_UNBILLED_RECONCILIATION: folder of the unbilled invoice reconciliation dataset inside the container, without leading or trailing slash; every dataset needs its own folder.')
@@ -85,6 +85,9 @@ param destinationPrefixBilledUsage string = 'billed-usage'
 
 @description('Optional. DESTINATION_PREFIX_BILLED_RECONCILIATION: folder of the billed invoice reconciliation dataset (per invoice), without leading or trailing slash.')
 param destinationPrefixBilledReconciliation string = 'billed-reconciliation'
+
+@description('Optional. DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE: folder of the billed aggregated usage dataset (per invoice, always attributeSet=full), without leading or trailing slash.')
+param destinationPrefixBilledAggregatedUsage string = 'billed-aggregated-usage'
 
 @description('Optional. EXPORT_INVOICE_DISCOVERY: off, or partnerCenter: the daily timer lists the partner\'s invoices in Partner Center and exports the configured billed datasets of new ones (\'\': off). partnerCenter needs the app registration (graphTenantId, graphClientId, graphClientSecretUri) registered in Partner Center: a managed identity cannot be.')
 @allowed([
@@ -273,6 +276,7 @@ var datasetIdsByLowerName = {
   unbilledreconciliation: 'unbilledReconciliation'
   billedusage: 'billedUsage'
   billedreconciliation: 'billedReconciliation'
+  billedaggregatedusage: 'billedAggregatedUsage'
 }
 var dailyDatasetIds = [
   'unbilledUsage'
@@ -281,7 +285,7 @@ var dailyDatasetIds = [
 var datasetsInEffect = orDefault(exportDatasets, 'unbilledUsage')
 var datasetNames = filter(map(split(datasetsInEffect, ','), name => trim(name)), name => !empty(name))
 var unknownDatasetNames = filter(datasetNames, name => !contains(datasetIdsByLowerName, toLower(name)))
-var datasetsChecked = empty(unknownDatasetNames) && !empty(datasetNames) ? datasetsInEffect : fail('exportDatasets (EXPORT_DATASETS) "${datasetsInEffect}": ${empty(datasetNames) ? 'no dataset given' : 'not a dataset: ${join(unknownDatasetNames, ', ')}'}; accepted: any of unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation, comma-separated')
+var datasetsChecked = empty(unknownDatasetNames) && !empty(datasetNames) ? datasetsInEffect : fail('exportDatasets (EXPORT_DATASETS) "${datasetsInEffect}": ${empty(datasetNames) ? 'no dataset given' : 'not a dataset: ${join(unknownDatasetNames, ', ')}'}; accepted: any of unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation, billedAggregatedUsage, comma-separated')
 var configuredDatasets = union(map(filter(map(split(datasetsChecked, ','), name => trim(name)), name => !empty(name)), name => datasetIdsByLowerName[toLower(name)]), [])
 var dailyDatasets = filter(configuredDatasets, id => contains(dailyDatasetIds, id))
 
@@ -290,11 +294,13 @@ var dailyDatasets = filter(configuredDatasets, id => contains(dailyDatasetIds, i
 var unbilledReconciliationPrefixInEffect = orDefault(destinationPrefixUnbilledReconciliation, 'unbilled-reconciliation')
 var billedUsagePrefixInEffect = orDefault(destinationPrefixBilledUsage, 'billed-usage')
 var billedReconciliationPrefixInEffect = orDefault(destinationPrefixBilledReconciliation, 'billed-reconciliation')
+var billedAggregatedUsagePrefixInEffect = orDefault(destinationPrefixBilledAggregatedUsage, 'billed-aggregated-usage')
 var datasetFolders = [
   prefixInEffect
   unbilledReconciliationPrefixInEffect
   billedUsagePrefixInEffect
   billedReconciliationPrefixInEffect
+  billedAggregatedUsagePrefixInEffect
 ]
 var datasetFolderProblems = join(
   filter(
@@ -302,9 +308,10 @@ var datasetFolderProblems = join(
       folderProblem(unbilledReconciliationPrefixInEffect, 'destinationPrefixUnbilledReconciliation (DESTINATION_PREFIX_UNBILLED_RECONCILIATION)')
       folderProblem(billedUsagePrefixInEffect, 'destinationPrefixBilledUsage (DESTINATION_PREFIX_BILLED_USAGE)')
       folderProblem(billedReconciliationPrefixInEffect, 'destinationPrefixBilledReconciliation (DESTINATION_PREFIX_BILLED_RECONCILIATION)')
+      folderProblem(billedAggregatedUsagePrefixInEffect, 'destinationPrefixBilledAggregatedUsage (DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE)')
       length(union(datasetFolders, [])) == length(datasetFolders)
         ? ''
-        : 'two datasets share a folder (DESTINATION_PREFIX ${prefixInEffect}, DESTINATION_PREFIX_UNBILLED_RECONCILIATION ${unbilledReconciliationPrefixInEffect}, DESTINATION_PREFIX_BILLED_USAGE ${billedUsagePrefixInEffect}, DESTINATION_PREFIX_BILLED_RECONCILIATION ${billedReconciliationPrefixInEffect}): give each dataset its own folder'
+        : 'two datasets share a folder (DESTINATION_PREFIX ${prefixInEffect}, DESTINATION_PREFIX_UNBILLED_RECONCILIATION ${unbilledReconciliationPrefixInEffect}, DESTINATION_PREFIX_BILLED_USAGE ${billedUsagePrefixInEffect}, DESTINATION_PREFIX_BILLED_RECONCILIATION ${billedReconciliationPrefixInEffect}, DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE ${billedAggregatedUsagePrefixInEffect}): give each dataset its own folder'
     ],
     problem => !empty(problem)
   ),
@@ -313,6 +320,7 @@ var datasetFolderProblems = join(
 var unbilledReconciliationPrefixChecked = empty(datasetFolderProblems) ? unbilledReconciliationPrefixInEffect : fail('Dataset folders: ${datasetFolderProblems}')
 var billedUsagePrefixChecked = empty(datasetFolderProblems) ? billedUsagePrefixInEffect : fail('Dataset folders: ${datasetFolderProblems}')
 var billedReconciliationPrefixChecked = empty(datasetFolderProblems) ? billedReconciliationPrefixInEffect : fail('Dataset folders: ${datasetFolderProblems}')
+var billedAggregatedUsagePrefixChecked = empty(datasetFolderProblems) ? billedAggregatedUsagePrefixInEffect : fail('Dataset folders: ${datasetFolderProblems}')
 
 // Invoice discovery calls the Partner Center API, which accepts only tokens of an app registered in
 // Partner Center: with the managed identity every discovery would fail (PARTNER_CENTER_FAILED), so
@@ -483,6 +491,7 @@ var exportAppSettings = {
   DESTINATION_PREFIX_UNBILLED_RECONCILIATION: unbilledReconciliationPrefixChecked
   DESTINATION_PREFIX_BILLED_USAGE: billedUsagePrefixChecked
   DESTINATION_PREFIX_BILLED_RECONCILIATION: billedReconciliationPrefixChecked
+  DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE: billedAggregatedUsagePrefixChecked
   EXPORT_INVOICE_DISCOVERY: invoiceDiscoveryChecked
   EXPORT_INVOICE_MONTHS: invoiceMonthsChecked
   EXPORT_POLL_INITIAL_SECONDS: string(pollInitialSeconds)

@@ -10,7 +10,13 @@ export const ATTRIBUTE_SETS = ['full', 'basic'] as const;
 export type AttributeSet = (typeof ATTRIBUTE_SETS)[number];
 
 /** The partner billing datasets Graph exports (issue 10; descriptions in src/datasets.ts). */
-export const DATASET_IDS = ['unbilledUsage', 'unbilledReconciliation', 'billedUsage', 'billedReconciliation'] as const;
+export const DATASET_IDS = [
+  'unbilledUsage',
+  'unbilledReconciliation',
+  'billedUsage',
+  'billedReconciliation',
+  'billedAggregatedUsage',
+] as const;
 export type DatasetId = (typeof DATASET_IDS)[number];
 
 /** How new invoices are found for the billed datasets. */
@@ -165,7 +171,8 @@ export const SETTINGS: readonly SettingInfo[] = [
     name: 'EXPORT_DATASETS',
     required: false,
     default: 'unbilledUsage',
-    description: 'Datasets exported: any of unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation.',
+    description:
+      'Datasets exported: any of unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation, billedAggregatedUsage.',
   },
   {
     name: 'DESTINATION_PREFIX_UNBILLED_RECONCILIATION',
@@ -184,6 +191,12 @@ export const SETTINGS: readonly SettingInfo[] = [
     required: false,
     default: 'billed-reconciliation',
     description: 'Folder of the billed invoice reconciliation dataset (per invoice).',
+  },
+  {
+    name: 'DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE',
+    required: false,
+    default: 'billed-aggregated-usage',
+    description: 'Folder of the billed aggregated usage dataset (per invoice).',
   },
   {
     name: 'EXPORT_INVOICE_DISCOVERY',
@@ -571,6 +584,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     billedReconciliation: folderPath(
       read(env, 'DESTINATION_PREFIX_BILLED_RECONCILIATION') ?? 'billed-reconciliation',
       'DESTINATION_PREFIX_BILLED_RECONCILIATION',
+      problems,
+    ),
+    billedAggregatedUsage: folderPath(
+      read(env, 'DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE') ?? 'billed-aggregated-usage',
+      'DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE',
       problems,
     ),
   };

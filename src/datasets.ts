@@ -35,6 +35,11 @@ export interface DatasetDescription {
   defaultPrefix: string;
   /** `currency`: `billingMonth=/currency=/attributeSet=`; `invoice`: `billingMonth=/invoiceId=/attributeSet=`. */
   layout: 'currency' | 'invoice';
+  /**
+   * Whether the export takes an `attributeSet`. One that takes none exports one column set, recorded and laid
+   * out as `full` so that every dataset keeps one folder shape.
+   */
+  acceptsAttributeSet: boolean;
 }
 
 const unbilledBody = (run: DatasetRunKey): Record<string, string> => ({
@@ -48,6 +53,9 @@ const billedBody = (run: DatasetRunKey): Record<string, string> => ({
   attributeSet: run.attributeSet,
 });
 
+/** Billed aggregated usage takes the invoice only (Graph v1.0 and Microsoft.Graph 6.10.0: no attributeSet). */
+const invoiceOnlyBody = (run: DatasetRunKey): Record<string, string> => ({ invoiceId: run.invoiceId ?? '' });
+
 /** Every dataset, by id. */
 export const DATASETS: Readonly<Record<DatasetId, DatasetDescription>> = {
   unbilledUsage: {
@@ -59,6 +67,7 @@ export const DATASETS: Readonly<Record<DatasetId, DatasetDescription>> = {
     prefixSetting: 'DESTINATION_PREFIX',
     defaultPrefix: 'unbilled-usage',
     layout: 'currency',
+    acceptsAttributeSet: true,
   },
   unbilledReconciliation: {
     id: 'unbilledReconciliation',
@@ -69,6 +78,7 @@ export const DATASETS: Readonly<Record<DatasetId, DatasetDescription>> = {
     prefixSetting: 'DESTINATION_PREFIX_UNBILLED_RECONCILIATION',
     defaultPrefix: 'unbilled-reconciliation',
     layout: 'currency',
+    acceptsAttributeSet: true,
   },
   billedUsage: {
     id: 'billedUsage',
@@ -79,6 +89,7 @@ export const DATASETS: Readonly<Record<DatasetId, DatasetDescription>> = {
     prefixSetting: 'DESTINATION_PREFIX_BILLED_USAGE',
     defaultPrefix: 'billed-usage',
     layout: 'invoice',
+    acceptsAttributeSet: true,
   },
   billedReconciliation: {
     id: 'billedReconciliation',
@@ -89,6 +100,18 @@ export const DATASETS: Readonly<Record<DatasetId, DatasetDescription>> = {
     prefixSetting: 'DESTINATION_PREFIX_BILLED_RECONCILIATION',
     defaultPrefix: 'billed-reconciliation',
     layout: 'invoice',
+    acceptsAttributeSet: true,
+  },
+  billedAggregatedUsage: {
+    id: 'billedAggregatedUsage',
+    title: 'billed aggregated usage',
+    cadence: 'invoice',
+    requestPath: '/reports/partners/billing/aggregatedUsage/billed/export',
+    body: invoiceOnlyBody,
+    prefixSetting: 'DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE',
+    defaultPrefix: 'billed-aggregated-usage',
+    layout: 'invoice',
+    acceptsAttributeSet: false,
   },
 };
 
@@ -99,6 +122,14 @@ export function datasetOf(run: { dataset?: DatasetId | undefined }): DatasetDesc
 
 export function isDatasetId(value: string): value is DatasetId {
   return (DATASET_IDS as readonly string[]).includes(value);
+}
+
+/**
+ * The attribute set a run of the dataset is recorded and laid out with: the requested one, or `full` for a
+ * dataset whose export takes none (its folders say `attributeSet=full`, its lock and ledger rows too).
+ */
+export function attributeSetFor(dataset: DatasetId, requested: AttributeSet): AttributeSet {
+  return DATASETS[dataset].acceptsAttributeSet ? requested : 'full';
 }
 
 /** Datasets exported per invoice (need invoice ids). */

@@ -79,8 +79,37 @@ const BILLED_PARAMETERS = ['invoiceId', 'attributeSet'];
 export function parseBilledExportRequest(contentType: string | undefined, body: string): ParsedBilledExportRequest {
   const read = readActionBody(contentType, body, BILLED_PARAMETERS);
   if (!read.ok) return read;
-  const parsed = read.value;
-  const { invoiceId, attributeSet } = parsed;
+  const { invoiceId, attributeSet } = read.value;
+  const invoice = checkInvoiceId(invoiceId);
+  if (!invoice.ok) return invoice;
+  if (attributeSet !== undefined && attributeSet !== null && attributeSet !== 'full' && attributeSet !== 'basic') {
+    return {
+      ok: false,
+      message: `Requested value ${JSON.stringify(attributeSet)} was not found for parameter 'attributeSet' (accepted: 'full', 'basic').`,
+    };
+  }
+  return { ok: true, value: { invoiceId: invoice.value, attributeSet: attributeSet === 'basic' ? 'basic' : 'full' } };
+}
+
+export type ParsedInvoiceOnlyExportRequest =
+  | { ok: true; value: { invoiceId: string } }
+  | { ok: false; message: string };
+
+/**
+ * Parses a billed aggregated usage export body: `invoiceId` only (Graph v1.0 and Microsoft.Graph 6.10.0 define no
+ * other parameter, so an `attributeSet` is refused as any unknown parameter is).
+ */
+export function parseInvoiceOnlyExportRequest(
+  contentType: string | undefined,
+  body: string,
+): ParsedInvoiceOnlyExportRequest {
+  const read = readActionBody(contentType, body, ['invoiceId']);
+  if (!read.ok) return read;
+  const invoice = checkInvoiceId(read.value['invoiceId']);
+  return invoice.ok ? { ok: true, value: { invoiceId: invoice.value } } : invoice;
+}
+
+function checkInvoiceId(invoiceId: unknown): { ok: true; value: string } | { ok: false; message: string } {
   if (invoiceId === undefined || invoiceId === null) {
     return { ok: false, message: "The parameter 'invoiceId' is required for the operation 'export'." };
   }
@@ -90,16 +119,7 @@ export function parseBilledExportRequest(contentType: string | undefined, body: 
       message: `Invalid value for parameter 'invoiceId': ${JSON.stringify(invoiceId)}. Expected an invoice id, e.g. 'G016907411'.`,
     };
   }
-  if (attributeSet !== undefined && attributeSet !== null && attributeSet !== 'full' && attributeSet !== 'basic') {
-    return {
-      ok: false,
-      message: `Requested value ${JSON.stringify(attributeSet)} was not found for parameter 'attributeSet' (accepted: 'full', 'basic').`,
-    };
-  }
-  return {
-    ok: true,
-    value: { invoiceId: invoiceId.trim(), attributeSet: attributeSet === 'basic' ? 'basic' : 'full' },
-  };
+  return { ok: true, value: invoiceId.trim() };
 }
 
 /**

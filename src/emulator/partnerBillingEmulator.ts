@@ -7,7 +7,7 @@ import type { DatasetId } from '../config';
 import { redact } from '../redact';
 import { createEmulatorCertificate } from './certificate';
 import { createExportDataStore, type DatasetSpec, type GeneratedDataset } from './exportDataStore';
-import { parseBilledExportRequest, parseExportRequest } from './exportRequest';
+import { parseBilledExportRequest, parseExportRequest, parseInvoiceOnlyExportRequest } from './exportRequest';
 import { defaultInvoices, type EmulatedInvoice, invoiceCollection } from './invoices';
 import { lifecycleStep } from './operationLifecycle';
 import { billingMonthOf, usageDaysAt } from './usageData';
@@ -283,13 +283,18 @@ interface OperationRecord {
 
 type Route =
   | { kind: 'export'; version: string; dataset: DatasetId }
-  | { kind: 'otherExport'; version: string }
   | { kind: 'invoices' }
   | { kind: 'operation'; version: string; id: string }
   | { kind: 'manifest'; version: string; id: string }
   | { kind: 'unknown' };
 
 const EXPORT_ACTIONS = new Set(['export', 'microsoft.graph.partners.billing.export']);
+/** The datasets exported per invoice (body `invoiceId`). */
+const INVOICE_DATASETS: ReadonlySet<DatasetId> = new Set([
+  'billedUsage',
+  'billedReconciliation',
+  'billedAggregatedUsage',
+]);
 
 function route(path: string): Route {
   if (path === PARTNER_CENTER_INVOICES) return { kind: 'invoices' };
@@ -311,9 +316,18 @@ function route(path: string): Route {
     if (first === 'reconciliation' && second === 'billed') {
       return { kind: 'export', version, dataset: 'billedReconciliation' };
     }
-    if (first === 'aggregatedUsage' && second === 'billed') return { kind: 'otherExport', version };
+    if (first === 'aggregatedUsage' && second === 'billed') {
+      return { kind: 'export', version, dataset: 'billedAggregatedUsage' };
+    }
   }
   return { kind: 'unknown' };
+}
+
+/** An invoice-only request as a billed one of attribute set `full` (its one column set). */
+function withFullSet(
+  parsed: ReturnType<typeof parseInvoiceOnlyExportRequest>,
+): { ok: true; value: { invoiceId: string; attributeSet: 'full' } } | { ok: false; message: string } {
+  return parsed.ok ? { ok: true, value: { ...parsed.value, attributeSet: 'full' } } : parsed;
 }
 
 /** `2023-03-09T08:12:53` (documented operation createdDateTime: no fraction, no zone). */
@@ -604,8 +618,14 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
       usageDays: number;
       invoiceId: string | undefined;
     };
-    if (dataset === 'billedUsage' || dataset === 'billedReconciliation') {
-      const parsed = parseBilledExportRequest(request.headers['content-type'], body);
+    if (INVOICE_DATASETS.has(dataset)) {
+      // Billed aggregated usage takes the invoice only; it has one column set, recorded as `full`.
+      const parsed:
+        | { ok: true; value: { invoiceId: string; attributeSet: 'full' | 'basic' } }
+        | { ok: false; message: string } =
+        dataset === 'billedAggregatedUsage'
+          ? withFullSet(parseInvoiceOnlyExportRequest(request.headers['content-type'], body))
+          : parseBilledExportRequest(request.headers['content-type'], body);
       if (!parsed.ok) {
         sendError(response, 400, 'BadRequest', parsed.message);
         return;
@@ -831,7 +851,7 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
       );
       return;
     }
-    const expected = target.kind === 'export' || target.kind === 'otherExport' ? 'POST' : 'GET';
+    const expected = target.kind === 'export' ? 'POST' : 'GET';
     if (target.kind === 'unknown') {
       request.resume();
       sendError(response, 404, 'ResourceNotFound', `Resource not found for the segment '${path}'.`);
@@ -842,16 +862,6 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
       sendError(response, 405, 'MethodNotAllowed', `${method} is not supported on '${path}'; use ${expected}.`, {
         Allow: expected,
       });
-      return;
-    }
-    if (target.kind === 'otherExport') {
-      request.resume();
-      sendError(
-        response,
-        501,
-        'NotImplemented',
-        'The partner billing emulator does not implement the beta billed aggregated usage export.',
-      );
       return;
     }
     const fault = takeFault(target.kind);

@@ -18,6 +18,8 @@ export interface UsageDataSpec {
   dataset?: DatasetId | undefined;
   /** The invoice of a billed dataset: written as InvoiceNumber. */
   invoiceId?: string | undefined;
+  /** Blobs of the data set (absent: 1): billed aggregated usage sums the rows of all of them. */
+  blobCount?: number | undefined;
 }
 
 /** Approximate rates from the pricing currency (USD) to common billing currencies. */
@@ -378,7 +380,9 @@ const REGIONS = [
 ];
 
 /** A row source: JSON text around the four values that vary per row (in column order). */
-interface RowTemplate {
+export interface RowTemplate {
+  /** The row's values (markers in place of the four that vary): what aggregated rows are built from. */
+  row: Readonly<Record<UsageColumn, string | number>>;
   beforeUsageDate: string;
   beforeQuantity: string;
   beforeBillingTotal: string;
@@ -446,6 +450,7 @@ function compileTemplate(
   const [beforeBillingTotal] = cut(MARK.billingTotal, true);
   const [beforePricingTotal, tail] = cut(MARK.pricingTotal, true);
   return {
+    row,
     beforeUsageDate,
     beforeQuantity,
     beforeBillingTotal,
@@ -458,7 +463,7 @@ function compileTemplate(
 }
 
 /** The partner's customers, their Azure subscriptions and resources: the same for a seed and currency. */
-function buildTemplates(spec: UsageDataSpec): RowTemplate[] {
+export function buildTemplates(spec: UsageDataSpec): RowTemplate[] {
   const random = seededRandom('world', spec.seed, spec.currency);
   const columns = usageColumns(spec.attributeSet);
   const { year, month, days } = monthBounds(spec.billingMonth);
@@ -557,38 +562,65 @@ function buildTemplates(spec: UsageDataSpec): RowTemplate[] {
   return templates;
 }
 
+/** The values of one usage row: which template, which day, and the three amounts. */
+export interface UsageRowDraw {
+  /** Index into the templates of `buildTemplates(spec)`. */
+  template: number;
+  /** Index of the usage day (0 = the first of the month). */
+  day: number;
+  quantity: number;
+  pricingTotal: number;
+  billingTotal: number;
+}
+
+/**
+ * The rows of one blob as values, in file order: what `usageBlobChunks` writes and billed aggregated usage
+ * sums (so both datasets of an invoice agree). The same spec and index give the same rows.
+ */
+export function* usageRowDraws(
+  spec: UsageDataSpec,
+  blobIndex: number,
+  templates: readonly RowTemplate[],
+): Generator<UsageRowDraw> {
+  const random = seededRandom('rows', spec.seed, spec.currency, spec.billingMonth, spec.usageDays, blobIndex);
+  let template = 0;
+  let runLeft = 0;
+  for (let row = 0; row < spec.rowsPerBlob; row++) {
+    // Rows of one resource come in short runs of consecutive days, as in sorted partner data.
+    if (runLeft === 0) {
+      template = Math.floor(random() * templates.length);
+      runLeft = 1 + Math.floor(random() * 6);
+    }
+    runLeft--;
+    const source = templates[template]!;
+    const quantity = round6(random() * source.maxQuantity) || 0.000001;
+    const pricingTotal = round6(quantity * source.effectiveUnitPrice);
+    const billingTotal = round6(pricingTotal * source.exchangeRate);
+    yield { template, day: Math.floor(random() * spec.usageDays), quantity, pricingTotal, billingTotal };
+  }
+}
+
 /**
  * The JSON lines of one blob, as chunks of about `chunkBytes` characters (UTF-8 Buffers).
  * Rows are cut from templates, so hundreds of MiB come out quickly; the same spec and index give the same bytes.
  */
 export function* usageBlobChunks(spec: UsageDataSpec, blobIndex: number, chunkBytes = 256 * 1024): Generator<Buffer> {
   const templates = buildTemplates(spec);
-  const random = seededRandom('rows', spec.seed, spec.currency, spec.billingMonth, spec.usageDays, blobIndex);
   const { year, month } = monthBounds(spec.billingMonth);
   const usageDates: string[] = [];
   for (let day = 1; day <= spec.usageDays; day++) usageDates.push(isoDay(year, month, day));
   let text = '';
-  let template: RowTemplate = templates[0]!;
-  let runLeft = 0;
-  for (let row = 0; row < spec.rowsPerBlob; row++) {
-    // Rows of one resource come in short runs of consecutive days, as in sorted partner data.
-    if (runLeft === 0) {
-      template = templates[Math.floor(random() * templates.length)]!;
-      runLeft = 1 + Math.floor(random() * 6);
-    }
-    runLeft--;
-    const quantity = round6(random() * template.maxQuantity) || 0.000001;
-    const pricingTotal = round6(quantity * template.effectiveUnitPrice);
-    const billingTotal = round6(pricingTotal * template.exchangeRate);
+  for (const draw of usageRowDraws(spec, blobIndex, templates)) {
+    const template = templates[draw.template]!;
     text +=
       template.beforeUsageDate +
-      usageDates[Math.floor(random() * usageDates.length)]! +
+      usageDates[draw.day]! +
       template.beforeQuantity +
-      quantity +
+      draw.quantity +
       template.beforeBillingTotal +
-      billingTotal +
+      draw.billingTotal +
       template.beforePricingTotal +
-      pricingTotal +
+      draw.pricingTotal +
       template.tail;
     if (text.length >= chunkBytes) {
       yield Buffer.from(text, 'utf8');

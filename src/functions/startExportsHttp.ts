@@ -8,7 +8,7 @@ import { depsFor, errorResponse, lazy, problem } from './invocation';
 
 const ACCEPTED =
   'Accepted body (all optional): {"currencies":["USD","EUR"],"billingPeriods":["current","last"],"attributeSet":"full"|"basic","force":true|false,' +
-  '"datasets":["unbilledUsage","unbilledReconciliation","billedUsage","billedReconciliation"],"invoiceIds":["G000000001"]}';
+  '"datasets":["unbilledUsage","unbilledReconciliation","billedUsage","billedReconciliation","billedAggregatedUsage"],"invoiceIds":["G000000001"]}';
 
 const config = lazy(() => require('../config') as typeof Config);
 const core = lazy(() => require('../pipeline/startExports') as typeof StartCore);

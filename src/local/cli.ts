@@ -31,7 +31,8 @@ Commands:
   run      Start exports now and process them to the end (exit 0 only if every run ended
            succeeded, unchanged or noData).
              --currencies USD,EUR  --periods current,last  --attribute-set full|basic
-             --datasets unbilledUsage,unbilledReconciliation,billedUsage,billedReconciliation
+             --datasets unbilledUsage,unbilledReconciliation,billedUsage,billedReconciliation,
+                        billedAggregatedUsage
              --invoices G000000001,...  (billed datasets; without it, invoice discovery when on)
              --force  --json  --timeout-minutes N
   start    What "npm start" runs: the local host (HTTP on localhost:7071, timer, queues),

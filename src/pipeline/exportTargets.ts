@@ -1,5 +1,5 @@
 import type { AttributeSet, BillingPeriod, DatasetId } from '../config';
-import { isBilled, runLabel } from '../datasets';
+import { attributeSetFor, isBilled, runLabel } from '../datasets';
 import { ExportError, errorMessage, isExportError } from '../errors';
 import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
@@ -63,7 +63,7 @@ export async function exportTargets(
     dataset,
     currency: BILLED_CURRENCY,
     billingPeriod: BILLED_PERIOD,
-    attributeSet,
+    attributeSet: attributeSetFor(dataset, attributeSet),
     invoiceId: invoiceId.toUpperCase(),
   });
   if (request.invoiceIds !== undefined) {

@@ -1,5 +1,5 @@
 import type { Config, DatasetId } from '../config';
-import { isBilled } from '../datasets';
+import { attributeSetFor, isBilled } from '../datasets';
 import type { RunLedger } from './ports';
 
 /** An invoice of the partner, as far as discovery needs it. */
@@ -52,10 +52,11 @@ export async function pendingInvoiceExports(
   for (const invoice of invoices) {
     const invoiceId = invoice.id.toUpperCase();
     for (const dataset of datasets) {
+      // A dataset that takes no attribute set lands as `full` whatever EXPORT_ATTRIBUTE_SET says.
+      const attributeSet = attributeSetFor(dataset, input.config.attributeSet);
       const runs = await ledger.listRuns({ dataset, invoiceId, limit: 50 });
       const landed = runs.some(
-        (run) =>
-          run.attributeSet === input.config.attributeSet && (run.status === 'succeeded' || run.status === 'unchanged'),
+        (run) => run.attributeSet === attributeSet && (run.status === 'succeeded' || run.status === 'unchanged'),
       );
       if (!landed) pending.push({ dataset, invoiceId });
     }

@@ -44,7 +44,7 @@ export function parseRunQuery(params: Record<string, string | undefined>): RunQu
     if (isDatasetId(datasetRaw)) dataset = datasetRaw;
     else {
       problems.push(
-        `dataset: "${datasetRaw}" is not a dataset; accepted: unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation`,
+        `dataset: "${datasetRaw}" is not a dataset; accepted: unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation, billedAggregatedUsage`,
       );
     }
   }

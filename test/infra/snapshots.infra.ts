@@ -125,7 +125,8 @@ const CASES: Case[] = [
     appRegistration,
     settings: {
       EXPORT_CURRENCIES: 'USD',
-      EXPORT_DATASETS: 'billedUsage,billedReconciliation',
+      EXPORT_DATASETS: 'billedUsage,billedReconciliation,billedAggregatedUsage',
+      DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE: 'billed/aggregated-usage',
       EXPORT_INVOICE_DISCOVERY: 'partnerCenter',
     },
     currencies: ['USD'],

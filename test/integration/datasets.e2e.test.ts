@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { AGGREGATED_USAGE_COLUMNS } from '../../src/emulator/aggregatedUsageColumns';
 import { assertNoSecrets, assertRunFolder, type Harness, startHarness } from '../support/harness';
 
 describe('every partner billing dataset end to end (Azurite, HTTPS emulator, local Functions host)', () => {
@@ -123,6 +125,53 @@ describe('every partner billing dataset end to end (Azurite, HTTPS emulator, loc
     const again = new Date().toISOString();
     await h.host.runTimerNow();
     assert.deepEqual(await h.ledger.listRuns({ since: again, dataset: 'billedUsage' }), [], 'nothing new to export');
+  });
+
+  it('lands billed aggregated usage per invoice under attributeSet=full, by hand and through invoice discovery, each invoice once', async () => {
+    h.beginTest();
+    const started = await call(
+      'POST',
+      '/api/exports',
+      JSON.stringify({ datasets: ['billedAggregatedUsage'], invoiceIds: ['G000000002'], attributeSet: 'basic' }),
+    );
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    const [run] = started.body['runs'] as Array<Record<string, unknown>>;
+    assert.equal(run?.['attributeSet'], 'full', 'the export takes no attribute set: it lands as full');
+    const [landed] = await h.waitForTerminal([String(run?.['runId'])]);
+    assert.ok(landed !== undefined);
+    await assertRunFolder(h, landed);
+    assert.match(
+      landed.path ?? '',
+      /^billed-aggregated-usage\/billingMonth=\d{4}-\d{2}\/invoiceId=G000000002\/attributeSet=full\/run=[^/]+$/,
+    );
+    const [firstBlob] = await h.listBlobs(landed.runId);
+    const text = gunzipSync(await h.downloadDestination(`${landed.path}/${firstBlob?.name}`)).toString('utf8');
+    const row = JSON.parse(text.split('\n')[0] ?? '{}') as Record<string, unknown>;
+    assert.deepEqual(Object.keys(row), [...AGGREGATED_USAGE_COLUMNS]);
+    assert.equal(row['InvoiceNumber'], 'G000000002');
+    const posted = h.emulator.operations().find((o) => o.dataset === 'billedAggregatedUsage');
+    assert.equal(posted?.attributeSet, 'full');
+
+    h.setEnv({
+      EXPORT_CURRENCIES: 'USD',
+      EXPORT_DATASETS: 'billedAggregatedUsage',
+      EXPORT_ATTRIBUTE_SET: 'basic',
+      EXPORT_INVOICE_DISCOVERY: 'partnerCenter',
+      EXPORT_INVOICE_MONTHS: '3',
+      PARTNER_CENTER_BASE_URL: h.emulator.partnerCenterBaseUrl,
+    });
+    const since = new Date().toISOString();
+    await h.host.runTimerNow();
+    const discovered = await h.ledger.listRuns({ since, dataset: 'billedAggregatedUsage' });
+    assert.deepEqual(discovered.map((r) => r.invoiceId).sort(), ['G000000001', 'G000000003']);
+    for (const ended of await h.waitForTerminal(discovered.map((r) => r.runId))) {
+      assert.equal(ended.trigger, 'schedule');
+      assert.equal(ended.attributeSet, 'full');
+      await assertRunFolder(h, ended);
+    }
+    const again = new Date().toISOString();
+    await h.host.runTimerNow();
+    assert.deepEqual(await h.ledger.listRuns({ since: again, dataset: 'billedAggregatedUsage' }), [], 'all landed');
   });
 
   it('leaves no SAS or bearer token (Graph or Partner Center) anywhere', async () => {

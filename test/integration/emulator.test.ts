@@ -154,7 +154,7 @@ describe('partner billing emulator', () => {
       assert.ok(!JSON.stringify(emulator.requests).includes(EMULATOR_DEV_TOKEN), 'the request log holds no token');
     });
 
-    it('answers 404 for unknown operations, manifests and paths, 405 for a wrong method, 501 for the beta aggregated export', async () => {
+    it('answers 404 for unknown operations, manifests and paths and 405 for a wrong method', async () => {
       const missing = '00000000-0000-4000-8000-000000000000';
       assert.equal(
         (await graph(`/reports/partners/billing/operations/${missing}`, { headers: authorized() })).status,
@@ -168,12 +168,6 @@ describe('partner billing emulator', () => {
       const wrongMethod = await graph(EXPORT_PATH, { headers: authorized() });
       assert.equal(wrongMethod.status, 405);
       assert.equal(asRecord(json(wrongMethod)['error'])['code'], 'MethodNotAllowed');
-      const aggregated = await graph('/reports/partners/billing/aggregatedUsage/billed/export', {
-        method: 'POST',
-        headers: authorized({ 'Content-Type': 'application/json' }),
-        body: JSON.stringify({ invoiceId: 'G000000001' }),
-      });
-      assert.equal(aggregated.status, 501);
     });
   });
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { EMULATOR_DEV_TOKEN, EMULATOR_PARTNER_CENTER_DEV_TOKEN } from '../../src/adapters/graph/devToken';
+import { AGGREGATED_USAGE_COLUMNS } from '../../src/emulator/aggregatedUsageColumns';
 import { type PartnerBillingEmulator, startPartnerBillingEmulator } from '../../src/emulator/partnerBillingEmulator';
 import { BASIC_RECONCILIATION_COLUMNS, FULL_RECONCILIATION_COLUMNS } from '../../src/emulator/reconciliationColumns';
 import { BASIC_USAGE_COLUMNS, FULL_USAGE_COLUMNS } from '../../src/emulator/usageColumns';
@@ -144,6 +145,47 @@ describe('partner billing emulator: every dataset and the Partner Center invoice
     assert.notEqual(usage['eTag'], first['eTag'], 'each dataset has its own data version');
   });
 
+  it('serves billed aggregated usage of a known invoice, summing the billed usage of that invoice to the millionth', async () => {
+    const operation = await exportToEnd('/aggregatedUsage/billed/export', { invoiceId: 'G000000001' });
+    assert.equal(operation['status'], 'succeeded');
+    const manifest = asRecord(operation['resourceLocation']);
+    assert.match(
+      asString(manifest['rootDirectory']),
+      new RegExp(
+        `/billedaggregatedusage/v1/PartnerTenantId=[^/]+/BillingMonth=${monthsBack(1)}/InvoiceId=G000000001/InvoiceVersion=\\d{12}/Fragment=full/PartitionType=default$`,
+      ),
+    );
+    const rows = await rowsOf(manifest);
+    for (const row of rows) {
+      assert.deepEqual(Object.keys(row), [...AGGREGATED_USAGE_COLUMNS]);
+      assert.equal(row['InvoiceNumber'], 'G000000001');
+      assert.equal(row['BillingCurrency'], 'USD');
+    }
+    const usage = await rowsOf(
+      asRecord((await exportToEnd('/usage/billed/export', { invoiceId: 'G000000001' }))['resourceLocation']),
+    );
+    assert.equal(usage.length, 120);
+    assert.ok(rows.length > 0 && rows.length < usage.length, `${rows.length} aggregated rows`);
+    const micros = (list: Array<Record<string, unknown>>, column: string): number =>
+      list.reduce((sum, row) => sum + Math.round(Number(row[column]) * 1_000_000), 0);
+    for (const column of ['BillingPreTaxTotal', 'PricingPreTaxTotal', 'Quantity']) {
+      assert.equal(micros(rows, column), micros(usage, column), column);
+    }
+
+    const namespaced = await exportToEnd('/aggregatedUsage/billed/microsoft.graph.partners.billing.export', {
+      invoiceId: 'g000000001',
+    });
+    assert.equal(asRecord(namespaced['resourceLocation'])['eTag'], manifest['eTag'], 'same invoice, same data');
+    const withAttributeSet = await post('/aggregatedUsage/billed/export', {
+      invoiceId: 'G000000001',
+      attributeSet: 'full',
+    });
+    assert.equal(withAttributeSet.status, 400);
+    assert.match(asString(asRecord(json(withAttributeSet)['error'])['message']), /'attributeSet'/);
+    const unknown = await post('/aggregatedUsage/billed/export', { invoiceId: 'G999999999' });
+    assert.equal(unknown.status, 404);
+  });
+
   it('answers an unknown invoice with a Graph error (404 in the Graph envelope) and a bad billed body with 400', async () => {
     const unknown = await post('/usage/billed/export', { invoiceId: 'G999999999', attributeSet: 'full' });
     assert.equal(unknown.status, 404);
@@ -233,5 +275,10 @@ describe('partner billing emulator: every dataset and the Partner Center invoice
     const operations = emulator.operations();
     assert.ok(operations.some((o) => o.dataset === 'billedUsage' && o.invoiceId === 'G000000001'));
     assert.ok(operations.some((o) => o.dataset === 'unbilledReconciliation' && o.invoiceId === undefined));
+    assert.ok(
+      operations.some(
+        (o) => o.dataset === 'billedAggregatedUsage' && o.invoiceId === 'G000000001' && o.attributeSet === 'full',
+      ),
+    );
   });
 });

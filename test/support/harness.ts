@@ -430,6 +430,7 @@ const DEFAULT_PREFIXES: Record<string, string> = {
   unbilledReconciliation: 'unbilled-reconciliation',
   billedUsage: 'billed-usage',
   billedReconciliation: 'billed-reconciliation',
+  billedAggregatedUsage: 'billed-aggregated-usage',
 };
 
 /** Checks a succeeded run's folder: layout, bytes, headers, manifest.json and latest.json. */

@@ -106,7 +106,13 @@ export const EVENT_DIMENSIONS: Readonly<Record<string, readonly string[]>> = {
 export const EVENT_MEASUREMENTS = ['durationMs', 'blobCount', 'byteCount', 'polls'];
 
 /** Datasets the app exports, and the ones that run every day (the no-success alert's series). */
-export const DATASETS = ['unbilledUsage', 'unbilledReconciliation', 'billedUsage', 'billedReconciliation'];
+export const DATASETS = [
+  'unbilledUsage',
+  'unbilledReconciliation',
+  'billedUsage',
+  'billedReconciliation',
+  'billedAggregatedUsage',
+];
 export const DAILY_DATASETS = ['unbilledUsage', 'unbilledReconciliation'];
 
 /** Hours a daily series may go without a success: 24 h between runs + EXPORT_MAX_WAIT_HOURS + this copy allowance. */

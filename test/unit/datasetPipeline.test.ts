@@ -131,6 +131,39 @@ describe('datasets through the pipeline', () => {
     assert.equal(deps.ledger.run(forced[0]!.runId).status, 'succeeded');
   });
 
+  it('lands billed aggregated usage per invoice under attributeSet=full, its request naming the invoice only', async () => {
+    const deps = makeDeps({ env: { EXPORT_CURRENCIES: 'USD', EXPORT_ATTRIBUTE_SET: 'basic' } });
+    const started = await runToEnd(
+      deps,
+      { datasets: ['billedUsage', 'billedAggregatedUsage'], invoiceIds: ['G016907411'] },
+      (n) => billedManifest('G016907411', `BilledETag000000${n}`),
+    );
+    assert.deepEqual(
+      deps.graph.exportCalls.map((c) => [c.dataset, c.path, c.body]),
+      [
+        [
+          'billedUsage',
+          '/reports/partners/billing/usage/billed/export',
+          { invoiceId: 'G016907411', attributeSet: 'basic' },
+        ],
+        [
+          'billedAggregatedUsage',
+          '/reports/partners/billing/aggregatedUsage/billed/export',
+          { invoiceId: 'G016907411' },
+        ],
+      ],
+    );
+    const row = deps.ledger.run(started[1]!.runId);
+    assert.equal(row.status, 'succeeded');
+    assert.equal(row.attributeSet, 'full');
+    const series = 'billed-aggregated-usage/billingMonth=2024-09/invoiceId=G016907411/attributeSet=full';
+    assert.equal(row.path, `${series}/run=${row.runId}`);
+    const manifest = deps.destination.json(`${row.path}/manifest.json`) as Record<string, unknown>;
+    assert.equal(manifest['dataset'], 'billedAggregatedUsage');
+    assert.equal(manifest['attributeSet'], 'full');
+    assert.equal((deps.destination.json(`${series}/latest.json`) as { runId: string }).runId, row.runId);
+  });
+
   it('keeps one lock per dataset and invoice: a second start of the same invoice is already in flight, another dataset is not', async () => {
     const deps = makeDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
     const first = await startExports({ trigger: 'manual', datasets: ['billedUsage'], invoiceIds: ['G1'] }, deps);
@@ -202,6 +235,27 @@ describe('invoice discovery', () => {
     );
   });
 
+  it('never exports a landed invoice of billed aggregated usage again, even with EXPORT_ATTRIBUTE_SET=basic', async () => {
+    const deps = makeDeps({
+      env: { ...env, EXPORT_DATASETS: 'billedAggregatedUsage', EXPORT_ATTRIBUTE_SET: 'basic' },
+    });
+    deps.invoices = new ListedInvoices(invoices);
+    const first = await runToEnd(deps, { trigger: 'schedule' } as Partial<StartRequest>, (n) =>
+      billedManifest(n === 1 ? 'G000000010' : 'G000000009', `AggregatedETag0${n}`),
+    );
+    assert.deepEqual(
+      first.map((s) => [s.dataset, s.invoiceId, s.attributeSet]),
+      [
+        ['billedAggregatedUsage', 'G000000010', 'full'],
+        ['billedAggregatedUsage', 'G000000009', 'full'],
+      ],
+    );
+    assert.ok(first.every((s) => deps.ledger.run(s.runId).status === 'succeeded'));
+    deps.clock.advanceSeconds(86_400);
+    const next = await startExports({ trigger: 'schedule' }, deps);
+    assert.deepEqual(next, [], 'landed invoices are not exported again by the schedule');
+  });
+
   it('starts the daily datasets even when Partner Center fails, then reports the failure', async () => {
     const deps = makeDeps({ env });
     deps.invoices = new ListedInvoices(new ExportError('PARTNER_CENTER_FAILED', 'Partner Center: 401'));
@@ -255,7 +309,7 @@ describe('dataset interfaces', () => {
     assert.ok('problem' in bad);
     assert.match(
       bad.problem,
-      /"datasets":\["unbilledUsage","unbilledReconciliation","billedUsage","billedReconciliation"\]/,
+      /"datasets":\["unbilledUsage","unbilledReconciliation","billedUsage","billedReconciliation","billedAggregatedUsage"\]/,
     );
     const badInvoice = parseStartBody('{"invoiceIds":["G 1"]}');
     assert.ok('problem' in badInvoice);

@@ -2,12 +2,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config';
 import {
+  attributeSetFor,
   DATASETS,
   datasetOf,
   exportRequestFor,
   fallbackBillingMonth,
+  isBilled,
   layoutFor,
   prefixOf,
+  runLabel,
   startLockKeyFor,
 } from '../../src/datasets';
 import { isExportError } from '../../src/errors';
@@ -42,7 +45,26 @@ describe('dataset configuration', () => {
       unbilledReconciliation: 'unbilled-reconciliation',
       billedUsage: 'billed-usage',
       billedReconciliation: 'billed-reconciliation',
+      billedAggregatedUsage: 'billed-aggregated-usage',
     });
+  });
+
+  it('accepts billed aggregated usage in EXPORT_DATASETS and its folder in DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE', () => {
+    const config = loadConfig({
+      ...MINIMAL,
+      EXPORT_DATASETS: 'billedaggregatedusage,billedUsage',
+      DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE: '/exports/aggregated/',
+    });
+    assert.deepEqual(config.datasets, ['billedAggregatedUsage', 'billedUsage']);
+    assert.equal(config.destination.prefixes.billedAggregatedUsage, 'exports/aggregated');
+    assert.equal(prefixOf(config, 'billedAggregatedUsage'), 'exports/aggregated');
+    const found = problems({ DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE: 'billed-usage' });
+    assert.equal(found.length, 1);
+    assert.match(found[0] ?? '', /billedUsage and billedAggregatedUsage share the folder "billed-usage"/);
+    assert.match(
+      problems({ DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE: 'a/../b' }).join('\n'),
+      /DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE: "a\/..\/b" is not a folder path/,
+    );
   });
 
   it('reads every dataset, case-insensitively and without duplicates', () => {
@@ -117,6 +139,11 @@ describe('dataset descriptions', () => {
       path: '/reports/partners/billing/reconciliation/billed/export',
       body: { invoiceId: 'G000000001', attributeSet: 'basic' },
     });
+    assert.deepEqual(exportRequestFor({ ...billed, dataset: 'billedAggregatedUsage' }), {
+      dataset: 'billedAggregatedUsage',
+      path: '/reports/partners/billing/aggregatedUsage/billed/export',
+      body: { invoiceId: 'G000000001' },
+    });
   });
 
   it('keeps the unbilled usage layout and lock key byte for byte as before datasets', () => {
@@ -166,12 +193,35 @@ describe('dataset descriptions', () => {
     assert.equal(fallbackBillingMonth(run, '2026-01-05T00:00:00Z'), '2025-12');
   });
 
+  it('places billed aggregated usage per invoice under attributeSet=full whatever attribute set was asked for', () => {
+    const attributeSet = attributeSetFor('billedAggregatedUsage', 'basic');
+    assert.equal(attributeSet, 'full');
+    assert.equal(attributeSetFor('billedUsage', 'basic'), 'basic');
+    const run = {
+      runId: RUN_ID,
+      dataset: 'billedAggregatedUsage' as const,
+      currency: '',
+      billingPeriod: 'last' as const,
+      attributeSet,
+      invoiceId: 'G000000001',
+    };
+    const series = 'billed-aggregated-usage/billingMonth=2026-10/invoiceId=G000000001/attributeSet=full';
+    assert.deepEqual(layoutFor(config, run, '2026-10'), {
+      series,
+      runFolder: `${series}/run=${RUN_ID}`,
+      latestPath: `${series}/latest.json`,
+    });
+    assert.equal(startLockKeyFor(run), 'billedAggregatedUsage-G000000001-full');
+    assert.equal(runLabel(run), 'billedAggregatedUsage G000000001 full');
+    assert.equal(isBilled('billedAggregatedUsage'), true);
+  });
+
   it('names a distinct folder setting and default for every dataset', () => {
     const settings = Object.values(DATASETS).map((d) => d.prefixSetting);
-    assert.equal(new Set(settings).size, 4);
+    assert.equal(new Set(settings).size, 5);
     assert.deepEqual(
       Object.values(DATASETS).map((d) => d.defaultPrefix),
-      ['unbilled-usage', 'unbilled-reconciliation', 'billed-usage', 'billed-reconciliation'],
+      ['unbilled-usage', 'unbilled-reconciliation', 'billed-usage', 'billed-reconciliation', 'billed-aggregated-usage'],
     );
   });
 });

@@ -121,7 +121,7 @@ export class GraphBillingExportApi implements BillingExportApi {
     if (!/^\/reports\/partners\/billing\/[A-Za-z]+\/[A-Za-z]+\/export$/.test(request.path)) {
       throw new ExportError(
         'GRAPH_PROTOCOL',
-        `Refusing to POST to "${request.path}": not a partner billing export action (/reports/partners/billing/{usage|reconciliation}/{billed|unbilled}/export).`,
+        `Refusing to POST to "${request.path}": not a partner billing export action (/reports/partners/billing/{usage|reconciliation|aggregatedUsage}/{billed|unbilled}/export).`,
       );
     }
     const url = `${this.base.href.replace(/\/+$/, '')}${request.path}`;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseBilledExportRequest } from '../../../src/emulator/exportRequest';
+import { parseBilledExportRequest, parseInvoiceOnlyExportRequest } from '../../../src/emulator/exportRequest';
 import { defaultInvoices, invoiceCollection } from '../../../src/emulator/invoices';
 import { DEFAULT_SCENARIO } from '../../../src/emulator/partnerBillingEmulator';
 
@@ -26,6 +26,25 @@ describe('emulator billed export body', () => {
     ];
     for (const [contentType, body, message] of cases) {
       const parsed = parseBilledExportRequest(contentType, body);
+      assert.equal(parsed.ok, false, body);
+      if (!parsed.ok) assert.match(parsed.message, message);
+    }
+  });
+});
+
+describe('emulator billed aggregated usage export body', () => {
+  it('accepts the invoice id alone and refuses an attributeSet, as Graph defines no such parameter', () => {
+    assert.deepEqual(parseInvoiceOnlyExportRequest('application/json', '{"invoiceId":" G000000001 "}'), {
+      ok: true,
+      value: { invoiceId: 'G000000001' },
+    });
+    const cases: Array<[string, RegExp]> = [
+      ['{"invoiceId":"G1","attributeSet":"full"}', /'attributeSet' in the request payload is not a valid parameter/],
+      ['{}', /'invoiceId' is required/],
+      ['{"invoiceId":""}', /Invalid value for parameter 'invoiceId'/],
+    ];
+    for (const [body, message] of cases) {
+      const parsed = parseInvoiceOnlyExportRequest('application/json', body);
       assert.equal(parsed.ok, false, body);
       if (!parsed.ok) assert.match(parsed.message, message);
     }
