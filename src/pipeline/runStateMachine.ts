@@ -225,8 +225,17 @@ export async function handleStepError(deps: PipelineDeps, run: RunRecord, error:
     return;
   }
   log.info(`Transient problem (${classified.code}), the queue retries: ${text}`);
-  await deps.ledger
-    .updateRun(run.runId, { lastError: `${classified.code}: ${text}`, updatedAt: deps.clock.now().toISOString() })
-    .catch(() => undefined);
+  await noteLastError(deps, run.runId, `${classified.code}: ${text}`).catch(() => undefined);
   throw error;
+}
+
+/**
+ * Notes a retried problem on a run that has not ended, conditional on the row as read just now: `run` may be what a
+ * delivery read before another worker ended the run, and an ended run is never written again.
+ */
+async function noteLastError(deps: PipelineDeps, runId: string, lastError: string): Promise<void> {
+  const current = await deps.ledger.getRun(runId);
+  if (current === undefined || isTerminal(current.value.status)) return;
+  // A lost race (false) drops the note: it is informational, and the run moved on meanwhile.
+  await deps.ledger.updateRun(runId, { lastError, updatedAt: deps.clock.now().toISOString() }, current.etag);
 }
