@@ -16,7 +16,10 @@ export interface SupervisionReport {
   ended: number;
   /** Ended runs whose end event a crash had lost, sent now. */
   announced: number;
-  /** Runs the sweep could not look at, ledger rows it cannot read among them (an error each, logged; ExportRunUnreadable for a row). */
+  /**
+   * Runs the sweep could not look at (an error each, logged), ledger rows it cannot read as a run among them (each
+   * also an ExportRunUnreadable event).
+   */
   errors: number;
 }
 
