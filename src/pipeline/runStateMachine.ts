@@ -4,6 +4,7 @@ import { classifyError, type ErrorCode, errorMessage } from '../errors';
 import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
 import { completeCommitted, completeFromManifest } from './finalizeRun';
+import { reportMissingRun } from './missingRun';
 import type { Logger, RunRecord, RunStatus, Versioned } from './ports';
 import { TERMINAL_STATUSES } from './ports';
 
@@ -209,7 +210,11 @@ export async function handleStepError(deps: PipelineDeps, run: RunRecord, error:
   const text = redact(errorMessage(classified));
   if (!classified.retryable) {
     try {
-      await endRun(deps, run.runId, 'failed', classified.code, classified.message);
+      const ended = await endRun(deps, run.runId, 'failed', classified.code, classified.message);
+      // The row went missing under the step (deleted while the run was in flight): nothing can end the run now.
+      if (ended === undefined && classified.code === 'RUN_NOT_FOUND') {
+        reportMissingRun(deps, { runId: run.runId, queue: '', step: `A step of the run (${run.status})` });
+      }
     } catch (recordError) {
       const recorded = classifyError(recordError);
       if (recorded.retryable) throw recordError;

@@ -14,7 +14,7 @@ import { pollExportStatus } from '../../src/pipeline/pollExportStatus';
 import type { CopyMessage, RunRecord } from '../../src/pipeline/ports';
 import { startExports } from '../../src/pipeline/startExports';
 import { superviseRuns } from '../../src/pipeline/superviseRuns';
-import { type FakeDeps, makeDeps, makeManifest, succeeded } from '../support/fakes';
+import { type FakeDeps, makeDeps, makeManifest, running, succeeded } from '../support/fakes';
 
 async function start(deps: FakeDeps, currencies: string[]): Promise<string[]> {
   const started = await startExports({ trigger: 'manual', currencies, billingPeriods: ['current'] }, deps);
@@ -258,5 +258,23 @@ describe('a ledger row deleted while its run was in flight (issue 14, defect 10)
 
     assert.deepEqual(deps.telemetry.missing, [{ runId, queue: 'export-copy', step: 'The copy of a.json.gz' }]);
     assert.equal(deps.logger.at('error').length, 1);
+  });
+});
+
+describe('a ledger row deleted in the middle of a step (issue 14, defect 10)', () => {
+  it('is an ExportRunMissing event and an error too, not a silent end of the step', async () => {
+    const deps = makeDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
+    const [runId] = await start(deps, ['USD']);
+    assert.ok(runId !== undefined);
+    deps.graph.scriptOperation('*', running(60));
+    // The status check reads the run; the row is deleted before its conditional write.
+    deps.ledger.beforeConditionalUpdate = async () => {
+      deps.ledger.runs.delete(runId);
+    };
+
+    await deliverStatus(deps);
+
+    assert.deepEqual(deps.telemetry.missing, [{ runId, queue: '', step: 'A step of the run (waiting)' }]);
+    assert.match(deps.logger.at('error')[0]?.message ?? '', /RUN_NOT_FOUND: A step of the run \(waiting\) names run/);
   });
 });
