@@ -409,7 +409,7 @@ describe('storage faults through fault proxies in front of Azurite', () => {
     }
   });
 
-  it('a destination 503 during the timer: the container is tried again and every currency of the day starts and succeeds', async () => {
+  it(`a destination ${FULL ? '503 (every SDK try)' : '502'} during the timer: the container is tried again and every currency of the day starts and succeeds`, async () => {
     await host.stop(); // this case's own host must be the only one serving the queues
     const container = uniqueName('busy');
     env.containers.push(container);
