@@ -40,6 +40,8 @@ export const TelemetryEvents = {
   runFailed: 'ExportRunFailed',
   messagePoisoned: 'ExportMessagePoisoned',
   runResumed: 'ExportRunResumed',
+  runMissing: 'ExportRunMissing',
+  runUnreadable: 'ExportRunUnreadable',
 } as const;
 
 /** Custom metrics sent to Application Insights. */

@@ -1,7 +1,9 @@
 import { crashPoint } from '../crashPoints';
 import { ExportError, isExportError } from '../errors';
+import { QueueNames } from '../names';
 import type { PipelineDeps } from './deps';
 import { finalizeRunIfComplete } from './finalizeRun';
+import { reportMissingRun } from './missingRun';
 import type { CopyMessage, ExportManifest, RunRecord } from './ports';
 import { handleStepError, isTerminal, runLogger } from './runStateMachine';
 
@@ -13,7 +15,7 @@ import { handleStepError, isTerminal, runLogger } from './runStateMachine';
 export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): Promise<void> {
   const found = await deps.ledger.getRun(message.runId);
   if (found === undefined) {
-    deps.logger.child({ runId: message.runId }).warn(`Copy of ${message.blobName} for an unknown run: ignored.`);
+    reportMissingRun(deps, { runId: message.runId, queue: QueueNames.copy, step: `The copy of ${message.blobName}` });
     return;
   }
   const run = found.value;

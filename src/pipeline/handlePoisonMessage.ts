@@ -35,14 +35,33 @@ export async function handlePoisonMessage(queue: string, raw: unknown, deps: Pip
   const reason = `${what} failed repeatedly and reached ${queue}${
     run.lastError !== undefined && run.lastError !== '' ? `; last error: ${run.lastError}` : ''
   }`;
-  deps.telemetry.messagePoisoned({ queue, runId, reason: redact(reason), runStatus: run.status });
+  const poisoned = (runStatus: string) =>
+    deps.telemetry.messagePoisoned({
+      queue,
+      runId,
+      reason: redact(reason),
+      runStatus,
+      dataset: run.dataset ?? 'unbilledUsage',
+      invoiceId: run.invoiceId,
+    });
+  const log = deps.logger.child({ runId, currency: run.currency, billingPeriod: run.billingPeriod });
   if (isTerminal(run.status)) {
-    deps.logger
-      .child({ runId, currency: run.currency, billingPeriod: run.billingPeriod })
-      .warn(`Poisoned message for a run already ${run.status}: ${redact(reason)}`);
+    log.warn(`Poisoned message for a run already ${run.status}: ${redact(reason)}`);
+    poisoned(run.status);
     return;
   }
   // Through the state machine: a run that ended meanwhile stays as it ended, and a copying run whose folder already
   // holds manifest.json completes instead of failing.
-  await endRun(deps, runId, 'failed', 'MESSAGE_POISONED', reason);
+  const ended = await endRun(deps, runId, 'failed', 'MESSAGE_POISONED', reason);
+  if (ended === 'failed') {
+    // This write ended the run: the poisoning cost it, so the event carries the status the run had not left
+    // (the poison alert fires, ExportRunFailed follows).
+    poisoned(run.status);
+    return;
+  }
+  // The run ended otherwise: completed from its manifest.json (ended === 'succeeded'), or by another worker between
+  // the read above and the conditional write (read again). Its final status lets the alert skip it.
+  const final = ended ?? (await deps.ledger.getRun(runId))?.value.status ?? '';
+  log.warn(`Poisoned message for a run that ended ${final === '' ? 'meanwhile' : final}: ${redact(reason)}`);
+  poisoned(final);
 }

@@ -73,9 +73,11 @@ export function parseRunQuery(params: Record<string, string | undefined>): RunQu
   };
 }
 
-/** Recent runs, newest first. */
+/** Recent runs, newest first. A row that cannot be read as a run is left out, with an error line naming it. */
 export async function listRuns(query: RunQuery, deps: PipelineDeps): Promise<RunRecord[]> {
-  return deps.ledger.listRuns(query);
+  return deps.ledger.listRuns(query, (row) =>
+    deps.logger.child({ runId: row.runId }).error(`RUN_UNREADABLE: ${row.problem} Left out of the run history.`),
+  );
 }
 
 /** One run with its blobs; RUN_NOT_FOUND when there is none. */

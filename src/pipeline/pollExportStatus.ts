@@ -2,9 +2,11 @@ import { billingMonthFromRoot } from '../adapters/graph/operationParser';
 import { crashPoint } from '../crashPoints';
 import { fallbackBillingMonth, layoutFor } from '../datasets';
 import { ExportError, isExportError } from '../errors';
+import { QueueNames } from '../names';
 import { safeUrl } from '../redact';
 import type { PipelineDeps } from './deps';
 import { finalizeRunIfComplete } from './finalizeRun';
+import { reportMissingRun } from './missingRun';
 import type { ExportManifest, RunRecord, StatusMessage, Versioned } from './ports';
 import { advance, endRun, handleStepError, isTerminal, runLogger } from './runStateMachine';
 import { clampDelay, requestExport } from './startExports';
@@ -20,7 +22,8 @@ export const NO_DATA_CODE = '5000';
 export async function pollExportStatus(message: StatusMessage, deps: PipelineDeps): Promise<void> {
   const found = await deps.ledger.getRun(message.runId);
   if (found === undefined) {
-    deps.logger.child({ runId: message.runId }).warn('Status check for an unknown run: ignored.');
+    const step = message.kind === 'start' ? 'The start' : 'A status check';
+    reportMissingRun(deps, { runId: message.runId, queue: QueueNames.status, step });
     return;
   }
   const run = found.value;

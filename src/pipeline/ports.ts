@@ -75,6 +75,18 @@ export interface RunIdentity {
   invoiceId?: string | undefined;
 }
 
+/** What ExportMessagePoisoned carries. */
+export interface PoisonedMessage {
+  queue: string;
+  runId: string | undefined;
+  reason: string;
+  runStatus: string;
+  /** The run's dataset (unbilledUsage for rows from before datasets); absent for an unknown run. */
+  dataset?: DatasetId | undefined;
+  /** The invoice of a billed dataset run. */
+  invoiceId?: string | undefined;
+}
+
 /** Application Insights custom events and metrics. Implementations must redact and never throw. */
 export interface Telemetry {
   runStarted(run: RunIdentity): void;
@@ -86,11 +98,29 @@ export interface Telemetry {
     run: RunIdentity & { status: RunStatus; errorCode: string; error: string },
     measurements: { durationMs: number; blobCount: number; byteCount: number; polls: number },
   ): void;
-  /** `runStatus` is the run's status when the message was poisoned ('' for an unknown run): alerts skip ended runs. */
-  messagePoisoned(details: { queue: string; runId: string | undefined; reason: string; runStatus: string }): void;
+  /**
+   * A message reached a poison queue. `runStatus`: the status of the run when the handler's conditional write failed
+   * it (not a final one: the alert fires), or the final status of a run that had ended without it (another worker
+   * ended it, or it completed from its manifest.json: the alert skips it); '' for an unknown run.
+   */
+  messagePoisoned(details: PoisonedMessage): void;
   /** The supervisor resumed an overdue run (`step`: what it re-sent). */
   runResumed(run: RunIdentity & { status: RunStatus }, details: { step: string; resumes: number }): void;
+  /** A message names a run whose ledger row is gone (deleted while the run was in flight): nothing can end it. */
+  runMissing(details: { runId: string; queue: string; step: string }): void;
+  /** A ledger row that cannot be read as a run: the supervisor skips it (and reports it on every sweep). */
+  runUnreadable(details: UnreadableRun): void;
   flush(): Promise<void>;
+}
+
+/** A ledger row that cannot be read as a run: a value written by a newer version, a required field missing. */
+export interface UnreadableRun {
+  /** The row key (the run id as stored). */
+  runId: string;
+  /** The field that could not be read. */
+  field: string;
+  /** What is wrong, naming the row and the field (never the stored value: it may be anything). */
+  problem: string;
 }
 
 /** Telemetry that goes nowhere (no connection string). */
@@ -100,6 +130,8 @@ export const noTelemetry: Telemetry = {
   runFailed() {},
   messagePoisoned() {},
   runResumed() {},
+  runMissing() {},
+  runUnreadable() {},
   async flush() {},
 };
 
@@ -189,7 +221,11 @@ export interface RunLedger {
   getRun(runId: string): Promise<Versioned<RunRecord> | undefined>;
   /** Merges fields into a run. With `etag`, only if unchanged since read; returns false when someone else changed it. */
   updateRun(runId: string, fields: Partial<RunRecord>, etag?: string): Promise<boolean>;
-  listRuns(query: RunQuery): Promise<RunRecord[]>;
+  /**
+   * Runs matching the query. A row that cannot be read as a run is left out and handed to `unreadable`; without
+   * `unreadable`, the first such row fails the listing.
+   */
+  listRuns(query: RunQuery, unreadable?: (row: UnreadableRun) => void): Promise<RunRecord[]>;
   /** Creates the blob rows that do not exist yet (pending). */
   addBlobs(runId: string, names: string[]): Promise<void>;
   /** Sets a copied blob back to pending (it went missing from the destination), counting the re-copy. */

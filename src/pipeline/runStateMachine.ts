@@ -4,6 +4,7 @@ import { classifyError, type ErrorCode, errorMessage } from '../errors';
 import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
 import { completeCommitted, completeFromManifest } from './finalizeRun';
+import { reportMissingRun } from './missingRun';
 import type { Logger, RunRecord, RunStatus, Versioned } from './ports';
 import { TERMINAL_STATUSES } from './ports';
 
@@ -209,7 +210,11 @@ export async function handleStepError(deps: PipelineDeps, run: RunRecord, error:
   const text = redact(errorMessage(classified));
   if (!classified.retryable) {
     try {
-      await endRun(deps, run.runId, 'failed', classified.code, classified.message);
+      const ended = await endRun(deps, run.runId, 'failed', classified.code, classified.message);
+      // The row went missing under the step (deleted while the run was in flight): nothing can end the run now.
+      if (ended === undefined && classified.code === 'RUN_NOT_FOUND') {
+        reportMissingRun(deps, { runId: run.runId, queue: '', step: `A step of the run (${run.status})` });
+      }
     } catch (recordError) {
       const recorded = classifyError(recordError);
       if (recorded.retryable) throw recordError;
@@ -225,8 +230,17 @@ export async function handleStepError(deps: PipelineDeps, run: RunRecord, error:
     return;
   }
   log.info(`Transient problem (${classified.code}), the queue retries: ${text}`);
-  await deps.ledger
-    .updateRun(run.runId, { lastError: `${classified.code}: ${text}`, updatedAt: deps.clock.now().toISOString() })
-    .catch(() => undefined);
+  await noteLastError(deps, run.runId, `${classified.code}: ${text}`).catch(() => undefined);
   throw error;
+}
+
+/**
+ * Notes a retried problem on a run that has not ended, conditional on the row as read just now: `run` may be what a
+ * delivery read before another worker ended the run, and an ended run is never written again.
+ */
+async function noteLastError(deps: PipelineDeps, runId: string, lastError: string): Promise<void> {
+  const current = await deps.ledger.getRun(runId);
+  if (current === undefined || isTerminal(current.value.status)) return;
+  // A lost race (false) drops the note: it is informational, and the run moved on meanwhile.
+  await deps.ledger.updateRun(runId, { lastError, updatedAt: deps.clock.now().toISOString() }, current.etag);
 }

@@ -56,16 +56,29 @@ const MAX_START_ATTEMPTS = 10;
  */
 const RECORD_RETRY_DELAYS_MS = [250, 500, 1000, 2000, 4000, 8000, 15000, 30000];
 
+/** Waits between attempts to create the destination container within one target's start (a few seconds in all). */
+const CONTAINER_RETRY_DELAYS_MS = [500, 1000, 2000];
+
 /**
  * Starts one run per (currency × period), each on its own: one that fails does not keep the others from starting.
  * Every item is tried; the failures come back with an `error` (the timer then fails its invocation, listing them).
  */
 export async function startExports(request: StartRequest, deps: PipelineDeps): Promise<StartedRun[]> {
   const { targets, problems } = await exportTargets(request, deps);
-  let container: Promise<void> | undefined;
-  const ensureContainer = () => {
-    container ??= deps.destination.ensureContainer();
-    return container;
+  // Checked again for each target until it once succeeds, a transient refusal retried briefly: one destination
+  // hiccup (a 503) must not fail every remaining target of the day untried.
+  let containerReady = false;
+  const ensureContainer = async () => {
+    for (let attempt = 0; !containerReady; attempt++) {
+      try {
+        await deps.destination.ensureContainer(attempt > 0);
+        containerReady = true;
+      } catch (error) {
+        const wait = CONTAINER_RETRY_DELAYS_MS[attempt];
+        if (!classifyError(error).retryable || wait === undefined) throw error;
+        await deps.sleep(wait);
+      }
+    }
   };
   const started: StartedRun[] = [];
   for (const target of targets) {

@@ -3,7 +3,7 @@ import { classifyError, errorMessage } from '../errors';
 import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
 import { resumeCopying } from './pollExportStatus';
-import type { RunRecord, RunStatus } from './ports';
+import type { RunRecord, RunStatus, UnreadableRun } from './ports';
 import { advance, announceEnd, endRun, handleStepError, isTerminal, runLogger, withRun } from './runStateMachine';
 
 /** What one sweep of the supervisor found and did. */
@@ -16,7 +16,10 @@ export interface SupervisionReport {
   ended: number;
   /** Ended runs whose end event a crash had lost, sent now. */
   announced: number;
-  /** Runs the sweep could not look at (an error each, logged). */
+  /**
+   * Runs the sweep could not look at (an error each, logged), ledger rows it cannot read as a run among them (each
+   * also an ExportRunUnreadable event).
+   */
   errors: number;
 }
 
@@ -30,10 +33,15 @@ export function announceGraceMs(stallMinutes: number): number {
 }
 
 /** Sends the end event of runs that ended without it (their process died right after the ending write). */
-async function announceLostEnds(deps: PipelineDeps, now: Date, graceMs: number): Promise<number> {
+async function announceLostEnds(
+  deps: PipelineDeps,
+  now: Date,
+  graceMs: number,
+  unreadable: (row: UnreadableRun) => void,
+): Promise<number> {
   const since = new Date(now.getTime() - LOOKBACK_DAYS * 86400_000).toISOString();
   let sent = 0;
-  for (const run of await deps.ledger.listRuns({ unannounced: true, since })) {
+  for (const run of await deps.ledger.listRuns({ unannounced: true, since }, unreadable)) {
     if (!isTerminal(run.status) || run.announced !== false) continue;
     // From the ending write itself (updatedAt), not completedAt, which may come from an older manifest.json.
     if (now.getTime() - Date.parse(run.updatedAt) < graceMs) continue;
@@ -68,7 +76,10 @@ export async function superviseRuns(
   const since = new Date(now.getTime() - LOOKBACK_DAYS * 86400_000).toISOString();
   const report: SupervisionReport = { checked: 0, resumed: 0, ended: 0, announced: 0, errors: 0 };
   const runs: RunRecord[] = [];
-  for (const status of ACTIVE) runs.push(...(await deps.ledger.listRuns({ status, since })));
+  // A row this version cannot read is skipped, not thrown: it must not keep every other run from being looked after.
+  const unreadable = new Map<string, UnreadableRun>();
+  const skip = (row: UnreadableRun) => unreadable.set(row.runId, row);
+  for (const status of ACTIVE) runs.push(...(await deps.ledger.listRuns({ status, since }, skip)));
   const wanted = options.runIds === undefined ? undefined : new Set(options.runIds);
   for (const run of runs) {
     if (wanted !== undefined && !wanted.has(run.runId)) continue;
@@ -95,7 +106,17 @@ export async function superviseRuns(
   }
   // The configured stall time, not an override: a command resuming its own runs at once must not announce the end
   // of a run another process is announcing right now.
-  report.announced = await announceLostEnds(deps, now, announceGraceMs(deps.config.supervision.stallMinutes));
+  report.announced = await announceLostEnds(deps, now, announceGraceMs(deps.config.supervision.stallMinutes), skip);
+  for (const row of unreadable.values()) {
+    if (wanted !== undefined && !wanted.has(row.runId)) continue;
+    report.errors += 1;
+    deps.logger
+      .child({ runId: row.runId })
+      .error(
+        `RUN_UNREADABLE: ${row.problem} The supervisor cannot resume, fail or announce this run and skips it on every sweep until the row is fixed or deleted (a value written by a newer version of the app: deploy that version again).`,
+      );
+    deps.telemetry.runUnreadable(row);
+  }
   const line = `Supervisor: ${report.checked} run(s) in flight, ${report.resumed} resumed, ${report.ended} ended (stalled, or a final error), ${report.announced} lost end event(s) sent, ${report.errors} error(s).`;
   if (report.resumed + report.ended + report.announced + report.errors > 0) deps.logger.warn(line);
   else deps.logger.info(line);

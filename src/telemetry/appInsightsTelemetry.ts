@@ -206,6 +206,8 @@ export function createTelemetry(connectionString: string | undefined, options: T
         runId: details.runId,
         reason: details.reason,
         runStatus: details.runStatus,
+        dataset: details.dataset,
+        invoiceId: details.invoiceId,
       }));
     },
     runResumed(run, details) {
@@ -214,6 +216,12 @@ export function createTelemetry(connectionString: string | undefined, options: T
         () => ({ ...runProperties(run, run.status), step: details.step }),
         () => ({ resumes: details.resumes }),
       );
+    },
+    runMissing(details) {
+      event(TelemetryEvents.runMissing, () => ({ ...details }));
+    },
+    runUnreadable(details) {
+      event(TelemetryEvents.runUnreadable, () => ({ ...details }));
     },
     async flush() {
       try {

@@ -6,14 +6,19 @@
  * The sources go through a proxy too: a Graph proxy rewrites each manifest's rootDirectory to it.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { createTableClient } from '../../src/adapters/storage/clients';
 import { DEV_STORE_ACCOUNT, PARTNER_DEST_ACCOUNT } from '../../src/local/azurite';
-import { QueueNames } from '../../src/names';
+import { QueueNames, TableNames, TelemetryEvents } from '../../src/names';
+import type { RunRecord } from '../../src/pipeline/ports';
+import type { SupervisionReport } from '../../src/pipeline/superviseRuns';
 import { uniqueName } from '../support/azurite';
 import { type FaultAction, type FaultProxy, startFaultProxy } from '../support/faultProxy';
 import { finishWithSupervisor } from './support/crashCase';
 import { type FaultEnv, type HostProcess, startFaultEnv } from './support/faultEnv';
 import { checkSeries, describeReport, scanForSecrets, terminalEvents } from './support/invariants';
+import { FULL } from './support/scale';
 
 const storageError = (status: number, code: string, message: string): FaultAction => ({
   kind: 'status',
@@ -39,6 +44,9 @@ describe('storage faults through fault proxies in front of Azurite', () => {
   let sourceProxy: FaultProxy;
   let graphProxy: FaultProxy;
   let host: HostProcess;
+  /** Container creates (`PUT ?restype=container`) of the destination still to refuse, and with which status. */
+  let containerCreatesToRefuse = 0;
+  let containerRefusalStatus = 503;
   const counters = new Map<string, number>();
   const count = (key: string) => {
     const n = (counters.get(key) ?? 0) + 1;
@@ -57,6 +65,12 @@ describe('storage faults through fault proxies in front of Azurite', () => {
       decide: (request) => {
         const currency = request.currency;
         const isCopy = request.headers['x-ms-copy-source'] !== undefined;
+        if (request.method === 'PUT' && request.url.includes('restype=container') && containerCreatesToRefuse > 0) {
+          containerCreatesToRefuse--;
+          return containerRefusalStatus === 503
+            ? storageError(503, 'ServerBusy', 'The server is busy.')
+            : storageError(containerRefusalStatus, 'BadGateway', 'The gateway could not reach the service.');
+        }
         if (currency === 'TAA' && request.method === 'PUT' && isCopy) {
           return storageError(403, 'CannotVerifyCopySource', 'Server failed to authenticate the copy source.');
         }
@@ -392,6 +406,118 @@ describe('storage faults through fault proxies in front of Azurite', () => {
     } finally {
       await h.stop();
       await tableProxy.stop();
+    }
+  });
+
+  it(`a destination ${FULL ? '503 (every SDK try)' : '502'} during the timer: the container is tried again and every currency of the day starts and succeeds`, async () => {
+    await host.stop(); // this case's own host must be the only one serving the queues
+    const container = uniqueName('busy');
+    env.containers.push(container);
+    // The SDK's first container create must reject. Full scale: 503 ServerBusy to each of its 4 tries (it retries
+    // 503 with 0, 4 and 12 s waits); reduced: one 502, which the SDK does not retry, so it rejects at once.
+    containerRefusalStatus = FULL ? 503 : 502;
+    containerCreatesToRefuse = FULL ? 4 : 1;
+    const h = await env.spawnHost({
+      name: 'storage-timer-destination-503',
+      env: { ...destinationSettings(container), EXPORT_CURRENCIES: 'UBA,UBB' },
+    });
+    try {
+      const response = await fetch(`${h.http}/admin/functions/startExportsTimer`, { method: 'POST' });
+      assert.equal(response.status, 202);
+      const started = await env.waitUntil(
+        'UBA and UBB to start although the first container create failed',
+        async () => {
+          const runs = [...(await env.runsOf('UBA')), ...(await env.runsOf('UBB'))];
+          return runs.length >= 2 ? runs : undefined;
+        },
+        60_000,
+      );
+      const ended = await env.settle(
+        started.map((r) => r.runId),
+        120_000,
+      );
+      assert.deepEqual(
+        ended.map((r) => `${r.currency} ${r.status}`),
+        ['UBA succeeded', 'UBB succeeded'],
+      );
+      assert.equal(containerCreatesToRefuse, 0, 'the first container create was refused');
+      for (const currency of ['UBA', 'UBB']) {
+        const report = await checkSeries(env, { currency, container });
+        assert.deepEqual(report.problems, [], describeReport(report));
+      }
+    } finally {
+      containerCreatesToRefuse = 0;
+      await h.stop();
+    }
+  });
+
+  it('an unreadable row among good ones: the supervisor still resumes and fails the good runs, and reports the row', async () => {
+    await host.stop();
+    const now = Date.now();
+    const runIdAt = (ms: number) =>
+      `${new Date(ms).toISOString().replace(/[-:]/g, '').replace('.', '')}-${randomBytes(4).toString('hex')}`;
+    const row = (currency: string, startedMs: number, fields: Partial<RunRecord>): RunRecord => ({
+      runId: runIdAt(startedMs),
+      currency,
+      billingPeriod: 'current',
+      attributeSet: 'full',
+      trigger: 'schedule',
+      status: 'starting',
+      force: false,
+      startedAt: new Date(startedMs).toISOString(),
+      updatedAt: new Date(startedMs).toISOString(),
+      polls: 0,
+      blobsCopied: 0,
+      byteCount: 0,
+      startAttempts: 0,
+      ...fields,
+    });
+    // As a start that died right after writing its row leaves it (crash point start.afterRunRow): resumed.
+    const interrupted = row('UCA', now - 60_000, {});
+    // Started two days ago and never ended: past every limit, failed.
+    const ancient = row('UCB', now - 2 * 86400_000, {
+      status: 'waiting',
+      updatedAt: new Date(now - 60_000).toISOString(),
+    });
+    for (const r of [interrupted, ancient]) await env.ledger.createRun(r);
+    // Written by a newer version before a rollback: a dataset this version does not know.
+    const { runId: newer, ...fields } = row('UCC', now - 60_000, {});
+    const runs = createTableClient(
+      { kind: 'connectionString', connectionString: String(env.settings['AzureWebJobsStorage']) },
+      TableNames.runs,
+    );
+    await runs.createEntity({ partitionKey: 'run', rowKey: newer, ...fields, dataset: 'billedUsageNextGen' });
+    try {
+      const { result } = await env.supervise({ name: 'supervisor-unreadable-row' });
+      const report = result as SupervisionReport;
+      assert.ok(report.resumed >= 1 && report.ended >= 1 && report.errors >= 1, JSON.stringify(report));
+      assert.ok(
+        env.logs.some((l) => l.level === 'error' && l.line.includes(newer) && l.line.includes('RUN_UNREADABLE')),
+        'an error line names the row',
+      );
+      await env.waitUntil(
+        'ExportRunUnreadable of the row',
+        async () =>
+          env.ingestion.items.some(
+            (item) => item.name === TelemetryEvents.runUnreadable && item.properties['runId'] === newer,
+          )
+            ? true
+            : undefined,
+        10_000,
+      );
+      const failed = (await env.ledger.getRun(ancient.runId))?.value;
+      assert.equal(failed?.status, 'failed');
+      assert.equal(failed?.errorCode, 'RUN_STALLED');
+      const h = await env.spawnHost({ name: 'storage-unreadable-row' });
+      try {
+        const [resumed] = await env.settle([interrupted.runId], 60_000);
+        assert.equal(resumed?.status, 'succeeded', `${resumed?.status} ${resumed?.error ?? ''}`);
+      } finally {
+        await h.stop();
+      }
+    } finally {
+      // The other cases list the whole ledger (the secret scan): the row goes once this case has seen it handled.
+      await runs.deleteEntity('run', newer);
     }
   });
 

@@ -393,8 +393,16 @@ describe('Telemetry of the app on OpenTelemetry (one process, the worker played 
       runId,
       reason: `Message for ${SAS_URL} was dequeued 5 times`,
       runStatus: 'copying',
+      dataset: 'billedUsage',
+      invoiceId: 'G000000001',
     });
     t.runResumed({ ...mine, status: 'waiting' }, { step: 'status check', resumes: 2 });
+    t.runMissing({ runId, queue: 'export-status', step: 'A status check' });
+    t.runUnreadable({
+      runId,
+      field: 'dataset',
+      problem: `Run ledger row exportRuns/run/${runId}: field dataset is not one of unbilledUsage.`,
+    });
     // Never throws, even when a run cannot be read.
     const unreadable = Object.defineProperty({ ...mine }, 'currency', {
       get() {
@@ -439,6 +447,18 @@ describe('Telemetry of the app on OpenTelemetry (one process, the worker played 
       runId,
       reason: 'Message for https://x.blob.core.windows.net/c/b was dequeued 5 times',
       runStatus: 'copying',
+      dataset: 'billedUsage',
+      invoiceId: 'G000000001',
+    });
+    assert.deepEqual(only(items, 'EventData', TelemetryEvents.runMissing).properties, {
+      runId,
+      queue: 'export-status',
+      step: 'A status check',
+    });
+    assert.deepEqual(only(items, 'EventData', TelemetryEvents.runUnreadable).properties, {
+      runId,
+      field: 'dataset',
+      problem: `Run ledger row exportRuns/run/${runId}: field dataset is not one of unbilledUsage.`,
     });
     const resumed = only(items, 'EventData', TelemetryEvents.runResumed);
     assert.deepEqual(resumed.properties, {

@@ -22,6 +22,7 @@ import type {
   Logger,
   MessageQueue,
   OperationState,
+  PoisonedMessage,
   RunIdentity,
   RunLedger,
   RunQuery,
@@ -30,6 +31,7 @@ import type {
   StartedExport,
   StatusMessage,
   Telemetry,
+  UnreadableRun,
   Versioned,
 } from '../../src/pipeline/ports';
 
@@ -88,6 +90,8 @@ export class InMemoryRunLedger implements RunLedger {
    * write landing between a read and a conditional update.
    */
   beforeConditionalUpdate: (() => Promise<void>) | undefined;
+  /** Rows that cannot be read as a run (run id -> the unreadable field), as a newer version's value would make them. */
+  readonly unreadableFields = new Map<string, string>();
   private etagCounter = 0;
   private readonly clock: Clock;
 
@@ -109,6 +113,8 @@ export class InMemoryRunLedger implements RunLedger {
 
   async getRun(runId: string): Promise<Versioned<RunRecord> | undefined> {
     await tick();
+    const field = this.unreadableFields.get(runId);
+    if (field !== undefined) throw new Error(this.unreadableProblem(runId, field));
     const found = this.runs.get(runId);
     return found === undefined ? undefined : clone(found);
   }
@@ -137,10 +143,18 @@ export class InMemoryRunLedger implements RunLedger {
     return true;
   }
 
-  async listRuns(query: RunQuery): Promise<RunRecord[]> {
+  async listRuns(query: RunQuery, unreadable?: (row: UnreadableRun) => void): Promise<RunRecord[]> {
     await tick();
     return [...this.runs.values()]
       .map((v) => clone(v.value))
+      .filter((r) => {
+        const field = this.unreadableFields.get(r.runId);
+        if (field === undefined || (query.status !== undefined && r.status !== query.status)) return true;
+        const problem = this.unreadableProblem(r.runId, field);
+        if (unreadable === undefined) throw new Error(problem);
+        unreadable({ runId: r.runId, field, problem });
+        return false;
+      })
       .filter((r) => query.since === undefined || r.startedAt >= query.since)
       .filter((r) => query.until === undefined || r.startedAt < query.until)
       .filter((r) => query.status === undefined || r.status === query.status)
@@ -215,6 +229,10 @@ export class InMemoryRunLedger implements RunLedger {
     await tick();
     refuseSecret({ reason, excerpt }, 'a rejected message');
     this.rejected.push({ queue, reason, excerpt });
+  }
+
+  private unreadableProblem(runId: string, field: string): string {
+    return `Run ledger row exportRuns/run/${runId}: field ${field} is not readable.`;
   }
 
   /** The current row of a run (throws when absent), for assertions. */
@@ -610,9 +628,11 @@ export class RecordingTelemetry implements Telemetry {
     run: RunIdentity & { status: RunStatus; errorCode: string; error: string };
     measurements: Measurements;
   }> = [];
-  readonly poisoned: Array<{ queue: string; runId: string | undefined; reason: string; runStatus: string }> = [];
+  readonly poisoned: PoisonedMessage[] = [];
   readonly resumed: Array<{ run: RunIdentity & { status: RunStatus }; details: { step: string; resumes: number } }> =
     [];
+  readonly missing: Array<{ runId: string; queue: string; step: string }> = [];
+  readonly unreadable: UnreadableRun[] = [];
   flushes = 0;
 
   runStarted(run: RunIdentity): void {
@@ -630,12 +650,20 @@ export class RecordingTelemetry implements Telemetry {
     this.failed.push(clone({ run, measurements }));
   }
 
-  messagePoisoned(details: { queue: string; runId: string | undefined; reason: string; runStatus: string }): void {
+  messagePoisoned(details: PoisonedMessage): void {
     this.poisoned.push(clone(details));
   }
 
   runResumed(run: RunIdentity & { status: RunStatus }, details: { step: string; resumes: number }): void {
     this.resumed.push(clone({ run, details }));
+  }
+
+  runMissing(details: { runId: string; queue: string; step: string }): void {
+    this.missing.push(clone(details));
+  }
+
+  runUnreadable(details: UnreadableRun): void {
+    this.unreadable.push(clone(details));
   }
 
   async flush(): Promise<void> {

@@ -100,6 +100,8 @@ export const EVENT_DIMENSIONS: Readonly<Record<string, readonly string[]>> = {
   ExportRunCompleted: RUN_DIMENSIONS,
   ExportRunFailed: [...RUN_DIMENSIONS, 'errorCode', 'error'],
   ExportMessagePoisoned: ['queue', 'runId', 'reason', 'dataset', 'invoiceId', 'runStatus'],
+  ExportRunMissing: ['runId', 'queue', 'step'],
+  ExportRunUnreadable: ['runId', 'field', 'problem'],
 };
 
 /** Measurements (customMeasurements) of the run events. */

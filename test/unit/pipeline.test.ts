@@ -396,7 +396,7 @@ describe('pollExportStatus', () => {
     assert.equal(run(deps, runId).lastError, 'GRAPH_UNAVAILABLE: Graph answered 503.');
   });
 
-  it('ignores a status check for an unknown run', async () => {
+  it('drops a status check for an unknown run, with an error', async () => {
     const deps = makeDeps(USD_ONLY);
     const unknown = '20241008T060000000Z-deadbeef';
 
@@ -405,7 +405,7 @@ describe('pollExportStatus', () => {
     assert.deepEqual(deps.graph.operationCalls, []);
     assert.equal(deps.queue.statusSent.length, 0);
     assert.equal(deps.ledger.runs.size, 0);
-    assert.equal(deps.logger.at('warn')[0]?.fields.runId, unknown);
+    assert.equal(deps.logger.at('error')[0]?.fields.runId, unknown);
   });
 });
 

@@ -20,6 +20,7 @@ import type {
   RunRecord,
   RunStatus,
   Trigger,
+  UnreadableRun,
   Versioned,
 } from '../../pipeline/ports';
 import { RUN_STATUSES } from '../../pipeline/ports';
@@ -127,6 +128,16 @@ function entity(
   return out;
 }
 
+/** A stored row that cannot be read: names the row and the field, never the stored value. */
+class UnreadableRowError extends Error {
+  constructor(
+    message: string,
+    readonly field: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Reads typed fields of a stored entity; a wrong type is a corrupted row. */
 class Row {
   constructor(
@@ -135,8 +146,9 @@ class Row {
   ) {}
 
   private bad(name: string, expected: string): Error {
-    return new Error(
+    return new UnreadableRowError(
       `Run ledger row ${this.table}/${this.stored.partitionKey}/${this.stored.rowKey}: field ${name} is not ${expected}.`,
+      name,
     );
   }
 
@@ -423,7 +435,7 @@ export class TableRunLedger implements RunLedger {
     return new ExportError('RUN_NOT_FOUND', `Run ${runId} is not in the run ledger.`, { status: 404 });
   }
 
-  async listRuns(query: RunQuery): Promise<RunRecord[]> {
+  async listRuns(query: RunQuery, unreadable?: (row: UnreadableRun) => void): Promise<RunRecord[]> {
     const table = await this.table(this.runs);
     const filters = [odata`PartitionKey eq ${RUN_PARTITION}`];
     if (query.since !== undefined) filters.push(odata`RowKey ge ${runIdStamp(query.since, 'since')}`);
@@ -442,7 +454,15 @@ export class TableRunLedger implements RunLedger {
     const newest: RunRecord[] = [];
     const rows = table.listEntities<Record<string, unknown>>({ queryOptions: { filter: filters.join(' and ') } });
     for await (const stored of rows) {
-      const run = readRun(stored, this.names.runs);
+      let run: RunRecord;
+      try {
+        run = readRun(stored, this.names.runs);
+      } catch (error) {
+        // One row a newer version wrote (or a hand edit broke) must not hide every other run: skipped and reported.
+        if (unreadable === undefined || !(error instanceof UnreadableRowError)) throw error;
+        unreadable({ runId: stored.rowKey ?? '', field: error.field, problem: error.message });
+        continue;
+      }
       if (query.dataset !== undefined && (run.dataset ?? 'unbilledUsage') !== query.dataset) continue;
       newest.push(run);
       if (limit !== undefined && newest.length > limit) newest.shift();
