@@ -239,8 +239,9 @@ async function waitForRow(deps: PipelineDeps, runId: string): Promise<Versioned<
  * re-send of it, only one calls Graph; a stale one is dropped. A transient failure
  * schedules a `start` message (retried with a delay); a terminal one fails the run. Once Graph accepted, the
  * operation URL is recorded and the first status check scheduled, each with in-process retries; the check
- * carries the operation URL when it could not be recorded, so no export is ever requested twice because a
- * write failed. Only a process that dies between Graph's answer and those writes leaves the run to the
+ * carries the operation URL when it could not be recorded, and the run's nextCheckAt is pushed past that check's
+ * due time, so the supervisor does not take it for an unanswered start meanwhile. Only a process that dies between
+ * Graph's answer and those writes (or host storage refusing every one of them for a minute) leaves the run to the
  * supervisor, which then requests a second export (and says so).
  */
 export async function requestExport(
@@ -278,20 +279,34 @@ export async function requestExport(
   crashPoint('start.afterGraphAccepted');
   const operationId = operationUrl.split('/').pop() ?? '';
   const delay = clampDelay(deps, retryAfterSeconds ?? deps.config.polling.initialDelaySeconds);
-  const nextCheckAt = new Date(deps.clock.now().getTime() + delay * 1000).toISOString();
+  const dueMs = deps.clock.now().getTime() + delay * 1000;
+  const nextCheckAt = new Date(dueMs).toISOString();
+  // Should the operation not be recorded, the first status check carries it: until that check is due (plus the
+  // time to send it), the run must not look like a start that never got an answer, or the supervisor would ask
+  // Graph again. The start attempt's own nextCheckAt may be much earlier (a Retry-After of 15 min, say).
+  const holdUntil = { nextCheckAt: new Date(dueMs + START_CALL_WINDOW_MS).toISOString() };
+  let held = false;
   let recorded = false;
   try {
-    recorded = await retrying(deps, log, 'recording the Graph operation', () =>
-      withRun(deps, run.runId, async (latest) => {
-        if (latest.value.status !== 'starting')
-          return { done: true, value: latest.value.operationUrl === operationUrl };
-        const moved = await advance(deps, latest, 'waiting', { operationUrl, operationId, nextCheckAt });
-        return moved === undefined ? { done: false } : { done: true, value: true };
-      }).then((value) => value ?? false),
-    );
+    recorded = await retrying(deps, log, 'recording the Graph operation', async () => {
+      try {
+        const value = await withRun(deps, run.runId, async (latest) => {
+          if (latest.value.status !== 'starting')
+            return { done: true, value: latest.value.operationUrl === operationUrl };
+          const moved = await advance(deps, latest, 'waiting', { operationUrl, operationId, nextCheckAt });
+          return moved === undefined ? { done: false } : { done: true, value: true };
+        });
+        return value ?? false;
+      } catch (error) {
+        // Not conditional, so no race can make it lose: pushing nextCheckAt later is right in every state (an
+        // ended run ignores it), and it changes no status.
+        held ||= await deps.ledger.updateRun(run.runId, holdUntil).catch(() => false);
+        throw error;
+      }
+    });
   } catch (error) {
     log.warn(
-      `Graph accepted the export (operation ${operationId}) but recording it failed: ${redact(errorMessage(error))}. The first status check carries the operation instead.`,
+      `Graph accepted the export (operation ${operationId}) but recording it failed: ${redact(errorMessage(error))}. The first status check carries the operation instead${held ? '' : '; marking the run as waiting for that check failed too, so should the check come later than EXPORT_STALL_MINUTES after this start, the supervisor asks Graph for a second export'}.`,
     );
   }
   crashPoint('start.afterWaitingWrite');

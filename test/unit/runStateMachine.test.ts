@@ -147,6 +147,47 @@ describe('3. Graph accepted the export, then a write failed', () => {
     assert.equal(runOf(deps, runId).status, 'succeeded');
     assert.equal(deps.graph.startCalls.length, 1, 'exactly one Graph export');
   });
+
+  for (const [what, env, retryAfterSeconds, dueMinutes] of [
+    ['a Retry-After of 900 s', {}, 900, 15],
+    [
+      'EXPORT_POLL_INITIAL_SECONDS=2400',
+      { EXPORT_POLL_INITIAL_SECONDS: '2400', EXPORT_POLL_MAX_SECONDS: '3600' },
+      undefined,
+      40,
+    ],
+  ] as const) {
+    it(`a failed write of the operation with a first check due after ${what} is not taken for an unanswered start by the supervisor`, async () => {
+      const deps = makeDeps({ env: { EXPORT_CURRENCIES: 'USD', EXPORT_STALL_MINUTES: '10', ...env } });
+      deps.graph.scriptStart(retryAfterSeconds === undefined ? {} : { retryAfterSeconds });
+      const update = deps.ledger.updateRun.bind(deps.ledger);
+      deps.ledger.updateRun = async (id, fields, etag) => {
+        if (fields.status === 'waiting' && fields.operationUrl !== undefined) throw storageUnavailable();
+        return update(id, fields, etag);
+      };
+      const runId = await startUsd(deps);
+      deps.ledger.updateRun = update;
+      const [check] = deps.queue.takeStatus();
+      assert.equal(check?.delaySeconds, dueMinutes * 60);
+      assert.equal(runOf(deps, runId).status, 'starting', 'the operation is carried by the check, not recorded');
+
+      // Sweeps before the carried check is due: none may send the start again.
+      const start = deps.clock.now().getTime();
+      for (const minutes of [4, 11, 14, dueMinutes - 0.5]) {
+        deps.clock.set(new Date(start + minutes * 60_000));
+        const report = await superviseRuns(deps);
+        assert.equal(report.resumed, 0, `no resume at +${minutes} min`);
+      }
+      // A start the supervisor sent would be due long before the check: deliver such messages first.
+      deps.graph.scriptOperation('*', succeeded(makeManifest()));
+      for (const sent of deps.queue.takeStatus()) await pollExportStatus(parseStatusMessage(sent.raw), deps);
+      deps.clock.set(new Date(start + dueMinutes * 60_000));
+      await pollExportStatus(parseStatusMessage(check!.raw), deps);
+      assert.deepEqual((await drain(deps, deps.queue)).errors, []);
+      assert.equal(runOf(deps, runId).status, 'succeeded');
+      assert.equal(deps.graph.startCalls.length, 1, 'exactly one Graph export');
+    });
+  }
 });
 
 describe('5. one currency whose start fails', () => {
