@@ -134,8 +134,18 @@ async function startOne(deps: PipelineDeps, request: StartRequest, target: Expor
     // must win. Only a holder that never wrote its row within the grace (it died there) is replaced.
     if (held === undefined) return age(since) > START_GRACE_MS;
     if (isTerminal(held.value.status)) return true;
-    // Past every limit (the supervisor fails such a run; this is the backstop if it did not run).
-    return age(held.value.startedAt) > maxAgeMs;
+    // Past every limit (the supervisor fails such a run; this is the backstop if it did not run). The old run is
+    // failed first, with its end event, so that replacing its lock never leaves it in flight for ever.
+    const heldAge = age(held.value.startedAt);
+    if (heldAge <= maxAgeMs) return false;
+    await endRun(
+      deps,
+      holderRunId,
+      'failed',
+      'RUN_STALLED',
+      `The run stalled while ${held.value.status}: it had not ended ${(heldAge / 3600_000).toFixed(1)} h after it started (limit: EXPORT_MAX_WAIT_HOURS plus ${deps.config.supervision.maxRunHours - deps.config.polling.maxWaitHours} h to copy) when run ${runId} started the same export. The new run exports the data.`,
+    );
+    return true;
   };
   let holder = await deps.ledger.acquireStartLock(key, runId, isStale);
   const lockedAt = deps.clock.now().getTime();

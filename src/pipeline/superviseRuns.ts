@@ -31,9 +31,9 @@ export function announceGraceMs(stallMinutes: number): number {
 
 /** Sends the end event of runs that ended without it (their process died right after the ending write). */
 async function announceLostEnds(deps: PipelineDeps, now: Date, graceMs: number): Promise<number> {
-  const since = new Date(now.getTime() - LOOKBACK_DAYS * 86400_000).toISOString();
   let sent = 0;
-  for (const run of await deps.ledger.listRuns({ unannounced: true, since })) {
+  // Whatever its age: a run may end long after it started (the supervisor fails a forgotten one weeks later).
+  for (const run of await deps.ledger.listRuns({ unannounced: true })) {
     if (!isTerminal(run.status) || run.announced !== false) continue;
     // From the ending write itself (updatedAt), not completedAt, which may come from an older manifest.json.
     if (now.getTime() - Date.parse(run.updatedAt) < graceMs) continue;
@@ -47,9 +47,6 @@ async function announceLostEnds(deps: PipelineDeps, now: Date, graceMs: number):
 }
 
 const ACTIVE: readonly RunStatus[] = ['starting', 'waiting', 'copying'];
-
-/** How far back a sweep looks for runs that have not ended (they are failed long before this). */
-const LOOKBACK_DAYS = 14;
 
 /**
  * The supervisor (timer superviseRuns, every 10 minutes). A queue message can be lost to a crash at the wrong
@@ -65,10 +62,11 @@ export async function superviseRuns(
   options: { stallMinutes?: number; runIds?: readonly string[] } = {},
 ): Promise<SupervisionReport> {
   const now = deps.clock.now();
-  const since = new Date(now.getTime() - LOOKBACK_DAYS * 86400_000).toISOString();
   const report: SupervisionReport = { checked: 0, resumed: 0, ended: 0, announced: 0, errors: 0 };
   const runs: RunRecord[] = [];
-  for (const status of ACTIVE) runs.push(...(await deps.ledger.listRuns({ status, since })));
+  // Every run not ended, whatever its age: one the sweeps missed for weeks (the app stopped, a clock far off) is
+  // failed now rather than left in flight for ever, holding its series' start lock.
+  for (const status of ACTIVE) runs.push(...(await deps.ledger.listRuns({ status })));
   const wanted = options.runIds === undefined ? undefined : new Set(options.runIds);
   for (const run of runs) {
     if (wanted !== undefined && !wanted.has(run.runId)) continue;

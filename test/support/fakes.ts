@@ -198,9 +198,9 @@ export class InMemoryRunLedger implements RunLedger {
     const holder = this.locks.get(key);
     if (holder !== undefined) {
       if (!(await isStale(holder.runId, holder.since))) return holder.runId;
-      // Replace only the holder we judged stale (another starter may have replaced it meanwhile).
+      // Replace only the holder we judged stale (another starter may have replaced it meanwhile; released, it is free).
       const now = this.locks.get(key);
-      if (now === undefined || now.runId !== holder.runId) return now?.runId;
+      if (now !== undefined && now.runId !== holder.runId) return now.runId;
     }
     this.locks.set(key, { runId, since: this.clock.now().toISOString() });
     return undefined;

@@ -337,6 +337,71 @@ describe('7. a run whose next step never comes', () => {
   });
 });
 
+describe('a run in flight for longer than two weeks', () => {
+  it('is failed by one sweep with RUN_STALLED and ExportRunFailed, 15 days after it started', async () => {
+    const deps = makeDeps(USD);
+    const runId = await startUsd(deps);
+    deps.queue.takeStatus(); // its status check is lost, and no sweep ran since (the app was stopped)
+    deps.clock.advanceHours(15 * 24);
+    const report = await superviseRuns(deps);
+    assert.equal(report.ended, 1);
+    const run = runOf(deps, runId);
+    assert.equal(run.status, 'failed');
+    assert.equal(run.errorCode, 'RUN_STALLED');
+    assert.deepEqual(
+      deps.telemetry.failed.map((f) => [f.run.runId, f.run.errorCode]),
+      [[runId, 'RUN_STALLED']],
+    );
+    assert.equal(deps.ledger.locks.size, 0, 'the series may start again');
+  });
+
+  it('is failed with its end event when a new start of its series replaces its start lock', async () => {
+    const deps = makeDeps(USD);
+    const oldRunId = await startUsd(deps);
+    deps.queue.takeStatus();
+    deps.clock.advanceHours(15 * 24);
+    const newRunId = await startUsd(deps);
+    assert.notEqual(newRunId, oldRunId);
+    const old = runOf(deps, oldRunId);
+    assert.equal(old.status, 'failed', 'the replaced run is not left in flight');
+    assert.equal(old.errorCode, 'RUN_STALLED');
+    assert.match(old.error ?? '', new RegExp(`when run ${newRunId} started the same export`));
+    assert.deepEqual(
+      deps.telemetry.failed.map((f) => f.run.runId),
+      [oldRunId],
+    );
+    assert.equal(runOf(deps, newRunId).status, 'waiting');
+    assert.deepEqual(
+      [...deps.ledger.locks.values()].map((lock) => lock.runId),
+      [newRunId],
+    );
+    assert.equal(deps.graph.startCalls.length, 2);
+  });
+
+  it('has its lost end event sent by the supervisor, 15 days after it started', async () => {
+    const deps = makeDeps(USD);
+    const runId = await startUsd(deps);
+    deps.queue.takeStatus();
+    deps.clock.advanceHours(15 * 24);
+    // It ended, and its process died before sending the end event.
+    await deps.ledger.updateRun(runId, {
+      status: 'failed',
+      errorCode: 'GRAPH_GONE',
+      error: 'failed',
+      announced: false,
+      updatedAt: deps.clock.now().toISOString(),
+      completedAt: deps.clock.now().toISOString(),
+    });
+    deps.clock.advanceSeconds(3600);
+    const report = await superviseRuns(deps);
+    assert.equal(report.announced, 1);
+    assert.deepEqual(
+      deps.telemetry.failed.map((f) => f.run.runId),
+      [runId],
+    );
+  });
+});
+
 describe('an end event lost to a crash right after the ending write', () => {
   it('is sent by the supervisor, once', async () => {
     const deps = makeDeps(USD);
