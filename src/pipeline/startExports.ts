@@ -128,11 +128,12 @@ async function startOne(deps: PipelineDeps, request: StartRequest, target: Expor
   const maxAgeMs = deps.config.supervision.maxRunHours * 3600_000;
   const age = (since: string) => deps.clock.now().getTime() - Date.parse(since);
   const key = startLockKeyFor(target);
-  const isStale = async (holderRunId: string, since: string): Promise<boolean> => {
+  const isStale = async (holderRunId: string, heldMs: number): Promise<boolean> => {
     const held = await deps.ledger.getRun(holderRunId);
     // No row yet: the holder may be a start a few milliseconds ahead of us (timer and Test/Run at once), which
-    // must win. Only a holder that never wrote its row within the grace (it died there) is replaced.
-    if (held === undefined) return age(since) > START_GRACE_MS;
+    // must win. Only a holder that never wrote its row within the grace (it died there) is replaced. The grace is
+    // measured by the storage service's clock: the holder's may be minutes off ours.
+    if (held === undefined) return heldMs > START_GRACE_MS;
     if (isTerminal(held.value.status)) return true;
     // Past every limit (the supervisor fails such a run; this is the backstop if it did not run). The old run is
     // failed first, with its end event, so that replacing its lock never leaves it in flight for ever.
