@@ -232,9 +232,12 @@ async function startOne(deps: PipelineDeps, request: StartRequest, target: Expor
   return result;
 }
 
-/** The run of a lock holder; a starter a moment ahead of us may not have written it yet (waits up to the grace). */
+/**
+ * The run of a lock holder; a starter a moment ahead of us may not have written it yet (waits up to the grace, plus
+ * 2 s: the service's time the lock's age is measured by comes in whole seconds).
+ */
 async function waitForRow(deps: PipelineDeps, runId: string): Promise<Versioned<RunRecord> | undefined> {
-  const polls = Math.ceil((START_GRACE_MS + 1000) / 500);
+  const polls = Math.ceil((START_GRACE_MS + 2000) / 500);
   for (let attempt = 0; attempt < polls; attempt++) {
     const found = await deps.ledger.getRun(runId);
     if (found !== undefined) return found;

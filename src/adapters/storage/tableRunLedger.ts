@@ -41,7 +41,10 @@ export interface TableRunLedgerOptions {
   clientOptions?: StorageClientOptions | undefined;
   /** Table names; default `TableNames` (tests pass unique ones). */
   tableNames?: { runs: string; blobs: string; locks: string } | undefined;
-  /** Time of rejected messages and of a lock row's `since` (for readers only: a lock's age is the service's); default the system clock. */
+  /**
+   * Time of rejected messages and of a lock row's `since` (for people reading it: a lock's age is measured by the
+   * service's clock); default the system clock.
+   */
   clock?: Clock | undefined;
 }
 
