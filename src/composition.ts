@@ -9,6 +9,7 @@ import { BlobDestination } from './adapters/storage/blobDestination';
 import { createBlobServiceClient, createQueueServiceClient } from './adapters/storage/clients';
 import { TableRunLedger } from './adapters/storage/tableRunLedger';
 import { type Config, loadConfig } from './config';
+import { processClock } from './crashPoints';
 import { createLogger, type LogSink } from './logging';
 import { ManifestCache, type PipelineDeps } from './pipeline/deps';
 import { newRunId } from './pipeline/layout';
@@ -95,15 +96,16 @@ export function buildSharedDeps(config: Config, env: Record<string, string | und
           caCertPem: config.partnerCenter.emulator ? caCertPem : undefined,
         })
       : undefined;
+  const clock = processClock();
   return {
     invoices,
     config,
     graph,
-    ledger: new TableRunLedger(config.hostStorage),
+    ledger: new TableRunLedger(config.hostStorage, { clock }),
     queue: new StorageMessageQueue(createQueueServiceClient(config.hostStorage)),
     destination: new BlobDestination(destinationBlobs.getContainerClient(config.destination.container)),
     copier: new ServerSideBlobCopier(destinationBlobs.getContainerClient(config.destination.container), config.copy),
-    clock: { now: () => new Date() },
+    clock,
     telemetry: buildTelemetry(config, env),
     manifests: new ManifestCache(),
     newRunId,

@@ -1,3 +1,5 @@
+import type { Clock } from './pipeline/ports';
+
 /**
  * Seeded crash points for the fault suite (`npm run test:faults`). In production nothing is set and every
  * call is a no-op costing one property read. With `EXPORT_FAULT_CRASH_POINT=<name>` (optionally `<name>#<n>`
@@ -51,4 +53,14 @@ export function crashPoint(name: CrashPoint): void {
     process.stderr.write(`fault: crash point ${name}#${count} reached; SIGKILL\n`);
     process.kill(process.pid, 'SIGKILL');
   }
+}
+
+/**
+ * The process's clock: the system clock. The fault suite plays hosts whose clocks disagree by setting
+ * `EXPORT_FAULT_CLOCK_OFFSET_MS` (milliseconds, may be negative), read once here; in production it is unset.
+ */
+export function processClock(): Clock {
+  const offsetMs = Number(process.env['EXPORT_FAULT_CLOCK_OFFSET_MS'] ?? '0');
+  if (!Number.isFinite(offsetMs) || offsetMs === 0) return { now: () => new Date() };
+  return { now: () => new Date(Date.now() + offsetMs) };
 }

@@ -239,12 +239,14 @@ export interface RunLedger {
   listBlobs(runId: string): Promise<BlobRecord[]>;
   /**
    * Takes the in-flight lock of (currency, period, attribute set) for `runId`. Returns undefined when taken,
-   * or the run id holding it. `isStale(holderRunId)` decides whether an existing holder may be replaced.
+   * or the run id holding it. `isStale(holderRunId, heldMs)` decides whether an existing holder may be replaced;
+   * `heldMs` is how long that holder has held the lock by the storage service's clock (never a host's own clock,
+   * which may be minutes off another host's).
    */
   acquireStartLock(
     key: string,
     runId: string,
-    isStale: (holderRunId: string, since: string) => Promise<boolean>,
+    isStale: (holderRunId: string, heldMs: number) => Promise<boolean>,
   ): Promise<string | undefined>;
   /** Releases the lock if `runId` still holds it. */
   releaseStartLock(key: string, runId: string): Promise<void>;

@@ -141,14 +141,25 @@ async function startOne(deps: PipelineDeps, request: StartRequest, target: Expor
   const maxAgeMs = deps.config.supervision.maxRunHours * 3600_000;
   const age = (since: string) => deps.clock.now().getTime() - Date.parse(since);
   const key = startLockKeyFor(target);
-  const isStale = async (holderRunId: string, since: string): Promise<boolean> => {
+  const isStale = async (holderRunId: string, heldMs: number): Promise<boolean> => {
     const held = await deps.ledger.getRun(holderRunId);
     // No row yet: the holder may be a start a few milliseconds ahead of us (timer and Test/Run at once), which
-    // must win. Only a holder that never wrote its row within the grace (it died there) is replaced.
-    if (held === undefined) return age(since) > START_GRACE_MS;
+    // must win. Only a holder that never wrote its row within the grace (it died there) is replaced. The grace is
+    // measured by the storage service's clock: the holder's may be minutes off ours.
+    if (held === undefined) return heldMs > START_GRACE_MS;
     if (isTerminal(held.value.status)) return true;
-    // Past every limit (the supervisor fails such a run; this is the backstop if it did not run).
-    return age(held.value.startedAt) > maxAgeMs;
+    // Past every limit (the supervisor fails such a run; this is the backstop if it did not run). The old run is
+    // failed first, with its end event, so that replacing its lock never leaves it in flight for ever.
+    const heldAge = age(held.value.startedAt);
+    if (heldAge <= maxAgeMs) return false;
+    await endRun(
+      deps,
+      holderRunId,
+      'failed',
+      'RUN_STALLED',
+      `The run stalled while ${held.value.status}: it had not ended ${(heldAge / 3600_000).toFixed(1)} h after it started (limit: EXPORT_MAX_WAIT_HOURS plus ${deps.config.supervision.maxRunHours - deps.config.polling.maxWaitHours} h to copy) when run ${runId} started the same export. The new run exports the data.`,
+    );
+    return true;
   };
   let holder = await deps.ledger.acquireStartLock(key, runId, isStale);
   const lockedAt = deps.clock.now().getTime();
@@ -234,9 +245,12 @@ async function startOne(deps: PipelineDeps, request: StartRequest, target: Expor
   return result;
 }
 
-/** The run of a lock holder; a starter a moment ahead of us may not have written it yet (waits up to the grace). */
+/**
+ * The run of a lock holder; a starter a moment ahead of us may not have written it yet (waits up to the grace, plus
+ * 2 s: the service's time the lock's age is measured by comes in whole seconds).
+ */
 async function waitForRow(deps: PipelineDeps, runId: string): Promise<Versioned<RunRecord> | undefined> {
-  const polls = Math.ceil((START_GRACE_MS + 1000) / 500);
+  const polls = Math.ceil((START_GRACE_MS + 2000) / 500);
   for (let attempt = 0; attempt < polls; attempt++) {
     const found = await deps.ledger.getRun(runId);
     if (found !== undefined) return found;
@@ -252,8 +266,9 @@ async function waitForRow(deps: PipelineDeps, runId: string): Promise<Versioned<
  * re-send of it, only one calls Graph; a stale one is dropped. A transient failure
  * schedules a `start` message (retried with a delay); a terminal one fails the run. Once Graph accepted, the
  * operation URL is recorded and the first status check scheduled, each with in-process retries; the check
- * carries the operation URL when it could not be recorded, so no export is ever requested twice because a
- * write failed. Only a process that dies between Graph's answer and those writes leaves the run to the
+ * carries the operation URL when it could not be recorded, and the run's nextCheckAt is pushed past that check's
+ * due time, so the supervisor does not take it for an unanswered start meanwhile. Only a process that dies between
+ * Graph's answer and those writes (or host storage refusing every one of them for a minute) leaves the run to the
  * supervisor, which then requests a second export (and says so).
  */
 export async function requestExport(
@@ -291,20 +306,34 @@ export async function requestExport(
   crashPoint('start.afterGraphAccepted');
   const operationId = operationUrl.split('/').pop() ?? '';
   const delay = clampDelay(deps, retryAfterSeconds ?? deps.config.polling.initialDelaySeconds);
-  const nextCheckAt = new Date(deps.clock.now().getTime() + delay * 1000).toISOString();
+  const dueMs = deps.clock.now().getTime() + delay * 1000;
+  const nextCheckAt = new Date(dueMs).toISOString();
+  // Should the operation not be recorded, the first status check carries it: until that check is due (plus the
+  // time to send it), the run must not look like a start that never got an answer, or the supervisor would ask
+  // Graph again. The start attempt's own nextCheckAt may be much earlier (a Retry-After of 15 min, say).
+  const holdUntil = { nextCheckAt: new Date(dueMs + START_CALL_WINDOW_MS).toISOString() };
+  let held = false;
   let recorded = false;
   try {
-    recorded = await retrying(deps, log, 'recording the Graph operation', () =>
-      withRun(deps, run.runId, async (latest) => {
-        if (latest.value.status !== 'starting')
-          return { done: true, value: latest.value.operationUrl === operationUrl };
-        const moved = await advance(deps, latest, 'waiting', { operationUrl, operationId, nextCheckAt });
-        return moved === undefined ? { done: false } : { done: true, value: true };
-      }).then((value) => value ?? false),
-    );
+    recorded = await retrying(deps, log, 'recording the Graph operation', async () => {
+      try {
+        const value = await withRun(deps, run.runId, async (latest) => {
+          if (latest.value.status !== 'starting')
+            return { done: true, value: latest.value.operationUrl === operationUrl };
+          const moved = await advance(deps, latest, 'waiting', { operationUrl, operationId, nextCheckAt });
+          return moved === undefined ? { done: false } : { done: true, value: true };
+        });
+        return value ?? false;
+      } catch (error) {
+        // Not conditional, so no race can make it lose: pushing nextCheckAt later is right in every state (an
+        // ended run ignores it), and it changes no status.
+        held ||= await deps.ledger.updateRun(run.runId, holdUntil).catch(() => false);
+        throw error;
+      }
+    });
   } catch (error) {
     log.warn(
-      `Graph accepted the export (operation ${operationId}) but recording it failed: ${redact(errorMessage(error))}. The first status check carries the operation instead.`,
+      `Graph accepted the export (operation ${operationId}) but recording it failed: ${redact(errorMessage(error))}. The first status check carries the operation instead${held ? '' : '; marking the run as waiting for that check failed too, so should the check come later than EXPORT_STALL_MINUTES after this start, the supervisor asks Graph for a second export'}.`,
     );
   }
   crashPoint('start.afterWaitingWrite');

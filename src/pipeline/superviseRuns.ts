@@ -39,9 +39,9 @@ async function announceLostEnds(
   graceMs: number,
   unreadable: (row: UnreadableRun) => void,
 ): Promise<number> {
-  const since = new Date(now.getTime() - LOOKBACK_DAYS * 86400_000).toISOString();
   let sent = 0;
-  for (const run of await deps.ledger.listRuns({ unannounced: true, since }, unreadable)) {
+  // Whatever its age: a run may end long after it started (the supervisor fails a forgotten one weeks later).
+  for (const run of await deps.ledger.listRuns({ unannounced: true }, unreadable)) {
     if (!isTerminal(run.status) || run.announced !== false) continue;
     // From the ending write itself (updatedAt), not completedAt, which may come from an older manifest.json.
     if (now.getTime() - Date.parse(run.updatedAt) < graceMs) continue;
@@ -55,9 +55,6 @@ async function announceLostEnds(
 }
 
 const ACTIVE: readonly RunStatus[] = ['starting', 'waiting', 'copying'];
-
-/** How far back a sweep looks for runs that have not ended (they are failed long before this). */
-const LOOKBACK_DAYS = 14;
 
 /**
  * The supervisor (timer superviseRuns, every 10 minutes). A queue message can be lost to a crash at the wrong
@@ -73,13 +70,14 @@ export async function superviseRuns(
   options: { stallMinutes?: number; runIds?: readonly string[] } = {},
 ): Promise<SupervisionReport> {
   const now = deps.clock.now();
-  const since = new Date(now.getTime() - LOOKBACK_DAYS * 86400_000).toISOString();
   const report: SupervisionReport = { checked: 0, resumed: 0, ended: 0, announced: 0, errors: 0 };
   const runs: RunRecord[] = [];
-  // A row this version cannot read is skipped, not thrown: it must not keep every other run from being looked after.
+  // Every run not ended, whatever its age: one the sweeps missed for weeks (the app stopped, a clock far off) is
+  // failed now rather than left in flight for ever, holding its series' start lock. A row this version cannot read
+  // is skipped, not thrown: it must not keep every other run from being looked after.
   const unreadable = new Map<string, UnreadableRun>();
   const skip = (row: UnreadableRun) => unreadable.set(row.runId, row);
-  for (const status of ACTIVE) runs.push(...(await deps.ledger.listRuns({ status, since }, skip)));
+  for (const status of ACTIVE) runs.push(...(await deps.ledger.listRuns({ status }, skip)));
   const wanted = options.runIds === undefined ? undefined : new Set(options.runIds);
   for (const run of runs) {
     if (wanted !== undefined && !wanted.has(run.runId)) continue;

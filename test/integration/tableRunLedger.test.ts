@@ -327,17 +327,44 @@ describe('TableRunLedger start locks', () => {
     assert.equal(await ledger.acquireStartLock('EUR|current|full', 'run-b', never), undefined);
   });
 
-  it('asks isStale with the holder and since, and replaces a stale holder', async () => {
-    const ledger = newLedger(uniqueTables(), () => new Date('2026-03-01T06:00:00.000Z'));
-    const asked: Array<[string, string]> = [];
+  it('asks isStale with the holder and how long it has held the lock, and replaces a stale holder', async () => {
+    const ledger = newLedger();
+    const asked: Array<[string, number]> = [];
     await ledger.acquireStartLock('USD/current/full', 'run-a', async () => false);
-    const holder = await ledger.acquireStartLock('USD/current/full', 'run-b', async (id, since) => {
-      asked.push([id, since]);
+    const holder = await ledger.acquireStartLock('USD/current/full', 'run-b', async (id, heldMs) => {
+      asked.push([id, heldMs]);
       return true;
     });
     assert.equal(holder, undefined);
-    assert.deepEqual(asked, [['run-a', '2026-03-01T06:00:00.000Z']]);
+    assert.deepEqual(
+      asked.map(([id]) => id),
+      ['run-a'],
+    );
+    assert.ok(Number(asked[0]?.[1]) >= 0 && Number(asked[0]?.[1]) < 2000, `held ${asked[0]?.[1]} ms`);
     assert.equal(await ledger.acquireStartLock('USD/current/full', 'run-c', async () => false), 'run-b');
+  });
+
+  it('measures how long a lock is held by the storage service clock, for two hosts whose clocks are 5 minutes apart', async () => {
+    const tables = uniqueTables();
+    const behind = newLedger(tables, () => new Date(Date.now() - 5 * 60_000));
+    const ahead = newLedger(tables, () => new Date(Date.now() + 5 * 60_000));
+    // The start lock's rule for a holder with no run row: stale after 15 s.
+    const heldFor: Array<[string, number]> = [];
+    const graceOf15s = (by: string) => async (_holder: string, heldMs: number) => {
+      heldFor.push([by, heldMs]);
+      return heldMs > 15_000;
+    };
+    assert.equal(await behind.acquireStartLock('USD|current|full', 'run-behind', graceOf15s('ahead')), undefined);
+    assert.equal(await ahead.acquireStartLock('USD|current|full', 'run-ahead', graceOf15s('ahead')), 'run-behind');
+    assert.equal(await ahead.acquireStartLock('EUR|current|full', 'run-ahead', graceOf15s('behind')), undefined);
+    assert.equal(await behind.acquireStartLock('EUR|current|full', 'run-behind', graceOf15s('behind')), 'run-ahead');
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    assert.equal(await ahead.acquireStartLock('USD|current|full', 'run-ahead', graceOf15s('ahead')), 'run-behind');
+    assert.equal(await behind.acquireStartLock('EUR|current|full', 'run-behind', graceOf15s('behind')), 'run-ahead');
+    const [fresh1, fresh2, later1, later2] = heldFor.map(([, ms]) => ms);
+    for (const ms of [fresh1, fresh2]) assert.ok(Number(ms) >= 0 && Number(ms) < 1500, `a fresh lock held ${ms} ms`);
+    // The Date header has whole seconds: 2.1 s later, at least one more second.
+    for (const ms of [later1, later2]) assert.ok(Number(ms) >= 1000 && Number(ms) < 4000, `held ${ms} ms after 2.1 s`);
   });
 
   it('lets exactly one of many concurrent starters take the lock', async () => {

@@ -206,15 +206,15 @@ export class InMemoryRunLedger implements RunLedger {
   async acquireStartLock(
     key: string,
     runId: string,
-    isStale: (holderRunId: string, since: string) => Promise<boolean>,
+    isStale: (holderRunId: string, heldMs: number) => Promise<boolean>,
   ): Promise<string | undefined> {
     await tick();
     const holder = this.locks.get(key);
     if (holder !== undefined) {
-      if (!(await isStale(holder.runId, holder.since))) return holder.runId;
-      // Replace only the holder we judged stale (another starter may have replaced it meanwhile).
+      if (!(await isStale(holder.runId, this.clock.now().getTime() - Date.parse(holder.since)))) return holder.runId;
+      // Replace only the holder we judged stale (another starter may have replaced it meanwhile; released, it is free).
       const now = this.locks.get(key);
-      if (now === undefined || now.runId !== holder.runId) return now?.runId;
+      if (now !== undefined && now.runId !== holder.runId) return now.runId;
     }
     this.locks.set(key, { runId, since: this.clock.now().toISOString() });
     return undefined;

@@ -147,6 +147,47 @@ describe('3. Graph accepted the export, then a write failed', () => {
     assert.equal(runOf(deps, runId).status, 'succeeded');
     assert.equal(deps.graph.startCalls.length, 1, 'exactly one Graph export');
   });
+
+  for (const [what, env, retryAfterSeconds, dueMinutes] of [
+    ['a Retry-After of 900 s', {}, 900, 15],
+    [
+      'EXPORT_POLL_INITIAL_SECONDS=2400',
+      { EXPORT_POLL_INITIAL_SECONDS: '2400', EXPORT_POLL_MAX_SECONDS: '3600' },
+      undefined,
+      40,
+    ],
+  ] as const) {
+    it(`a failed write of the operation with a first check due after ${what} is not taken for an unanswered start by the supervisor`, async () => {
+      const deps = makeDeps({ env: { EXPORT_CURRENCIES: 'USD', EXPORT_STALL_MINUTES: '10', ...env } });
+      deps.graph.scriptStart(retryAfterSeconds === undefined ? {} : { retryAfterSeconds });
+      const update = deps.ledger.updateRun.bind(deps.ledger);
+      deps.ledger.updateRun = async (id, fields, etag) => {
+        if (fields.status === 'waiting' && fields.operationUrl !== undefined) throw storageUnavailable();
+        return update(id, fields, etag);
+      };
+      const runId = await startUsd(deps);
+      deps.ledger.updateRun = update;
+      const [check] = deps.queue.takeStatus();
+      assert.equal(check?.delaySeconds, dueMinutes * 60);
+      assert.equal(runOf(deps, runId).status, 'starting', 'the operation is carried by the check, not recorded');
+
+      // Sweeps before the carried check is due: none may send the start again.
+      const start = deps.clock.now().getTime();
+      for (const minutes of [4, 11, 14, dueMinutes - 0.5]) {
+        deps.clock.set(new Date(start + minutes * 60_000));
+        const report = await superviseRuns(deps);
+        assert.equal(report.resumed, 0, `no resume at +${minutes} min`);
+      }
+      // A start the supervisor sent would be due long before the check: deliver such messages first.
+      deps.graph.scriptOperation('*', succeeded(makeManifest()));
+      for (const sent of deps.queue.takeStatus()) await pollExportStatus(parseStatusMessage(sent.raw), deps);
+      deps.clock.set(new Date(start + dueMinutes * 60_000));
+      await pollExportStatus(parseStatusMessage(check!.raw), deps);
+      assert.deepEqual((await drain(deps, deps.queue)).errors, []);
+      assert.equal(runOf(deps, runId).status, 'succeeded');
+      assert.equal(deps.graph.startCalls.length, 1, 'exactly one Graph export');
+    });
+  }
 });
 
 describe('5. one currency whose start fails', () => {
@@ -293,6 +334,71 @@ describe('7. a run whose next step never comes', () => {
     await superviseRuns(deps);
     assert.equal(runOf(deps, runId).status, 'succeeded');
     assert.equal(deps.telemetry.failed.length, 0);
+  });
+});
+
+describe('a run in flight for longer than two weeks', () => {
+  it('is failed by one sweep with RUN_STALLED and ExportRunFailed, 15 days after it started', async () => {
+    const deps = makeDeps(USD);
+    const runId = await startUsd(deps);
+    deps.queue.takeStatus(); // its status check is lost, and no sweep ran since (the app was stopped)
+    deps.clock.advanceHours(15 * 24);
+    const report = await superviseRuns(deps);
+    assert.equal(report.ended, 1);
+    const run = runOf(deps, runId);
+    assert.equal(run.status, 'failed');
+    assert.equal(run.errorCode, 'RUN_STALLED');
+    assert.deepEqual(
+      deps.telemetry.failed.map((f) => [f.run.runId, f.run.errorCode]),
+      [[runId, 'RUN_STALLED']],
+    );
+    assert.equal(deps.ledger.locks.size, 0, 'the series may start again');
+  });
+
+  it('is failed with its end event when a new start of its series replaces its start lock', async () => {
+    const deps = makeDeps(USD);
+    const oldRunId = await startUsd(deps);
+    deps.queue.takeStatus();
+    deps.clock.advanceHours(15 * 24);
+    const newRunId = await startUsd(deps);
+    assert.notEqual(newRunId, oldRunId);
+    const old = runOf(deps, oldRunId);
+    assert.equal(old.status, 'failed', 'the replaced run is not left in flight');
+    assert.equal(old.errorCode, 'RUN_STALLED');
+    assert.match(old.error ?? '', new RegExp(`when run ${newRunId} started the same export`));
+    assert.deepEqual(
+      deps.telemetry.failed.map((f) => f.run.runId),
+      [oldRunId],
+    );
+    assert.equal(runOf(deps, newRunId).status, 'waiting');
+    assert.deepEqual(
+      [...deps.ledger.locks.values()].map((lock) => lock.runId),
+      [newRunId],
+    );
+    assert.equal(deps.graph.startCalls.length, 2);
+  });
+
+  it('has its lost end event sent by the supervisor, 15 days after it started', async () => {
+    const deps = makeDeps(USD);
+    const runId = await startUsd(deps);
+    deps.queue.takeStatus();
+    deps.clock.advanceHours(15 * 24);
+    // It ended, and its process died before sending the end event.
+    await deps.ledger.updateRun(runId, {
+      status: 'failed',
+      errorCode: 'GRAPH_GONE',
+      error: 'failed',
+      announced: false,
+      updatedAt: deps.clock.now().toISOString(),
+      completedAt: deps.clock.now().toISOString(),
+    });
+    deps.clock.advanceSeconds(3600);
+    const report = await superviseRuns(deps);
+    assert.equal(report.announced, 1);
+    assert.deepEqual(
+      deps.telemetry.failed.map((f) => f.run.runId),
+      [runId],
+    );
   });
 });
 

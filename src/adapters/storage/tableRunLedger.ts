@@ -1,5 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { odata, type TableClient, type TableEntity, type TableEntityResult } from '@azure/data-tables';
+import {
+  type GetTableEntityOptions,
+  odata,
+  type TableClient,
+  type TableEntity,
+  type TableEntityResult,
+} from '@azure/data-tables';
 import {
   ATTRIBUTE_SETS,
   type AttributeSet,
@@ -36,7 +42,10 @@ export interface TableRunLedgerOptions {
   clientOptions?: StorageClientOptions | undefined;
   /** Table names; default `TableNames` (tests pass unique ones). */
   tableNames?: { runs: string; blobs: string; locks: string } | undefined;
-  /** Time of lock rows and rejected messages; default the system clock. */
+  /**
+   * Time of rejected messages and of a lock row's `since` (for people reading it: a lock's age is measured by the
+   * service's clock); default the system clock.
+   */
   clock?: Clock | undefined;
 }
 
@@ -553,7 +562,7 @@ export class TableRunLedger implements RunLedger {
   async acquireStartLock(
     key: string,
     runId: string,
-    isStale: (holderRunId: string, since: string) => Promise<boolean>,
+    isStale: (holderRunId: string, heldMs: number) => Promise<boolean>,
   ): Promise<string | undefined> {
     const table = await this.table(this.locks);
     const rowKey = lockRowKey(key);
@@ -566,12 +575,21 @@ export class TableRunLedger implements RunLedger {
       } catch (error) {
         if (statusOf(error) !== 409) throw error;
       }
-      const current = await this.getEntity(table, LOCK_PARTITION, rowKey);
+      let serviceNow: string | undefined;
+      const current = await this.getEntity(table, LOCK_PARTITION, rowKey, (response) => {
+        serviceNow = response.headers.get('date');
+      });
       if (current === undefined) continue; // released meanwhile: try to create again
       const held = new Row(current, this.names.locks);
       const holder = held.string('holder');
       if (holder === runId) return undefined;
-      if (!(await isStale(holder, held.string('since')))) return holder;
+      // How long the lock has been held, by the storage service's clock alone: the service set the row's Timestamp
+      // when the holder wrote it and the Date of this read's response. The hosts' own clocks may be minutes apart.
+      // (`since` is the holder's clock, kept for people reading the row; the fallbacks serve a service that omits one.)
+      const heldMs =
+        Date.parse(serviceNow ?? this.clock.now().toISOString()) -
+        Date.parse(current.timestamp ?? held.string('since'));
+      if (!(await isStale(holder, Math.max(0, heldMs)))) return holder;
       try {
         await table.updateEntity(row, 'Replace', { etag: current.etag });
         return undefined;
@@ -642,9 +660,14 @@ export class TableRunLedger implements RunLedger {
     return out.reverse();
   }
 
-  private async getEntity(table: TableClient, partitionKey: string, rowKey: string): Promise<StoredEntity | undefined> {
+  private async getEntity(
+    table: TableClient,
+    partitionKey: string,
+    rowKey: string,
+    onResponse?: GetTableEntityOptions['onResponse'],
+  ): Promise<StoredEntity | undefined> {
     try {
-      return await table.getEntity<Record<string, unknown>>(partitionKey, rowKey);
+      return await table.getEntity<Record<string, unknown>>(partitionKey, rowKey, onResponse ? { onResponse } : {});
     } catch (error) {
       if (statusOf(error) === 404) return undefined;
       throw error;

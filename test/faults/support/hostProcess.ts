@@ -13,10 +13,14 @@
  *   FAULTS_MAX_DEQUEUE_COUNT           host.json maxDequeueCount, default 3
  *   FAULTS_BATCH_SIZE                  host.json batchSize, default 16
  *   FAULTS_HANDLER_CRASH=1             harness self-test: crashPoint('copy.beforeCopy') at the copy handler's entry
+ *   FAULTS_RUN_ROW_DELAY_MS            writing a new run row takes this much longer: widens the window between a
+ *                                      start taking its series' lock and recording its run (another start must wait)
+ * The pipeline's clock is shifted by EXPORT_FAULT_CLOCK_OFFSET_MS (src/crashPoints.ts processClock).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { QueueClient } from '@azure/storage-queue';
+import { TableRunLedger } from '../../../src/adapters/storage/tableRunLedger';
 import { getDeps } from '../../../src/composition';
 import { loadConfig } from '../../../src/config';
 import { crashPoint } from '../../../src/crashPoints';
@@ -64,7 +68,19 @@ function capReceiveVisibility(seconds: number): void {
   };
 }
 
+/** Delays every new run row by `ms` (the ledger's createRun), in this process. */
+function delayRunRows(ms: number): void {
+  const proto = TableRunLedger.prototype;
+  const original = proto.createRun;
+  proto.createRun = async function createRun(this: TableRunLedger, run) {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return original.call(this, run);
+  };
+}
+
 async function serve(): Promise<void> {
+  const runRowDelayMs = intSetting('FAULTS_RUN_ROW_DELAY_MS', 0);
+  if (runRowDelayMs > 0) delayRunRows(runRowDelayMs);
   const receiveVisibility = intSetting('FAULTS_RECEIVE_VISIBILITY_SECONDS', 0);
   // A local host with a renewed message lease (leaseSeconds) takes the visibility from its settings;
   // an older one receives with 600 s, which the SDK call is then capped to.
