@@ -59,6 +59,8 @@ class FakeDestination implements CopyDestinationClient {
   version = 0;
   /** What Copy Blob From URL reports as x-ms-content-crc64 (Azure always does; Azurite 3.35 does not). */
   reportedCrc64: Uint8Array | undefined = Buffer.from('crc64-ok');
+  /** Another writer rewrites the blob right after Copy Blob From URL answered. */
+  rewrittenAfterSyncCopy = false;
   calls: string[] = [];
   staged = new Map<string, { offset: number; count: number }>();
   committed: { ids: string[]; headers: BlobHTTPHeaders } | undefined;
@@ -105,16 +107,20 @@ class FakeDestination implements CopyDestinationClient {
     };
   }
 
-  async syncCopyFromURL(
-    copySource: string,
-  ): Promise<{ copyStatus?: string | undefined; xMsContentCrc64?: Uint8Array | undefined }> {
+  async syncCopyFromURL(copySource: string): Promise<{
+    copyStatus?: string | undefined;
+    xMsContentCrc64?: Uint8Array | undefined;
+    etag?: string | undefined;
+  }> {
     this.calls.push('syncCopyFromURL');
     assert.equal(copySource, this.expectedSource);
     const outcome = this.outcome(this.sync, 0);
     if (outcome !== 'ok') throw outcome;
     this.land(this.source.data, this.source.properties.contentMD5);
     this.contentType = this.syncCopyDropsContentType ? 'application/octet-stream' : this.source.properties.contentType;
-    return { copyStatus: 'success', xMsContentCrc64: this.reportedCrc64 };
+    const response = { copyStatus: 'success', xMsContentCrc64: this.reportedCrc64, etag: this.etag };
+    if (this.rewrittenAfterSyncCopy) this.land(Buffer.alloc(this.source.data.length, 1), undefined);
+    return response;
   }
 
   expectedSource = SOURCE;
@@ -427,6 +433,15 @@ describe('ServerSideBlobCopier content hashes (fakes)', () => {
     assert.equal(result.contentCrc64, undefined);
     assert.equal(result.contentMd5, undefined);
     assert.equal(result.destinationEtag, destination.etag, 'the ETag still lets the fan-in see a later rewrite');
+  });
+
+  it('records no CRC64 when another write came between Copy Blob From URL and reading the blob back (its ETag moved)', async () => {
+    const { destination, copier } = setup(900);
+    destination.rewrittenAfterSyncCopy = true;
+    const result = await copy(copier);
+    assert.equal(result.method, 'copyFromUrl');
+    assert.equal(result.contentCrc64, undefined, 'the CRC64 describes a blob that is no longer there');
+    assert.equal(result.destinationEtag, destination.etag);
   });
 
   it('records no CRC64 for Put Block From URL (it reports one per block), but the Content-MD5 the commit carried over', async () => {

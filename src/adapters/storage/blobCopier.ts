@@ -51,9 +51,11 @@ export interface CopySourceClient {
 export interface CopyDestinationClient {
   getProperties(): Promise<BlobHeaderProperties & { copyStatus?: string | undefined }>;
   /** Copy Blob From URL (synchronous, up to 256 MiB); Azure answers with the CRC64 of the copied content. */
-  syncCopyFromURL(
-    copySource: string,
-  ): Promise<{ copyStatus?: string | undefined; xMsContentCrc64?: Uint8Array | undefined }>;
+  syncCopyFromURL(copySource: string): Promise<{
+    copyStatus?: string | undefined;
+    xMsContentCrc64?: Uint8Array | undefined;
+    etag?: string | undefined;
+  }>;
   /** Put Block From URL. */
   stageBlockFromURL(
     blockId: string,
@@ -148,6 +150,11 @@ function base64(bytes: Uint8Array | undefined): string | undefined {
   return bytes === undefined || bytes.length === 0 ? undefined : Buffer.from(bytes).toString('base64');
 }
 
+/** An ETag as a header (quoted) or a listing (bare) reports it. */
+function bareEtag(etag: string): string {
+  return etag.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+}
+
 /** Both blobs report a Content-MD5, and they differ: not the same content. */
 function md5Differs(destination: BlobHeaderProperties, source: BlobHeaderProperties): boolean {
   const a = base64(destination.contentMD5);
@@ -233,7 +240,7 @@ export class ServerSideBlobCopier implements BlobCopier {
       );
     }
 
-    const { method, contentCrc64 } = await this.copyBytes(
+    const { method, contentCrc64, etag } = await this.copyBytes(
       source,
       destination,
       sourceUrl,
@@ -254,13 +261,16 @@ export class ServerSideBlobCopier implements BlobCopier {
         { retryable: true },
       );
     }
+    // The CRC64 describes the blob the copy wrote: if another write came between the copy and this read (another
+    // ETag), it no longer describes what is there, and is not recorded.
+    const sameBlob = etag === undefined || copied.etag === undefined || bareEtag(etag) === bareEtag(copied.etag);
     const settled = await this.ensureHeaders(destination, destinationPath, copied, headers);
     return {
       byteCount: size,
       contentType,
       method,
       ...contentOf(settled),
-      ...(contentCrc64 === undefined ? {} : { contentCrc64 }),
+      ...(contentCrc64 === undefined || !sameBlob ? {} : { contentCrc64 }),
     };
   }
 
@@ -272,18 +282,23 @@ export class ServerSideBlobCopier implements BlobCopier {
     destinationPath: string,
     size: number,
     headers: BlobHTTPHeaders,
-  ): Promise<{ method: CopyMethod; contentCrc64?: string | undefined }> {
+  ): Promise<{ method: CopyMethod; contentCrc64?: string | undefined; etag?: string | undefined }> {
     // Only Copy Blob From URL reports a hash of the whole copied content (x-ms-content-crc64); Put Block From URL
     // reports one per block, which is no hash of the blob.
-    const attempts: Array<[CopyMethod, () => Promise<string | undefined>]> =
+    const copyFromUrl = async () => {
+      const response = await destination.syncCopyFromURL(sourceUrl);
+      return { contentCrc64: base64(response.xMsContentCrc64), etag: response.etag };
+    };
+    const attempts: Array<
+      [CopyMethod, () => Promise<{ contentCrc64?: string | undefined; etag?: string | undefined }>]
+    > =
       size <= this.options.singleCopyMaxBytes
-        ? [['copyFromUrl', async () => base64((await destination.syncCopyFromURL(sourceUrl)).xMsContentCrc64)]]
-        : [['blockFromUrl', async () => this.copyBlocks(destination, sourceUrl, size, headers)]];
-    attempts.push(['asyncCopy', async () => this.asyncCopy(destination, sourceUrl)]);
+        ? [['copyFromUrl', copyFromUrl]]
+        : [['blockFromUrl', async () => this.copyBlocks(destination, sourceUrl, size, headers).then(() => ({}))]];
+    attempts.push(['asyncCopy', async () => this.asyncCopy(destination, sourceUrl).then(() => ({}))]);
     for (const [method, attempt] of attempts) {
       try {
-        const contentCrc64 = await attempt();
-        return { method, contentCrc64 };
+        return { method, ...(await attempt()) };
       } catch (error) {
         if (error instanceof ExportError) throw error;
         const info = storageErrorInfo(error);
@@ -303,7 +318,7 @@ export class ServerSideBlobCopier implements BlobCopier {
     sourceUrl: string,
     size: number,
     headers: BlobHTTPHeaders,
-  ): Promise<undefined> {
+  ): Promise<void> {
     const blockSize = Math.min(MAX_BLOCK_BYTES, Math.max(this.options.blockSizeBytes, Math.ceil(size / MAX_BLOCKS)));
     const ranges = blockRanges(size, blockSize);
     const ids = ranges.map((_, index) => blockId(index));
@@ -328,10 +343,9 @@ export class ServerSideBlobCopier implements BlobCopier {
     await Promise.all(Array.from({ length: Math.min(this.options.concurrency, ranges.length) }, worker));
     if (failure !== undefined) throw failure.error;
     await destination.commitBlockList(ids, { blobHTTPHeaders: headers });
-    return undefined;
   }
 
-  private async asyncCopy(destination: CopyDestinationClient, sourceUrl: string): Promise<undefined> {
+  private async asyncCopy(destination: CopyDestinationClient, sourceUrl: string): Promise<void> {
     const poller = await destination.beginCopyFromURL(sourceUrl, {
       intervalInMs: this.options.asyncCopyPollIntervalMs ?? 2000,
     });
@@ -356,7 +370,6 @@ export class ServerSideBlobCopier implements BlobCopier {
         { retryable: true },
       );
     }
-    return undefined;
   }
 
   /** Bounded-memory streaming through this process: download the source, upload in `bufferSize` blocks. */
