@@ -42,13 +42,19 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
     if (blob.status !== 'copied') {
       const destinationPath = `${run.path}/${message.blobName}`;
       crashPoint('copy.beforeCopy');
-      const result = await copyWithFreshSas(deps, run, message.blobName, destinationPath);
+      // A blob the fan-in set back to pending may be in the destination with its length but other content: copy it
+      // again rather than take it as already there.
+      const replace = (blob.recopies ?? 0) > 0;
+      const result = await copyWithFreshSas(deps, run, message.blobName, destinationPath, replace);
       crashPoint('copy.afterCopy');
       await deps.ledger.markBlobCopied(run.runId, message.blobName, {
         byteCount: result.byteCount,
         contentType: result.contentType,
         method: result.method,
         copiedAt: deps.clock.now().toISOString(),
+        contentCrc64: result.contentCrc64,
+        contentMd5: result.contentMd5,
+        destinationEtag: result.destinationEtag,
       });
       crashPoint('copy.afterMarkCopied');
       log.info(`Copied ${message.blobName} (${result.byteCount} bytes, ${result.method}).`);
@@ -62,11 +68,17 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
   }
 }
 
-async function copyWithFreshSas(deps: PipelineDeps, run: RunRecord, blobName: string, destinationPath: string) {
+async function copyWithFreshSas(
+  deps: PipelineDeps,
+  run: RunRecord,
+  blobName: string,
+  destinationPath: string,
+  replace: boolean,
+) {
   let manifest = deps.manifests.get(run.runId) ?? (await refreshManifest(deps, run));
   for (let attempt = 0; ; attempt++) {
     try {
-      return await deps.copier.copy({ sourceUrl: sourceUrl(manifest, blobName), destinationPath });
+      return await deps.copier.copy({ sourceUrl: sourceUrl(manifest, blobName), destinationPath, replace });
     } catch (error) {
       if (isExportError(error) && error.status === 404 && error.code === 'DESTINATION_UNAVAILABLE' && attempt < 2) {
         // The destination container was deleted under the run: create it again (the fan-in re-copies what was lost).

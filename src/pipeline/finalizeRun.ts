@@ -3,7 +3,7 @@ import { layoutFor } from '../datasets';
 import { classifyError, ExportError, errorMessage } from '../errors';
 import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
-import type { BlobRecord, RunRecord, Versioned } from './ports';
+import type { BlobRecord, DestinationBlobInfo, RunRecord, Versioned } from './ports';
 import { advance, runLogger, withRun } from './runStateMachine';
 
 /** How many times the fan-in copies again a blob that went missing from the destination before it fails the run. */
@@ -34,7 +34,11 @@ export interface RunManifest {
   };
   blobCount: number;
   byteCount: number;
-  blobs: Array<{ name: string; byteCount: number }>;
+  /**
+   * Per blob, the content hash (base64) the storage service reported for the copy, where it gave one: `contentCrc64`
+   * (Copy Blob From URL) and/or `contentMd5` (the blob's Content-MD5). Added after `name` and `byteCount`.
+   */
+  blobs: Array<{ name: string; byteCount: number; contentCrc64?: string; contentMd5?: string }>;
   /** The dataset (src/datasets.ts); added after the fields above, which are unchanged for unbilled usage. */
   dataset: string;
   /** The invoice of a billed dataset; null for the daily ones. */
@@ -177,30 +181,59 @@ async function finishFrom(deps: PipelineDeps, current: Versioned<RunRecord>, man
   return moved !== undefined;
 }
 
+/** An ETag as a header (quoted) or a listing (bare) reports it. */
+function bareEtag(etag: string): string {
+  return etag.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+}
+
 /**
- * Lists the run folder once and checks every copied blob is there with its length. Missing ones are set back to
- * pending and their copy messages sent again (the container is created if it was deleted); false then.
+ * How the destination blob differs from the copy recorded on its row, or undefined when it is the copy: its length,
+ * its Content-MD5 (where the copy recorded one) and its ETag (where recorded: any write since the copy changes it,
+ * which covers a CRC64 no property reports). Rows written before hashes were recorded are checked by length only.
+ */
+function changeOf(blob: BlobRecord, found: DestinationBlobInfo | undefined): string | undefined {
+  if (found === undefined) return 'does not hold it';
+  if (found.byteCount !== blob.byteCount) {
+    return `holds it with ${found.byteCount} bytes instead of the ${blob.byteCount ?? 0} bytes copied`;
+  }
+  if (blob.contentMd5 !== undefined && found.contentMd5 !== blob.contentMd5) {
+    return `holds it with other content (Content-MD5 ${found.contentMd5 ?? 'none'} instead of ${blob.contentMd5})`;
+  }
+  if (blob.destinationEtag !== undefined && found.etag !== undefined) {
+    if (bareEtag(found.etag) !== bareEtag(blob.destinationEtag)) {
+      return 'holds it rewritten since the copy (its ETag changed; same length)';
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Lists the run folder once and checks every copied blob is there as copied (length, Content-MD5, ETag). Missing or
+ * changed ones are set back to pending and their copy messages sent again (the container is created if it was
+ * deleted); false then.
  */
 async function destinationHolds(deps: PipelineDeps, run: RunRecord, copied: BlobRecord[]): Promise<boolean> {
-  const present = new Map(
-    (await deps.destination.list(`${run.path}/`)).map((blob) => [blob.path, blob.byteCount] as const),
-  );
-  const missing = copied.filter((b) => present.get(`${run.path}/${b.name}`) !== b.byteCount);
+  const present = new Map((await deps.destination.list(`${run.path}/`)).map((blob) => [blob.path, blob] as const));
+  const changes = new Map<string, string>();
+  for (const b of copied) {
+    const change = changeOf(b, present.get(`${run.path}/${b.name}`));
+    if (change !== undefined) changes.set(b.name, change);
+  }
+  const missing = copied.filter((b) => changes.has(b.name));
   if (missing.length === 0) return true;
   const hopeless = missing.find((b) => (b.recopies ?? 0) >= MAX_RECOPIES);
   if (hopeless !== undefined) {
     // Copied again and again, and still not in the destination as copied: something outside the run keeps removing
     // or changing it (a lifecycle rule, another writer). Fail loudly rather than copy for ever.
-    const found = present.get(`${run.path}/${hopeless.name}`);
     throw new ExportError(
       'COPY_FAILED',
-      `${hopeless.name} was copied ${(hopeless.recopies ?? 0) + 1} times, but ${run.path} still ${
-        found === undefined ? 'does not hold it' : `holds it with ${found} bytes`
-      } instead of the ${hopeless.byteCount ?? 0} bytes copied. Is a lifecycle rule or another writer deleting or changing blobs under the destination prefix?`,
+      `${hopeless.name} was copied ${(hopeless.recopies ?? 0) + 1} times, but ${run.path} still ${changes.get(
+        hopeless.name,
+      )}. Is a lifecycle rule or another writer deleting or changing blobs under the destination prefix?`,
     );
   }
   runLogger(deps, run).warn(
-    `${missing.length} copied blob(s) are missing from ${run.path} (was the container or folder deleted?); copying them again: ${missing
+    `${missing.length} copied blob(s) are missing from ${run.path} or changed since their copy (was the container or folder deleted, or a blob overwritten?); copying them again: ${missing
       .slice(0, 5)
       .map((b) => b.name)
       .join(', ')}${missing.length > 5 ? ', …' : ''}.`,
@@ -248,7 +281,12 @@ async function writeManifest(
     },
     blobCount: sorted.length,
     byteCount: bytes,
-    blobs: sorted.map((b) => ({ name: b.name, byteCount: b.byteCount ?? 0 })),
+    blobs: sorted.map((b) => ({
+      name: b.name,
+      byteCount: b.byteCount ?? 0,
+      ...(b.contentCrc64 === undefined ? {} : { contentCrc64: b.contentCrc64 }),
+      ...(b.contentMd5 === undefined ? {} : { contentMd5: b.contentMd5 }),
+    })),
     dataset: run.dataset ?? 'unbilledUsage',
     invoiceId: run.invoiceId ?? null,
   };

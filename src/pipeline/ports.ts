@@ -191,6 +191,19 @@ export interface BlobRecord {
   copiedAt?: string | undefined;
   /** How many times the fan-in found this blob missing from the destination after it was copied, and re-copied it. */
   recopies?: number | undefined;
+  /** CRC64 (base64) the storage service reported for the copied content; absent where it reported none. */
+  contentCrc64?: string | undefined;
+  /** Content-MD5 (base64) the destination blob reported after the copy; absent where it has none. */
+  contentMd5?: string | undefined;
+  /** ETag of the destination blob right after the copy: the fan-in compares it to see the blob was not rewritten. */
+  destinationEtag?: string | undefined;
+}
+
+/** What a copy reports besides its length: the content hashes and the version of the destination blob. */
+export interface CopiedContent {
+  contentCrc64?: string | undefined;
+  contentMd5?: string | undefined;
+  destinationEtag?: string | undefined;
 }
 
 /** A stored value and its concurrency token. */
@@ -234,7 +247,12 @@ export interface RunLedger {
   markBlobCopied(
     runId: string,
     name: string,
-    result: { byteCount: number; contentType: string | undefined; method: CopyMethod; copiedAt: string },
+    result: {
+      byteCount: number;
+      contentType: string | undefined;
+      method: CopyMethod;
+      copiedAt: string;
+    } & CopiedContent,
   ): Promise<void>;
   listBlobs(runId: string): Promise<BlobRecord[]>;
   /**
@@ -296,7 +314,19 @@ export interface BlobCopier {
     sourceUrl: string;
     /** Blob path inside the destination container. */
     destinationPath: string;
-  }): Promise<{ byteCount: number; contentType: string | undefined; method: CopyMethod }>;
+    /** Copy even when a blob of the same length is there (the fan-in found it changed since an earlier copy). */
+    replace?: boolean | undefined;
+  }): Promise<{ byteCount: number; contentType: string | undefined; method: CopyMethod } & CopiedContent>;
+}
+
+/** One blob of a destination listing. */
+export interface DestinationBlobInfo {
+  path: string;
+  byteCount: number;
+  contentType: string | undefined;
+  etag?: string | undefined;
+  /** Content-MD5 (base64), where the blob has one. */
+  contentMd5?: string | undefined;
 }
 
 /** The partner's destination container: our manifest.json and latest.json. */
@@ -309,8 +339,8 @@ export interface DestinationStore {
    * Returns false when the condition failed.
    */
   writeJson(path: string, value: unknown, condition: { ifNoneMatch: '*' } | { ifMatch: string }): Promise<boolean>;
-  /** Names (paths) of the blobs under a folder, for tests and listings. */
-  list(prefix: string): Promise<Array<{ path: string; byteCount: number; contentType: string | undefined }>>;
+  /** The blobs under a folder (path, length, and the ETag and Content-MD5 the listing reports). */
+  list(prefix: string): Promise<Array<DestinationBlobInfo>>;
 }
 
 /** Time, replaceable in tests. */

@@ -192,6 +192,11 @@ describe('storage faults through fault proxies in front of Azurite', () => {
       assert.equal(run.status, 'succeeded', `${run.status} ${run.error ?? ''}`);
       const methods = (await env.ledger.listBlobs(run.runId)).map((b) => b.method);
       assert.ok(methods.length > 0 && methods.every((m) => m === 'stream'), `streamed: ${methods.join(',')}`);
+      // A streamed copy hashes its bytes: manifest.json carries that Content-MD5 (checkSeries compares it with them).
+      const manifest = JSON.parse((await env.downloadDestination(`${run.path}/manifest.json`)).toString('utf8')) as {
+        blobs: Array<{ contentMd5?: string }>;
+      };
+      assert.ok(manifest.blobs.length > 0 && manifest.blobs.every((b) => b.contentMd5 !== undefined), 'contentMd5');
       assert.ok(
         destinationProxy.log.some((e) => e.currency === 'TAA' && e.status === 403),
         'the refusal was served',

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import {
   BlobSASPermissions,
@@ -38,13 +38,18 @@ async function sourceBlob(
   size: number,
   contentType = 'application/gzip',
   expiresOn = new Date(Date.now() + 3600_000),
+  /** Upload in blocks (Put Block List, no Content-MD5), as the emulator writes export blobs; else one Put Blob. */
+  inBlocks = false,
 ): Promise<{ data: Buffer; url: string; blob: BlockBlobClient; sasUrl(expiresOn: Date): string }> {
   const container = blobService('msbilling').getContainerClient(uniqueName('exports'));
   await container.create();
   const name = 'BillingMonth=202603/part-0001.json.gz';
   const blob = container.getBlockBlobClient(name);
   const data = randomBytes(size);
-  await blob.uploadData(data, { blobHTTPHeaders: { blobContentType: contentType } });
+  await blob.uploadData(data, {
+    blobHTTPHeaders: { blobContentType: contentType },
+    ...(inBlocks ? { blockSize: 64 * 1024, maxSingleShotSize: 64 * 1024 } : {}),
+  });
   const credential = new StorageSharedKeyCredential('msbilling', azurite().accountKey('msbilling'));
   const sasUrl = (expiry: Date): string => {
     // Azurite 3.35 does not know the SDK's default service version (2026-04-06): pin one it verifies.
@@ -124,12 +129,14 @@ describe('ServerSideBlobCopier against Azurite', () => {
 
     const result = await copier.copy({ sourceUrl: source.url, destinationPath: path });
 
+    const properties = await container.getBlockBlobClient(path).getProperties();
     assert.deepEqual(result, {
       byteCount: source.data.length,
       contentType: 'application/x-gzip',
       method: 'copyFromUrl',
+      contentMd5: md5Of(source.data),
+      destinationEtag: properties.etag,
     });
-    const properties = await container.getBlockBlobClient(path).getProperties();
     assert.equal(properties.contentLength, source.data.length);
     assert.equal(properties.contentType, 'application/x-gzip');
     assert.ok((await contentOf(container, path)).equals(source.data));
@@ -238,6 +245,84 @@ describe('ServerSideBlobCopier against Azurite', () => {
     assert.equal(error.code, 'DESTINATION_FORBIDDEN');
     assert.equal(error.retryable, false);
     assert.match(error.message, /Storage Blob Data Contributor/);
+  });
+});
+
+/** Base64 MD5, as Content-MD5 carries it. */
+function md5Of(data: Buffer): string {
+  return createHash('md5').update(data).digest('base64');
+}
+
+describe('content hashes of copies on Azurite 3.35 (what the fan-in can compare)', () => {
+  it('Copy Blob From URL: no x-ms-content-crc64 on Azurite, the Content-MD5 of a Put Blob source carried over, and the ETag the listing shows', async () => {
+    const source = await sourceBlob(300 * 1024 + 17);
+    const container = await destinationContainer();
+    const result = await new ServerSideBlobCopier(container, OPTIONS).copy({
+      sourceUrl: source.url,
+      destinationPath: 'run=1/a.json.gz',
+    });
+    assert.equal(result.method, 'copyFromUrl');
+    // Azure documents x-ms-content-crc64 on every Copy Blob From URL response; Azurite 3.35 sends none.
+    assert.equal(result.contentCrc64, undefined);
+    assert.equal(result.contentMd5, md5Of(source.data));
+    const listed = await new BlobDestination(container).list('run=1/');
+    assert.equal(listed[0]?.contentMd5, md5Of(source.data));
+    assert.equal(`"${listed[0]?.etag}"`, result.destinationEtag, 'the listing shows the ETag the copy recorded');
+  });
+
+  it("the asynchronous copy carries the source's Content-MD5 over; a streamed copy gets the MD5 of its own bytes", async () => {
+    const large = await sourceBlob(MiB + 4096);
+    const container = await destinationContainer();
+    const asyncCopy = await new ServerSideBlobCopier(container, OPTIONS).copy({
+      sourceUrl: large.url,
+      destinationPath: 'run=1/large.json.gz',
+    });
+    assert.equal(asyncCopy.method, 'asyncCopy');
+    assert.equal(asyncCopy.contentMd5, md5Of(large.data));
+
+    const inBlocks = await sourceBlob(200 * 1024, 'application/gzip', undefined, true);
+    const streamed = await new ServerSideBlobCopier(refusingServerSideCopies(container), OPTIONS).copy({
+      sourceUrl: inBlocks.url,
+      destinationPath: 'run=1/streamed.json.gz',
+    });
+    assert.equal(streamed.method, 'stream');
+    assert.equal(streamed.contentMd5, md5Of(inBlocks.data));
+    const properties = await container.getBlockBlobClient('run=1/streamed.json.gz').getProperties();
+    assert.equal(Buffer.from(properties.contentMD5 ?? []).toString('base64'), md5Of(inBlocks.data));
+    assert.equal(properties.contentType, 'application/gzip');
+    assert.equal(properties.etag, streamed.destinationEtag);
+  });
+
+  it('a source written in blocks (as the emulator writes export blobs) gives a server-side copy no hash on Azurite: only the ETag is recorded', async () => {
+    const source = await sourceBlob(200 * 1024, 'application/gzip', undefined, true);
+    const container = await destinationContainer();
+    const result = await new ServerSideBlobCopier(container, OPTIONS).copy({
+      sourceUrl: source.url,
+      destinationPath: 'run=1/b.json.gz',
+    });
+    assert.equal(result.method, 'copyFromUrl');
+    assert.deepEqual([result.contentCrc64, result.contentMd5], [undefined, undefined]);
+    assert.equal(result.destinationEtag, (await container.getBlockBlobClient('run=1/b.json.gz').getProperties()).etag);
+  });
+
+  it('copies again over a blob another writer replaced with other bytes of the same length, when asked to replace it', async () => {
+    const source = await sourceBlob(100 * 1024, 'application/gzip', undefined, true);
+    const container = await destinationContainer();
+    const copier = new ServerSideBlobCopier(container, OPTIONS);
+    const first = await copier.copy({ sourceUrl: source.url, destinationPath: 'run=1/c.json.gz' });
+    const overwrite = Buffer.alloc(source.data.length, 7);
+    await container.getBlockBlobClient('run=1/c.json.gz').uploadData(overwrite, {
+      blobHTTPHeaders: { blobContentType: 'application/gzip' },
+      blockSize: 64 * 1024,
+      maxSingleShotSize: 64 * 1024,
+    });
+    const listed = await new BlobDestination(container).list('run=1/');
+    assert.equal(listed[0]?.byteCount, source.data.length, 'the same length');
+    assert.notEqual(`"${listed[0]?.etag}"`, first.destinationEtag, 'but another ETag');
+
+    const again = await copier.copy({ sourceUrl: source.url, destinationPath: 'run=1/c.json.gz', replace: true });
+    assert.equal(again.method, 'copyFromUrl');
+    assert.ok((await contentOf(container, 'run=1/c.json.gz')).equals(source.data));
   });
 });
 

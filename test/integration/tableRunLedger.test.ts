@@ -303,6 +303,49 @@ describe('TableRunLedger blobs', () => {
     assert.equal(await ledger.getBlob(runId, 'missing.json.gz'), undefined);
   });
 
+  it('keeps the content hashes and destination ETag of a copy, drops them when the blob goes back to pending, and reads rows written without them', async () => {
+    const ledger = newLedger();
+    const runId = runIdAt('2026-03-01T06:00:00.000Z');
+    await ledger.addBlobs(runId, ['a.json.gz', 'old.json.gz']);
+    const copy = {
+      byteCount: 10,
+      contentType: 'application/gzip',
+      method: 'copyFromUrl' as const,
+      copiedAt: '2026-03-01T06:01:00.000Z',
+    };
+    await ledger.markBlobCopied(runId, 'a.json.gz', {
+      ...copy,
+      contentCrc64: 'AAECAwQFBgc=',
+      contentMd5: 'CY9rzUYh03PK3k6DJie09g==',
+      destinationEtag: '"0x8DC0FFEE"',
+    });
+    // A row as a version before hashes wrote it: a copy with no hash fields at all.
+    await ledger.markBlobCopied(runId, 'old.json.gz', copy);
+
+    assert.deepEqual(await ledger.getBlob(runId, 'a.json.gz'), {
+      runId,
+      name: 'a.json.gz',
+      status: 'copied',
+      ...copy,
+      contentCrc64: 'AAECAwQFBgc=',
+      contentMd5: 'CY9rzUYh03PK3k6DJie09g==',
+      destinationEtag: '"0x8DC0FFEE"',
+    });
+    const listed = await ledger.listBlobs(runId);
+    assert.deepEqual(listed[1], { runId, name: 'old.json.gz', status: 'copied', ...copy });
+
+    await ledger.markBlobPending(runId, 'a.json.gz', 1);
+    await ledger.markBlobCopied(runId, 'a.json.gz', { ...copy, destinationEtag: '"0x8DC0FFEF"' });
+    assert.deepEqual(await ledger.getBlob(runId, 'a.json.gz'), {
+      runId,
+      name: 'a.json.gz',
+      status: 'copied',
+      ...copy,
+      recopies: 1,
+      destinationEtag: '"0x8DC0FFEF"',
+    });
+  });
+
   it('adds more than one batch of blobs, also when two workers add the same list at once', async () => {
     const tables = uniqueTables();
     const runId = runIdAt('2026-03-01T06:00:00.000Z');

@@ -3,6 +3,7 @@
  * They keep the semantics the pipeline relies on: ETags change on every update, conditional writes
  * fail on a stale ETag, the start lock asks `isStale`, blob rows are created once.
  */
+import { createHash } from 'node:crypto';
 import { type Config, loadConfig } from '../../src/config';
 import { ExportError } from '../../src/errors';
 import { copyExportBlob } from '../../src/pipeline/copyExportBlob';
@@ -14,8 +15,10 @@ import type {
   BlobCopier,
   BlobRecord,
   Clock,
+  CopiedContent,
   CopyMessage,
   CopyMethod,
+  DestinationBlobInfo,
   DestinationStore,
   ExportManifest,
   ExportRequest,
@@ -182,13 +185,20 @@ export class InMemoryRunLedger implements RunLedger {
   async markBlobCopied(
     runId: string,
     name: string,
-    result: { byteCount: number; contentType: string | undefined; method: CopyMethod; copiedAt: string },
+    result: {
+      byteCount: number;
+      contentType: string | undefined;
+      method: CopyMethod;
+      copiedAt: string;
+    } & CopiedContent,
   ): Promise<void> {
     await tick();
     const rows = this.blobs.get(runId);
     const row = rows?.get(name);
     if (rows === undefined || row === undefined) throw new Error(`InMemoryRunLedger: no blob row ${runId}/${name}`);
-    rows.set(name, { ...row, status: 'copied', ...result });
+    // As the table stores it: absent fields stay absent.
+    const fields = Object.fromEntries(Object.entries(result).filter(([, value]) => value !== undefined));
+    rows.set(name, { ...row, status: 'copied', ...fields } as BlobRecord);
   }
 
   async markBlobPending(runId: string, name: string, recopies: number): Promise<void> {
@@ -359,11 +369,17 @@ export class InMemoryDestination implements DestinationStore {
     return true;
   }
 
-  async list(prefix: string): Promise<Array<{ path: string; byteCount: number; contentType: string | undefined }>> {
+  async list(prefix: string): Promise<DestinationBlobInfo[]> {
     await tick();
+    // Like a real listing: ETags bare (no quotes).
     return [...this.blobs.entries()]
       .filter(([path]) => path.startsWith(prefix))
-      .map(([path, blob]) => ({ path, byteCount: blob.byteCount, contentType: blob.contentType }))
+      .map(([path, blob]) => ({
+        path,
+        byteCount: blob.byteCount,
+        contentType: blob.contentType,
+        etag: blob.etag.replace(/"/g, ''),
+      }))
       .sort((a, b) => (a.path < b.path ? -1 : 1));
   }
 
@@ -387,9 +403,14 @@ export class InMemoryDestination implements DestinationStore {
   }
 }
 
+/** A stand-in for the CRC64 Azure reports of a copy: 8 bytes of a digest of the content, base64. */
+export function fakeCrc64(body: string): string {
+  return createHash('sha256').update(body).digest().subarray(0, 8).toString('base64');
+}
+
 /** Copies into an InMemoryDestination, records every call, and fails on demand. */
 export class FakeCopier implements BlobCopier {
-  readonly calls: Array<{ sourceUrl: string; destinationPath: string }> = [];
+  readonly calls: Array<{ sourceUrl: string; destinationPath: string; replace?: true }> = [];
   /** Errors to throw, in order, before copies succeed again. */
   private readonly failures: unknown[] = [];
   private readonly destination: InMemoryDestination;
@@ -418,18 +439,27 @@ export class FakeCopier implements BlobCopier {
   async copy(input: {
     sourceUrl: string;
     destinationPath: string;
-  }): Promise<{ byteCount: number; contentType: string | undefined; method: CopyMethod }> {
-    this.calls.push({ ...input });
+    replace?: boolean | undefined;
+  }): Promise<{ byteCount: number; contentType: string | undefined; method: CopyMethod } & CopiedContent> {
+    this.calls.push({
+      sourceUrl: input.sourceUrl,
+      destinationPath: input.destinationPath,
+      ...(input.replace === true ? { replace: true } : {}),
+    });
     await tick(1 + this.delayTicks(input.destinationPath));
     const failure = this.failures.shift();
     if (failure !== undefined) throw failure;
     const byteCount = this.byteCountFor(input.destinationPath);
-    this.destination.put(input.destinationPath, {
-      body: `gzip bytes of ${input.destinationPath}`,
+    const body = `gzip bytes of ${input.destinationPath}`;
+    this.destination.put(input.destinationPath, { body, byteCount, contentType: 'application/x-gzip' });
+    return {
       byteCount,
       contentType: 'application/x-gzip',
-    });
-    return { byteCount, contentType: 'application/x-gzip', method: 'copyFromUrl' };
+      method: 'copyFromUrl',
+      // As Copy Blob From URL reports it: an 8-byte content hash (here a stand-in for CRC64), and the blob's ETag.
+      contentCrc64: fakeCrc64(body),
+      destinationEtag: this.destination.blobs.get(input.destinationPath)?.etag,
+    };
   }
 }
 

@@ -4,7 +4,7 @@
  * One harness per test file; each test takes a fresh destination container with `useFreshContainer()`.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { HttpRequest, type HttpResponseInit, InvocationContext } from '@azure/functions';
 import { BlobClient, ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { type QueueClient, QueueServiceClient } from '@azure/storage-queue';
@@ -503,10 +503,23 @@ export async function assertRunFolder(h: Harness, run: RunRecord): Promise<void>
   assert.equal(manifest['blobCount'], blobs.length);
   assert.equal(manifest['byteCount'], bytes);
   assert.equal(run.byteCount, bytes);
+  // Each blob with the content hash the storage service reported for its copy, where it gave one (issue 14).
   assert.deepEqual(
     manifest['blobs'],
-    blobs.map((b) => ({ name: b.name, byteCount: b.byteCount })),
+    blobs.map((b) => ({
+      name: b.name,
+      byteCount: b.byteCount,
+      ...(b.contentCrc64 === undefined ? {} : { contentCrc64: b.contentCrc64 }),
+      ...(b.contentMd5 === undefined ? {} : { contentMd5: b.contentMd5 }),
+    })),
   );
+  for (const blob of blobs) {
+    assert.ok(blob.destinationEtag !== undefined, `${blob.name}: the ETag of the copy is recorded for the fan-in`);
+    if (blob.contentMd5 !== undefined) {
+      const copied = await h.downloadDestination(`${folder}/${blob.name}`);
+      assert.equal(blob.contentMd5, createHash('md5').update(copied).digest('base64'), `${blob.name}: contentMd5`);
+    }
+  }
   const graph = manifest['graph'] as Record<string, unknown>;
   assert.deepEqual(Object.keys(graph).sort(), [
     'createdDateTime',

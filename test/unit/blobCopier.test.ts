@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { type BlobHTTPHeaders, RestError } from '@azure/storage-blob';
@@ -52,6 +53,14 @@ type Behaviour = 'ok' | RestError | ((call: number) => 'ok' | RestError);
 class FakeDestination implements CopyDestinationClient {
   content: Buffer | undefined;
   contentType: string | undefined;
+  /** The blob's Content-MD5 property: carried over from the source by a copy, set from the headers of a commit. */
+  contentMD5: Uint8Array | undefined;
+  /** Changes on every write, as Azure's does. */
+  version = 0;
+  /** What Copy Blob From URL reports as x-ms-content-crc64 (Azure always does; Azurite 3.35 does not). */
+  reportedCrc64: Uint8Array | undefined = Buffer.from('crc64-ok');
+  /** Another writer rewrites the blob right after Copy Blob From URL answered. */
+  rewrittenAfterSyncCopy = false;
   calls: string[] = [];
   staged = new Map<string, { offset: number; count: number }>();
   committed: { ids: string[]; headers: BlobHTTPHeaders } | undefined;
@@ -77,24 +86,41 @@ class FakeDestination implements CopyDestinationClient {
     return typeof behaviour === 'function' ? behaviour(call) : behaviour;
   }
 
-  private land(bytes: Buffer): void {
+  private land(bytes: Buffer, contentMD5: Uint8Array | undefined): void {
     this.content = this.truncateTo === undefined ? bytes : bytes.subarray(0, this.truncateTo);
+    this.contentMD5 = contentMD5;
+    this.version++;
+  }
+
+  get etag(): string {
+    return `"0x${this.version}"`;
   }
 
   async getProperties(): Promise<BlobHeaderProperties & { copyStatus?: string | undefined }> {
     this.calls.push('getProperties');
     if (this.content === undefined) throw restError(404, 'BlobNotFound', 'The specified blob does not exist.');
-    return { contentLength: this.content.length, contentType: this.contentType };
+    return {
+      contentLength: this.content.length,
+      contentType: this.contentType,
+      contentMD5: this.contentMD5,
+      etag: this.etag,
+    };
   }
 
-  async syncCopyFromURL(copySource: string): Promise<{ copyStatus?: string | undefined }> {
+  async syncCopyFromURL(copySource: string): Promise<{
+    copyStatus?: string | undefined;
+    xMsContentCrc64?: Uint8Array | undefined;
+    etag?: string | undefined;
+  }> {
     this.calls.push('syncCopyFromURL');
     assert.equal(copySource, this.expectedSource);
     const outcome = this.outcome(this.sync, 0);
     if (outcome !== 'ok') throw outcome;
-    this.land(this.source.data);
+    this.land(this.source.data, this.source.properties.contentMD5);
     this.contentType = this.syncCopyDropsContentType ? 'application/octet-stream' : this.source.properties.contentType;
-    return { copyStatus: 'success' };
+    const response = { copyStatus: 'success', xMsContentCrc64: this.reportedCrc64, etag: this.etag };
+    if (this.rewrittenAfterSyncCopy) this.land(Buffer.alloc(this.source.data.length, 1), undefined);
+    return response;
   }
 
   expectedSource = SOURCE;
@@ -117,7 +143,8 @@ class FakeDestination implements CopyDestinationClient {
       const outcome = this.outcome(this.stage, call);
       if (outcome !== 'ok') throw outcome;
       this.staged.set(id, { offset, count });
-      return {};
+      // A CRC64 of this block only, as Azure reports it.
+      return { xMsContentCrc64: Buffer.from(`block${offset}`) };
     } finally {
       this.inFlight--;
     }
@@ -131,7 +158,7 @@ class FakeDestination implements CopyDestinationClient {
       assert.ok(range !== undefined, `block ${id} was staged`);
       return this.source.data.subarray(range.offset, range.offset + range.count);
     });
-    this.land(Buffer.concat(parts));
+    this.land(Buffer.concat(parts), options.blobHTTPHeaders.blobContentMD5);
     this.contentType = options.blobHTTPHeaders.blobContentType;
     return {};
   }
@@ -150,7 +177,7 @@ class FakeDestination implements CopyDestinationClient {
     return {
       pollUntilDone: async () => {
         this.calls.push('pollUntilDone');
-        this.land(this.source.data);
+        this.land(this.source.data, this.source.properties.contentMD5);
         this.contentType = this.source.properties.contentType;
         return { copyStatus: 'success' };
       },
@@ -171,14 +198,17 @@ class FakeDestination implements CopyDestinationClient {
     if (outcome !== 'ok') throw outcome;
     const chunks: Buffer[] = [];
     for await (const chunk of stream) chunks.push(Buffer.from(chunk));
-    this.land(Buffer.concat(chunks));
+    this.land(Buffer.concat(chunks), options.blobHTTPHeaders.blobContentMD5);
     this.contentType = options.blobHTTPHeaders.blobContentType;
     return {};
   }
 
   async setHTTPHeaders(headers: BlobHTTPHeaders): Promise<unknown> {
     this.calls.push('setHTTPHeaders');
+    // Set Blob Properties replaces every HTTP header: one not given is cleared.
     this.contentType = headers.blobContentType;
+    this.contentMD5 = headers.blobContentMD5;
+    this.version++;
     return {};
   }
 
@@ -324,7 +354,7 @@ describe('ServerSideBlobCopier fallback order (fakes)', () => {
     destination.asyncCopy = restError(403, 'CannotVerifyCopySource', 'copy scope');
     const result = await copy(copier);
     assert.equal(result.method, 'stream');
-    assert.deepEqual(destination.copyCalls(), ['beginCopyFromURL', 'uploadStream']);
+    assert.deepEqual(destination.copyCalls(), ['beginCopyFromURL', 'uploadStream', 'setHTTPHeaders']);
     assert.equal(destination.uploadBufferSize, 4096);
     assert.equal(destination.uploadConcurrency, 3);
     assert.deepEqual(destination.uploadHeaders, {
@@ -339,7 +369,7 @@ describe('ServerSideBlobCopier fallback order (fakes)', () => {
     destination.sync = restError(403, 'AuthorizationPermissionMismatch', 'copy scope');
     const result = await copy(copier);
     assert.equal(result.method, 'stream');
-    assert.deepEqual(destination.copyCalls(), ['syncCopyFromURL', 'uploadStream']);
+    assert.deepEqual(destination.copyCalls(), ['syncCopyFromURL', 'uploadStream', 'setHTTPHeaders']);
     assert.equal(destination.uploadBufferSize, 8 * 1024 * 1024);
     assert.equal(source.downloads, 1);
     assert.ok(destination.content?.equals(source.data));
@@ -366,6 +396,98 @@ describe('ServerSideBlobCopier fallback order (fakes)', () => {
   it('copies again over a destination blob of a different length', async () => {
     const { source, destination, copier } = setup(900);
     destination.content = Buffer.from('partial');
+    const result = await copy(copier);
+    assert.equal(result.method, 'copyFromUrl');
+    assert.ok(destination.content?.equals(source.data));
+  });
+});
+
+describe('ServerSideBlobCopier content hashes (fakes)', () => {
+  const md5Of = (data: Buffer): Buffer => createHash('md5').update(data).digest();
+
+  it('records the CRC64 Copy Blob From URL reports, with the Content-MD5 and ETag of the destination after the copy', async () => {
+    const { source, destination, copier } = setup(900);
+    source.properties.contentMD5 = md5Of(source.data);
+    const result = await copy(copier);
+    assert.equal(result.method, 'copyFromUrl');
+    assert.equal(result.contentCrc64, Buffer.from('crc64-ok').toString('base64'));
+    assert.equal(result.contentMd5, md5Of(source.data).toString('base64'));
+    assert.equal(result.destinationEtag, destination.etag);
+  });
+
+  it('records the ETag after restoring a lost content type, keeping the Content-MD5 the copy carried over', async () => {
+    const { source, destination, copier } = setup(900);
+    source.properties.contentMD5 = md5Of(source.data);
+    destination.syncCopyDropsContentType = true;
+    const result = await copy(copier);
+    assert.deepEqual(destination.copyCalls(), ['syncCopyFromURL', 'setHTTPHeaders']);
+    assert.equal(result.destinationEtag, destination.etag, 'the ETag after Set Blob Properties');
+    assert.equal(Buffer.from(destination.contentMD5 ?? []).toString('base64'), md5Of(source.data).toString('base64'));
+    assert.equal(result.contentMd5, md5Of(source.data).toString('base64'));
+  });
+
+  it('records no hash where the service reports none (Copy Blob From URL on Azurite, a source without Content-MD5)', async () => {
+    const { destination, copier } = setup(900);
+    destination.reportedCrc64 = undefined;
+    const result = await copy(copier);
+    assert.equal(result.contentCrc64, undefined);
+    assert.equal(result.contentMd5, undefined);
+    assert.equal(result.destinationEtag, destination.etag, 'the ETag still lets the fan-in see a later rewrite');
+  });
+
+  it('records no CRC64 when another write came between Copy Blob From URL and reading the blob back (its ETag moved)', async () => {
+    const { destination, copier } = setup(900);
+    destination.rewrittenAfterSyncCopy = true;
+    const result = await copy(copier);
+    assert.equal(result.method, 'copyFromUrl');
+    assert.equal(result.contentCrc64, undefined, 'the CRC64 describes a blob that is no longer there');
+    assert.equal(result.destinationEtag, destination.etag);
+  });
+
+  it('records no CRC64 for Put Block From URL (it reports one per block), but the Content-MD5 the commit carried over', async () => {
+    const { source, copier } = setup(1500);
+    source.properties.contentMD5 = md5Of(source.data);
+    const result = await copy(copier);
+    assert.equal(result.method, 'blockFromUrl');
+    assert.equal(result.contentCrc64, undefined);
+    assert.equal(result.contentMd5, md5Of(source.data).toString('base64'));
+  });
+
+  it('hashes a streamed copy on its way through and sets that MD5 as the Content-MD5 of the destination blob', async () => {
+    const { source, destination, copier } = setup(800);
+    destination.sync = restError(403, 'AuthorizationPermissionMismatch', 'copy scope');
+    const result = await copy(copier);
+    assert.equal(result.method, 'stream');
+    assert.equal(result.contentMd5, md5Of(source.data).toString('base64'));
+    assert.equal(destination.contentType, 'application/gzip', 'the other headers are kept');
+    assert.equal(result.destinationEtag, destination.etag);
+  });
+
+  it('fails a streamed copy (COPY_FAILED, retryable) whose bytes do not match the Content-MD5 of the source', async () => {
+    const { source, destination, copier } = setup(800);
+    source.properties.contentMD5 = md5Of(Buffer.from('other content'));
+    destination.sync = restError(403, 'AuthorizationPermissionMismatch', 'copy scope');
+    const error = await copyError(copier);
+    assert.equal(error.code, 'COPY_FAILED');
+    assert.equal(error.retryable, true);
+    assert.match(error.message, /Content-MD5/);
+  });
+
+  it('copies again over a blob of the same length when asked to replace it (the fan-in found it changed)', async () => {
+    const { source, destination, copier } = setup(900);
+    destination.content = Buffer.alloc(900, 1);
+    destination.contentType = 'application/gzip';
+    const result = await copier.copy({ sourceUrl: SOURCE, destinationPath: 'run=1/part-0001.json.gz', replace: true });
+    assert.equal(result.method, 'copyFromUrl');
+    assert.ok(destination.content?.equals(source.data));
+  });
+
+  it("copies again over a blob of the same length whose Content-MD5 differs from the source's", async () => {
+    const { source, destination, copier } = setup(900);
+    source.properties.contentMD5 = md5Of(source.data);
+    destination.content = Buffer.alloc(900, 1);
+    destination.contentMD5 = md5Of(destination.content);
+    destination.contentType = 'application/gzip';
     const result = await copy(copier);
     assert.equal(result.method, 'copyFromUrl');
     assert.ok(destination.content?.equals(source.data));

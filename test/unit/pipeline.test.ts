@@ -14,6 +14,7 @@ import {
   drain,
   type FakeDeps,
   failed,
+  fakeCrc64,
   makeDeps,
   makeManifest,
   operationUrl,
@@ -515,7 +516,12 @@ describe('copyExportBlob and the fan-in', () => {
       },
       blobCount: 3,
       byteCount: total,
-      blobs: manifest.blobs.map((b, i) => ({ name: b.name, byteCount: sizes[i] })),
+      // Each with the content hash the copy reported (issue 14).
+      blobs: manifest.blobs.map((b, i) => ({
+        name: b.name,
+        byteCount: sizes[i],
+        contentCrc64: fakeCrc64(`gzip bytes of ${path}/${b.name}`),
+      })),
       // Issue 10: new fields after the existing ones, which are unchanged.
       dataset: 'unbilledUsage',
       invoiceId: null,
@@ -601,6 +607,67 @@ describe('copyExportBlob and the fan-in', () => {
     assert.equal(run(deps, runId).status, 'succeeded');
     assert.ok(deps.destination.blobs.has(lost));
     assert.equal(deps.copier.calls.length, 4);
+  });
+
+  it('copies again a blob overwritten with other content of the same length before completion (issue 14)', async () => {
+    const { deps, runId } = await copyingRun();
+    const [first, second, third] = deps.queue.takeCopies();
+    await deliverCopy(deps, first!);
+    await deliverCopy(deps, second!);
+    const path = expectedPath(runId);
+    const victim = [...deps.destination.blobs.keys()].find((p) => p.startsWith(`${path}/`))!;
+    const copied = deps.destination.blobs.get(victim)!;
+    // Another writer replaces the blob with other bytes of the same length: only its ETag tells.
+    deps.destination.put(victim, { ...copied, body: 'other bytes' });
+
+    await deliverCopy(deps, third!);
+    assert.equal(run(deps, runId).status, 'copying');
+    assert.equal(deps.destination.writeCount(`${path}/manifest.json`), 0);
+    const again = deps.queue.takeCopies();
+    assert.equal(again.length, 1, 'one copy message sent again, for the overwritten blob');
+    const blobName = victim.slice(path.length + 1);
+    assert.equal((await deps.ledger.getBlob(runId, blobName))?.recopies, 1);
+    assert.ok(deps.logger.at('warn').some((l) => /changed since their copy/.test(l.message)));
+
+    await deliverCopy(deps, again[0]!);
+    assert.equal(run(deps, runId).status, 'succeeded');
+    assert.deepEqual(deps.copier.calls.at(-1), {
+      sourceUrl: deps.copier.calls.at(-1)?.sourceUrl,
+      destinationPath: victim,
+      replace: true,
+    });
+    assert.equal(deps.destination.blobs.get(victim)?.body, `gzip bytes of ${victim}`, 'the copy is back');
+    const written = deps.destination.json(`${path}/manifest.json`) as {
+      blobs: Array<{ name: string; contentCrc64?: string }>;
+    };
+    assert.equal(written.blobs.find((b) => b.name === blobName)?.contentCrc64, fakeCrc64(`gzip bytes of ${victim}`));
+  });
+
+  it(`fails the run with COPY_FAILED naming a blob another writer keeps overwriting with the same length, after ${MAX_RECOPIES} re-copies`, async () => {
+    const { deps, runId } = await copyingRun();
+    const path = expectedPath(runId);
+    const victim = `${path}/${makeManifest().blobs[0]!.name}`;
+    const copy = deps.copier.copy.bind(deps.copier);
+    deps.copier.copy = async (input) => {
+      const result = await copy(input);
+      const landed = deps.destination.blobs.get(input.destinationPath)!;
+      if (input.destinationPath === victim) deps.destination.put(victim, { ...landed, body: 'rewritten' });
+      return result;
+    };
+    for (let round = 0; round < 20 && deps.queue.pendingCopies.length > 0; round++) {
+      for (const raw of deps.queue.takeCopies()) await deliverCopy(deps, raw);
+    }
+
+    const row = run(deps, runId);
+    assert.equal(row.status, 'failed');
+    assert.equal(row.errorCode, 'COPY_FAILED');
+    assert.match(
+      row.error ?? '',
+      new RegExp(
+        `${makeManifest().blobs[0]!.name} was copied ${MAX_RECOPIES + 1} times, but .* rewritten since the copy`,
+      ),
+    );
+    assert.equal(deps.destination.writeCount(`${path}/manifest.json`), 0);
   });
 
   it(`fails the run with COPY_FAILED once a blob went missing after ${MAX_RECOPIES} re-copies, instead of copying it for ever`, async () => {

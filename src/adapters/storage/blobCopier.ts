@@ -1,7 +1,8 @@
-import { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { Readable, Transform } from 'node:stream';
 import { AnonymousCredential, BlobClient, type BlobHTTPHeaders, type ContainerClient } from '@azure/storage-blob';
 import { ExportError } from '../../errors';
-import type { BlobCopier, CopyMethod } from '../../pipeline/ports';
+import type { BlobCopier, CopiedContent, CopyMethod } from '../../pipeline/ports';
 import { redact, safeUrl } from '../../redact';
 import {
   describeError,
@@ -33,6 +34,7 @@ export interface BlobHeaderProperties {
   contentDisposition?: string | undefined;
   cacheControl?: string | undefined;
   contentMD5?: Uint8Array | undefined;
+  etag?: string | undefined;
 }
 
 /** What the copier needs of the source blob, reached anonymously through its SAS URL. */
@@ -48,8 +50,12 @@ export interface CopySourceClient {
 /** What the copier needs of the destination block blob (a `BlockBlobClient`, or a fake in unit tests). */
 export interface CopyDestinationClient {
   getProperties(): Promise<BlobHeaderProperties & { copyStatus?: string | undefined }>;
-  /** Copy Blob From URL (synchronous, up to 256 MiB). */
-  syncCopyFromURL(copySource: string): Promise<{ copyStatus?: string | undefined }>;
+  /** Copy Blob From URL (synchronous, up to 256 MiB); Azure answers with the CRC64 of the copied content. */
+  syncCopyFromURL(copySource: string): Promise<{
+    copyStatus?: string | undefined;
+    xMsContentCrc64?: Uint8Array | undefined;
+    etag?: string | undefined;
+  }>;
   /** Put Block From URL. */
   stageBlockFromURL(
     blockId: string,
@@ -140,6 +146,31 @@ function headersOf(properties: BlobHeaderProperties): BlobHTTPHeaders {
   return headers;
 }
 
+function base64(bytes: Uint8Array | undefined): string | undefined {
+  return bytes === undefined || bytes.length === 0 ? undefined : Buffer.from(bytes).toString('base64');
+}
+
+/** An ETag as a header (quoted) or a listing (bare) reports it. */
+function bareEtag(etag: string): string {
+  return etag.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+}
+
+/** Both blobs report a Content-MD5, and they differ: not the same content. */
+function md5Differs(destination: BlobHeaderProperties, source: BlobHeaderProperties): boolean {
+  const a = base64(destination.contentMD5);
+  const b = base64(source.contentMD5);
+  return a !== undefined && b !== undefined && a !== b;
+}
+
+/** The destination's Content-MD5 and ETag, as recorded on the blob's ledger row. */
+function contentOf(properties: BlobHeaderProperties | undefined): CopiedContent {
+  const out: CopiedContent = {};
+  const contentMd5 = base64(properties?.contentMD5);
+  if (contentMd5 !== undefined) out.contentMd5 = contentMd5;
+  if (properties?.etag !== undefined) out.destinationEtag = properties.etag;
+  return out;
+}
+
 /** A server-side copy the destination does not support (Azurite: Put Block From URL). */
 function isNotImplemented(info: StorageErrorInfo): boolean {
   return info.status === 501 || info.code === 'NotImplemented' || info.code === 'APINotImplemented';
@@ -174,7 +205,8 @@ export class ServerSideBlobCopier implements BlobCopier {
   async copy(input: {
     sourceUrl: string;
     destinationPath: string;
-  }): Promise<{ byteCount: number; contentType: string | undefined; method: CopyMethod }> {
+    replace?: boolean | undefined;
+  }): Promise<{ byteCount: number; contentType: string | undefined; method: CopyMethod } & CopiedContent> {
     const { sourceUrl, destinationPath } = input;
     const source = this.clients.source(sourceUrl);
     const destination = this.clients.destination(destinationPath);
@@ -191,12 +223,14 @@ export class ServerSideBlobCopier implements BlobCopier {
 
     const existing = await this.destinationProperties(destination, destinationPath);
     if (
+      input.replace !== true &&
       existing !== undefined &&
       existing.contentLength === size &&
-      (existing.copyStatus === undefined || existing.copyStatus === 'success')
+      (existing.copyStatus === undefined || existing.copyStatus === 'success') &&
+      !md5Differs(existing, properties)
     ) {
-      await this.ensureHeaders(destination, destinationPath, existing, headers);
-      return { byteCount: size, contentType, method: 'alreadyPresent' };
+      const settled = await this.ensureHeaders(destination, destinationPath, existing, headers);
+      return { byteCount: size, contentType, method: 'alreadyPresent', ...contentOf(settled) };
     }
     if (existing?.copyStatus === 'pending') {
       throw new ExportError(
@@ -206,18 +240,38 @@ export class ServerSideBlobCopier implements BlobCopier {
       );
     }
 
-    const method = await this.copyBytes(source, destination, sourceUrl, destinationPath, size, headers);
+    const { method, contentCrc64, etag } = await this.copyBytes(
+      source,
+      destination,
+      sourceUrl,
+      destinationPath,
+      size,
+      headers,
+    );
 
     const copied = await this.destinationProperties(destination, destinationPath);
-    if (copied?.contentLength !== size) {
+    if (copied?.contentLength !== size || md5Differs(copied, properties)) {
+      const what =
+        copied?.contentLength !== size
+          ? `${copied?.contentLength ?? 'no'} bytes instead of ${size}`
+          : 'content whose Content-MD5 differs from the source';
       throw new ExportError(
         'COPY_FAILED',
-        `Copy of ${safeUrl(sourceUrl)} to ${redact(destinationPath)} (${method}) left ${copied?.contentLength ?? 'no'} bytes instead of ${size}; it will be retried.`,
+        `Copy of ${safeUrl(sourceUrl)} to ${redact(destinationPath)} (${method}) left ${what}; it will be retried.`,
         { retryable: true },
       );
     }
-    await this.ensureHeaders(destination, destinationPath, copied, headers);
-    return { byteCount: size, contentType, method };
+    // The CRC64 describes the blob the copy wrote: if another write came between the copy and this read (another
+    // ETag), it no longer describes what is there, and is not recorded.
+    const sameBlob = etag === undefined || copied.etag === undefined || bareEtag(etag) === bareEtag(copied.etag);
+    const settled = await this.ensureHeaders(destination, destinationPath, copied, headers);
+    return {
+      byteCount: size,
+      contentType,
+      method,
+      ...contentOf(settled),
+      ...(contentCrc64 === undefined || !sameBlob ? {} : { contentCrc64 }),
+    };
   }
 
   /** Server-side by size, with the fallbacks of SPEC section 6. */
@@ -228,16 +282,23 @@ export class ServerSideBlobCopier implements BlobCopier {
     destinationPath: string,
     size: number,
     headers: BlobHTTPHeaders,
-  ): Promise<CopyMethod> {
-    const attempts: Array<[CopyMethod, () => Promise<unknown>]> =
+  ): Promise<{ method: CopyMethod; contentCrc64?: string | undefined; etag?: string | undefined }> {
+    // Only Copy Blob From URL reports a hash of the whole copied content (x-ms-content-crc64); Put Block From URL
+    // reports one per block, which is no hash of the blob.
+    const copyFromUrl = async () => {
+      const response = await destination.syncCopyFromURL(sourceUrl);
+      return { contentCrc64: base64(response.xMsContentCrc64), etag: response.etag };
+    };
+    const attempts: Array<
+      [CopyMethod, () => Promise<{ contentCrc64?: string | undefined; etag?: string | undefined }>]
+    > =
       size <= this.options.singleCopyMaxBytes
-        ? [['copyFromUrl', () => destination.syncCopyFromURL(sourceUrl)]]
-        : [['blockFromUrl', () => this.copyBlocks(destination, sourceUrl, size, headers)]];
-    attempts.push(['asyncCopy', () => this.asyncCopy(destination, sourceUrl)]);
+        ? [['copyFromUrl', copyFromUrl]]
+        : [['blockFromUrl', async () => this.copyBlocks(destination, sourceUrl, size, headers).then(() => ({}))]];
+    attempts.push(['asyncCopy', async () => this.asyncCopy(destination, sourceUrl).then(() => ({}))]);
     for (const [method, attempt] of attempts) {
       try {
-        await attempt();
-        return method;
+        return { method, ...(await attempt()) };
       } catch (error) {
         if (error instanceof ExportError) throw error;
         const info = storageErrorInfo(error);
@@ -248,7 +309,7 @@ export class ServerSideBlobCopier implements BlobCopier {
       }
     }
     await this.stream(source, destination, sourceUrl, destinationPath, headers);
-    return 'stream';
+    return { method: 'stream' };
   }
 
   /** Parallel Put Block From URL over fixed ranges, at most `concurrency` in flight, then one commit. */
@@ -332,19 +393,45 @@ export class ServerSideBlobCopier implements BlobCopier {
     }
     let sourceFailure: unknown;
     const readable = body instanceof Readable ? body : Readable.from(body);
+    // The bytes pass through us anyway: their MD5 costs nothing more and becomes the blob's Content-MD5, which the
+    // service then reports like any other (a streamed upload in blocks gets none from the service).
+    const md5 = createHash('md5');
+    const hashing = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        md5.update(chunk);
+        done(null, chunk);
+      },
+    });
     readable.once('error', (error: unknown) => {
       sourceFailure = error;
+      hashing.destroy(error instanceof Error ? error : new Error(String(error)));
     });
+    readable.pipe(hashing);
+    const { blobContentMD5: sourceMd5, ...uploadHeaders } = headers;
     const bufferSize = this.options.streamBufferBytes ?? 8 * MiB;
     try {
       const buffers = Math.min(this.options.concurrency, STREAM_MAX_BUFFERS);
-      await destination.uploadStream(readable, bufferSize, buffers, { blobHTTPHeaders: headers });
+      await destination.uploadStream(hashing, bufferSize, buffers, { blobHTTPHeaders: uploadHeaders });
     } catch (error) {
       readable.destroy();
       if (sourceFailure !== undefined) {
         throw this.sourceError(storageErrorInfo(sourceFailure), sourceUrl, 'Reading');
       }
       throw destinationError(error, `Writing ${redact(destinationPath)} (streamed copy)`);
+    }
+    // The MD5 of the bytes that landed, not the source's claim: a retry must not take a bad copy as already there.
+    const digest = md5.digest();
+    try {
+      await destination.setHTTPHeaders({ ...uploadHeaders, blobContentMD5: digest });
+    } catch (error) {
+      throw destinationError(error, `Setting the Content-MD5 of ${redact(destinationPath)}`);
+    }
+    if (sourceMd5 !== undefined && !digest.equals(Buffer.from(sourceMd5))) {
+      throw new ExportError(
+        'COPY_FAILED',
+        `Streaming ${safeUrl(sourceUrl)} to ${redact(destinationPath)} gave bytes whose MD5 differs from the source's Content-MD5; it will be retried.`,
+        { retryable: true },
+      );
     }
   }
 
@@ -369,19 +456,25 @@ export class ServerSideBlobCopier implements BlobCopier {
     }
   }
 
-  /** Sets the source's HTTP headers on the destination when a copy did not carry its content type over. */
+  /**
+   * Sets the source's HTTP headers on the destination when a copy did not carry its content type over. Returns the
+   * destination's properties as they are afterwards (a new ETag when it wrote them).
+   */
   private async ensureHeaders(
     destination: CopyDestinationClient,
     destinationPath: string,
     actual: BlobHeaderProperties,
     headers: BlobHTTPHeaders,
-  ): Promise<void> {
-    if (headers.blobContentType === undefined || actual.contentType === headers.blobContentType) return;
+  ): Promise<BlobHeaderProperties | undefined> {
+    if (headers.blobContentType === undefined || actual.contentType === headers.blobContentType) return actual;
     try {
-      await destination.setHTTPHeaders(headers);
+      // Set Blob Properties replaces every HTTP header: keep the Content-MD5 the blob has.
+      const md5 = actual.contentMD5 ?? headers.blobContentMD5;
+      await destination.setHTTPHeaders(md5 === undefined ? headers : { ...headers, blobContentMD5: md5 });
     } catch (error) {
       throw destinationError(error, `Setting the content type of ${redact(destinationPath)}`);
     }
+    return this.destinationProperties(destination, destinationPath);
   }
 
   private sourceExpired(sourceUrl: string): boolean {

@@ -1,6 +1,6 @@
 import type { BlobRequestConditions, ContainerClient } from '@azure/storage-blob';
 import { ExportError } from '../../errors';
-import type { DestinationStore, Versioned } from '../../pipeline/ports';
+import type { DestinationBlobInfo, DestinationStore, Versioned } from '../../pipeline/ports';
 import { redact } from '../../redact';
 import { destinationError, storageErrorInfo } from './clients';
 
@@ -82,14 +82,17 @@ export class BlobDestination implements DestinationStore {
     }
   }
 
-  async list(prefix: string): Promise<Array<{ path: string; byteCount: number; contentType: string | undefined }>> {
-    const out: Array<{ path: string; byteCount: number; contentType: string | undefined }> = [];
+  async list(prefix: string): Promise<DestinationBlobInfo[]> {
+    const out: DestinationBlobInfo[] = [];
     try {
       for await (const item of this.container.listBlobsFlat({ prefix })) {
+        const md5 = item.properties.contentMD5;
         out.push({
           path: item.name,
           byteCount: item.properties.contentLength ?? 0,
           contentType: item.properties.contentType,
+          etag: item.properties.etag,
+          ...(md5 === undefined || md5.length === 0 ? {} : { contentMd5: Buffer.from(md5).toString('base64') }),
         });
       }
     } catch (error) {

@@ -20,6 +20,7 @@ import { TableNames } from '../../names';
 import type {
   BlobRecord,
   Clock,
+  CopiedContent,
   CopyMethod,
   RunLedger,
   RunQuery,
@@ -319,11 +320,18 @@ function readBlob(stored: StoredEntity, table: string): BlobRecord {
   const method = row.optOneOf('method', COPY_METHODS);
   const copiedAt = row.optString('copiedAt');
   const recopies = row.optNumber('recopies');
+  // Rows written before content hashes were recorded have none: the fan-in then checks the length only.
+  const contentCrc64 = row.optString('contentCrc64');
+  const contentMd5 = row.optString('contentMd5');
+  const destinationEtag = row.optString('destinationEtag');
   if (byteCount !== undefined) record.byteCount = byteCount;
   if (contentType !== undefined) record.contentType = contentType;
   if (method !== undefined) record.method = method;
   if (copiedAt !== undefined) record.copiedAt = copiedAt;
   if (recopies !== undefined) record.recopies = recopies;
+  if (contentCrc64 !== undefined) record.contentCrc64 = contentCrc64;
+  if (contentMd5 !== undefined) record.contentMd5 = contentMd5;
+  if (destinationEtag !== undefined) record.destinationEtag = destinationEtag;
   return record;
 }
 
@@ -521,7 +529,12 @@ export class TableRunLedger implements RunLedger {
   async markBlobCopied(
     runId: string,
     name: string,
-    result: { byteCount: number; contentType: string | undefined; method: CopyMethod; copiedAt: string },
+    result: {
+      byteCount: number;
+      contentType: string | undefined;
+      method: CopyMethod;
+      copiedAt: string;
+    } & CopiedContent,
   ): Promise<void> {
     const table = await this.table(this.blobs);
     const row = entity(
@@ -534,9 +547,13 @@ export class TableRunLedger implements RunLedger {
         contentType: result.contentType,
         method: result.method,
         copiedAt: result.copiedAt,
+        contentCrc64: result.contentCrc64,
+        contentMd5: result.contentMd5,
+        destinationEtag: result.destinationEtag,
       },
       this.names.blobs,
     );
+    // Merge keeps `recopies`; markBlobPending (Replace) already dropped the hashes and ETag of an earlier copy.
     await table.upsertEntity(row, 'Merge');
   }
 

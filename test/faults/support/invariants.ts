@@ -11,6 +11,7 @@
  * - data lost: series expected to succeed that have no complete folder, and blobs missing or different.
  * Problems are collected (not thrown at the first) so one report names everything wrong.
  */
+import { createHash } from 'node:crypto';
 import { EMULATOR_DEV_TOKEN } from '../../../src/adapters/graph/devToken';
 import { DEV_STORE_ACCOUNT, MS_BILLING_ACCOUNT, PARTNER_DEST_ACCOUNT } from '../../../src/local/azurite';
 import { TelemetryEvents } from '../../../src/names';
@@ -208,7 +209,7 @@ async function verifySucceeded(
   let verified = 0;
   const folder = run.path ?? '';
   const blobs = await env.ledger.listBlobs(run.runId);
-  let manifest: { blobCount?: number; blobs?: Array<{ name: string; byteCount: number }> } = {};
+  let manifest: { blobCount?: number; blobs?: Array<{ name: string; byteCount: number; contentMd5?: string }> } = {};
   try {
     manifest = JSON.parse((await env.downloadDestination(`${folder}/manifest.json`, container)).toString('utf8'));
   } catch (error) {
@@ -236,6 +237,10 @@ async function verifySucceeded(
       continue;
     }
     const source = await env.downloadSource(run.rootDirectory ?? '', name);
+    const listedMd5 = manifest.blobs?.find((b) => b.name === name)?.contentMd5;
+    if (listedMd5 !== undefined && listedMd5 !== createHash('md5').update(copied).digest('base64')) {
+      problem(`run ${run.runId}: manifest.json gives ${name} a contentMd5 that is not the MD5 of its bytes`);
+    }
     if (!copied.equals(source)) {
       lost++;
       problem(`run ${run.runId}: ${name} differs from the export blob (${copied.length} vs ${source.length} bytes)`);
