@@ -144,10 +144,9 @@ async function superviseOne(
     if (marked === undefined) return { done: false };
     crashPoint('supervise.afterResume');
     const step = await resumeStep(deps, marked);
-    const why =
-      overdueMs <= stallMs
-        ? 'the process that was running it stopped'
-        : `its next step was ${Math.round(overdueMs / 60_000)} min overdue`;
+    const why = ownerGone
+      ? 'the command that was running it stopped'
+      : `its next step was ${Math.round(overdueMs / 60_000)} min overdue`;
     log.warn(`The supervisor resumed the run (${step}): ${why} (resume ${resumes + 1} of ${maxResumes}).`);
     deps.telemetry.runResumed({ ...marked, status: marked.status }, { step, resumes: resumes + 1 });
     return { done: true, value: 'resumed' as const };

@@ -146,6 +146,39 @@ describe('command line: Ctrl-C, SIGTERM and a second command', () => {
     assert.equal(series.size, 2);
   });
 
+  it('SIGKILL of run after a status check was recorded but not sent, then serve: resumes the runs at start-up and finishes them within a minute', {
+    timeout: 240_000,
+  }, async () => {
+    const folder = workFolder('serve-resume');
+    const settings = { ...SMALL, LOCAL_EMULATOR_BLOB_COUNT: '2' };
+    const killed = spawnCli(['run'], folder, { ...settings, EXPORT_FAULT_CRASH_POINT: 'poll.afterPollWrite' });
+    assert.equal((await killed.exited).signal, 'SIGKILL', killed.output());
+    assert.match(killed.output(), /fault: crash point poll\.afterPollWrite#1 reached/);
+
+    const began = Date.now();
+    const serve = spawnCli(['serve', '--port', '0'], folder, settings);
+    await serve.waitFor(/Timer: /);
+    // Nothing else moves these runs: the status check the killed command recorded was never sent, and serve's
+    // supervisor timer would find them only after its 10 minutes plus EXPORT_STALL_MINUTES.
+    let statuses: string[] = [];
+    while (Date.now() - began < 60_000) {
+      const runs = spawnCli(['runs', '--json'], folder);
+      if ((await runs.exited).code === 0) {
+        const listed = JSON.parse(runs.output().trim().split('\n').pop()!) as { runs: Array<{ status: string }> };
+        statuses = listed.runs.map((r) => r.status);
+        if (statuses.length === 2 && statuses.every((s) => s === 'succeeded')) break;
+      }
+      await sleep(1000);
+    }
+    serve.child.kill('SIGINT');
+    assert.equal((await serve.exited).code, 0, serve.output());
+    assert.deepEqual(statuses, ['succeeded', 'succeeded'], `both runs finished within a minute:\n${serve.output()}`);
+    assert.match(
+      serve.output(),
+      /The supervisor resumed the run \(status check\): the command that was running it stopped/,
+    );
+  });
+
   it('SIGTERM during the run phase of start, and during the start of Azurite, leaves no Azurite running', {
     timeout: 180_000,
   }, async () => {
