@@ -180,6 +180,24 @@ describe('command line: Ctrl-C, SIGTERM and a second command', () => {
     );
   });
 
+  it('SIGKILL of run before its start reached Graph, then start: resumes the runs at start-up and finishes them within a minute', {
+    timeout: 240_000,
+  }, async () => {
+    const folder = workFolder('start-resume');
+    const settings = { ...SMALL, LOCAL_EMULATOR_BLOB_COUNT: '2' };
+    const killed = spawnCli(['run'], folder, { ...settings, EXPORT_FAULT_CRASH_POINT: 'start.afterRunRow' });
+    assert.equal((await killed.exited).signal, 'SIGKILL', killed.output());
+
+    const start = spawnCli(['start', '--port', '0'], folder, settings);
+    await start.waitFor(/Still serving on/, 60_000);
+    start.child.kill('SIGINT');
+    assert.equal((await start.exited).code, 0, start.output());
+    assert.match(start.output(), /The supervisor resumed the run \(start\): the command that was running it stopped/);
+    assert.match(start.output(), /Already in flight, finishing: USD current full \S+ \(\w+\)/);
+    assert.match(start.output(), /USD current full: succeeded/);
+    assert.match(start.output(), /EUR current full: succeeded/);
+  });
+
   it('SIGTERM during the run phase of start, and during the start of Azurite, leaves no Azurite running', {
     timeout: 180_000,
   }, async () => {
