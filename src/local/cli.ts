@@ -22,7 +22,7 @@ import { FolderBusyError } from './dataFolderLock';
 import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } from './embedded';
 import { LocalFunctionsHost, type QueueHostSettings } from './localHost';
 import { createProgressDisplay, waitForRuns } from './progress';
-import { resumeInterruptedRuns } from './resumeInterrupted';
+import { resumeInterruptedRuns, resumeOnceDue } from './resumeInterrupted';
 import { readLocalSettings } from './settings';
 import { installShutdown, type Shutdown, shuttingDown } from './shutdown';
 
@@ -361,14 +361,17 @@ async function resumeAtStartUp(
   log: Out,
   runIds?: string[],
 ): Promise<void> {
+  const failed = (error: unknown) => log(`Could not resume the runs left in flight: ${redact(errorMessage(error))}`);
   try {
     await resumeInterruptedRuns(deps, {
       ownsHostStorage: embedded.ownsHostStorage,
       ...(runIds === undefined ? {} : { runIds }),
     });
   } catch (error) {
-    log(`Could not resume the runs left in flight: ${redact(errorMessage(error))}`);
+    failed(error);
   }
+  // On shared host storage, `run` also resumes its runs that were not due yet, once they are (it waits for them).
+  if (!embedded.ownsHostStorage && runIds !== undefined) void resumeOnceDue(deps, runIds).catch(failed);
 }
 
 /** Waits until a signal's handler exits the process. */

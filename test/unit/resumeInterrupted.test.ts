@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { resumeInterruptedRuns } from '../../src/local/resumeInterrupted';
+import { resumeInterruptedRuns, resumeOnceDue } from '../../src/local/resumeInterrupted';
+import { pollExportStatus } from '../../src/pipeline/pollExportStatus';
 import { startExports } from '../../src/pipeline/startExports';
 import { drain, type FakeDeps, makeDeps, makeManifest, succeeded } from '../support/fakes';
 
@@ -31,12 +32,33 @@ describe('runs left in flight by a command that stopped', () => {
     assert.equal(deps.ledger.runs.get(runId)?.value.status, 'succeeded');
   });
 
-  it('are left to the process that scheduled their next step until it is due, when run shares the host storage', async () => {
+  it('are left to the process that scheduled their next step until it is due, then resumed, when run shares the host storage', async () => {
     const deps = makeDeps(SETTINGS);
     const runId = await runWithLostCheck(deps);
     assert.equal((await resumeInterruptedRuns(deps, { ownsHostStorage: false, runIds: [runId] })).resumed, 0);
-    deps.clock.advanceSeconds(31);
-    assert.equal((await resumeInterruptedRuns(deps, { ownsHostStorage: false, runIds: [runId] })).resumed, 1);
+    assert.equal(deps.queue.pendingStatus.length, 0, 'nothing sent before the check is due');
+    deps.sleep = async (ms) => deps.clock.advanceSeconds(ms / 1000);
+    assert.equal(await resumeOnceDue(deps, [runId]), 1);
+    deps.graph.scriptOperation('*', succeeded(makeManifest()));
+    assert.deepEqual((await drain(deps, deps.queue)).errors, []);
+    assert.equal(deps.ledger.runs.get(runId)?.value.status, 'succeeded');
+  });
+
+  it('are not resumed when due if another process moved them meanwhile, when run shares the host storage', async () => {
+    const deps = makeDeps(SETTINGS);
+    const runId = await runWithLostCheck(deps);
+    deps.graph.scriptOperation('*', succeeded(makeManifest()));
+    let waited = 0;
+    deps.sleep = async (ms) => {
+      waited += ms;
+      deps.clock.advanceSeconds(ms / 1000);
+      // The live process that scheduled the check takes it while the command waits.
+      await pollExportStatus({ version: 1, kind: 'poll', runId, attempt: 0 }, deps);
+      deps.clock.advanceSeconds(5);
+    };
+    assert.equal(await resumeOnceDue(deps, [runId]), 0);
+    assert.ok(waited >= 30_000, 'it waited until the check was due');
+    assert.equal(deps.telemetry.resumed.length, 0);
   });
 
   it('are resumed by start and serve on shared host storage only once overdue by EXPORT_STALL_MINUTES, as by the timer', async () => {
