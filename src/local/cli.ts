@@ -22,6 +22,7 @@ import { FolderBusyError } from './dataFolderLock';
 import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } from './embedded';
 import { LocalFunctionsHost, type QueueHostSettings } from './localHost';
 import { createProgressDisplay, waitForRuns } from './progress';
+import { resumeInterruptedRuns, resumeOnceDue } from './resumeInterrupted';
 import { readLocalSettings } from './settings';
 import { installShutdown, type Shutdown, shuttingDown } from './shutdown';
 
@@ -46,8 +47,8 @@ Commands:
 Settings come from the environment, then local.settings.json's Values. Absent storage settings
 start Azurite (data in .azurite/); an absent GRAPH_BASE_URL starts the partner billing emulator.
 Ctrl-C (or SIGTERM) at any moment hands unfinished queue messages back and stops Azurite and the
-emulator; the same command again resumes the interrupted runs. While one command uses .azurite/,
-"runs" uses its Azurite and the other commands refuse.`;
+emulator; the same command again resumes the interrupted runs at once (also after a kill). While
+one command uses .azurite/, "runs" uses its Azurite and the other commands refuse.`;
 
 type Out = (line: string) => void;
 const stdout: Out = (line) => process.stdout.write(`${line}\n`);
@@ -185,7 +186,8 @@ async function startHostFor(
         hostStorage: config.hostStorage,
         log,
         queueSettings,
-        ...(http === undefined ? {} : { httpPort: http, schedule: config.schedule }),
+        // Without HTTP (the run command) there is no export timer, but its runs still get their supervisor.
+        ...(http === undefined ? { supervise: true } : { httpPort: http, schedule: config.schedule }),
       }),
     (host) => () => host.stop(),
   );
@@ -285,6 +287,8 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
     if (host.httpBaseUrl !== undefined)
       display.log(`Local host listening on ${host.httpBaseUrl} (POST /api/exports, GET /api/exports/runs).`);
     const deps = getDeps((level, line) => log(level, 'cli', line));
+    // `start` keeps serving: it resumes every run an earlier command left in flight, before it starts its own.
+    if (mode === 'start') await resumeAtStartUp(deps, embedded, display.log);
     // A signal waits for the starts to be recorded (a start cut between Graph's 202 and the ledger
     // write would leave an export nobody follows); a second signal does not wait.
     const started = await shutdown.step(() =>
@@ -306,6 +310,14 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
       display.log(
         `Already in flight, finishing: ${resumed.map((r) => `${runLabel(r)} ${r.runId} (${r.status})`).join(', ')}`,
       );
+      if (mode === 'run') {
+        await resumeAtStartUp(
+          deps,
+          embedded,
+          display.log,
+          resumed.map((r) => r.runId),
+        );
+      }
     }
     const runs = await waitForRuns(
       started.filter((r) => r.runId !== '').map((r) => r.runId),
@@ -340,6 +352,29 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
   }
 }
 
+/**
+ * Resumes the runs an earlier command left in flight (see resumeInterrupted.ts): at once when this command owns the
+ * host storage. A failure is reported, not fatal: the runs' own messages may still finish them.
+ */
+async function resumeAtStartUp(
+  deps: ReturnType<typeof getDeps>,
+  embedded: EmbeddedServices,
+  log: Out,
+  runIds?: string[],
+): Promise<void> {
+  const failed = (error: unknown) => log(`Could not resume the runs left in flight: ${redact(errorMessage(error))}`);
+  try {
+    await resumeInterruptedRuns(deps, {
+      ownsHostStorage: embedded.ownsHostStorage,
+      ...(runIds === undefined ? {} : { runIds }),
+    });
+  } catch (error) {
+    failed(error);
+  }
+  // On shared host storage, `run` also resumes its runs that were not due yet, once they are (it waits for them).
+  if (!embedded.ownsHostStorage && runIds !== undefined) void resumeOnceDue(deps, runIds).catch(failed);
+}
+
 /** Waits until a signal's handler exits the process. */
 function forever(): Promise<never> {
   return new Promise(() => {
@@ -356,15 +391,17 @@ async function commandServe(argv: string[]): Promise<number> {
   // Ctrl-C is the normal way to stop serving.
   shutdown.exitCode = 0;
   let env: Record<string, string | undefined>;
+  let embedded: EmbeddedServices;
   let host: LocalFunctionsHost;
+  const log = hostLogger({ log: stderr }, flags.verbose ?? true);
   try {
-    ({ env } = await prepare({
+    ({ env, embedded } = await prepare({
       command: 'serve',
       shutdown,
       log: stderr,
       emulatorLog: flags.verbose ? stderr : undefined,
     }));
-    host = await startHttpHost(env, hostLogger({ log: stderr }, flags.verbose ?? true), shutdown, Number(flags.port));
+    host = await startHttpHost(env, log, shutdown, Number(flags.port));
   } catch (error) {
     if (!shutdown.stopping) await shutdown.stopAll();
     throw error;
@@ -373,6 +410,11 @@ async function commandServe(argv: string[]): Promise<number> {
     `Local host on ${host.httpBaseUrl}: POST /api/exports, GET /api/exports/runs[/{runId}], POST /admin/functions/startExportsTimer.`,
   );
   stderr(`Timer: ${loadConfig(env).schedule} (UTC). Ctrl-C to stop.`);
+  await resumeAtStartUp(
+    getDeps((level, line) => log(level, 'cli', line)),
+    embedded,
+    stderr,
+  );
   return forever();
 }
 

@@ -26,6 +26,11 @@ export interface EmbeddedServices {
   attachedTo: FolderOwner | undefined;
   /** Settings filled in (only ones that were absent). */
   filled: Record<string, string>;
+  /**
+   * The host storage (ledger and queues) is the Azurite this command started and owns the data folder of: no other
+   * process works on its runs, so a run found in flight was left by a command that stopped.
+   */
+  ownsHostStorage: boolean;
   /** Stops what this command started (never another command's Azurite) and releases the data folder. */
   stop(): Promise<void>;
 }
@@ -207,5 +212,6 @@ export async function startEmbeddedServices(
     await stop();
     throw error;
   }
-  return { azurite, emulator, attachedTo, filled, stop };
+  const ownsHostStorage = attachedTo === undefined && filled['AzureWebJobsStorage'] !== undefined;
+  return { azurite, emulator, attachedTo, filled, ownsHostStorage, stop };
 }

@@ -116,6 +116,8 @@ export interface LocalHostOptions {
   log: HostLog;
   /** Six-field NCRONTAB (UTC) of startExportsTimer; no timer when absent. */
   schedule?: string | undefined;
+  /** Runs the superviseRuns timer (every 10 minutes) even without a `schedule` (the `run` command). */
+  supervise?: boolean | undefined;
   /** Port of the HTTP routes (7071 like `func start`; 0 for any); no HTTP server when absent. */
   httpPort?: number | undefined;
 }
@@ -433,6 +435,8 @@ export class LocalFunctionsHost {
       await host.startListeners();
       if (options.schedule !== undefined) {
         host.scheduleTimer(FunctionNames.startExportsTimer, options.schedule, () => host.runTimerNow());
+      }
+      if (options.schedule !== undefined || options.supervise === true) {
         host.scheduleTimer(FunctionNames.superviseRuns, SUPERVISE_SCHEDULE, () => host.superviseNow());
       }
       if (options.httpPort !== undefined) await host.startHttp(options.httpPort);

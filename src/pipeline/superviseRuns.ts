@@ -63,11 +63,13 @@ const ACTIVE: readonly RunStatus[] = ['starting', 'waiting', 'copying'];
  * update) with EXPORT_STALL_MINUTES: an overdue run is resumed (its start, status check or missing copies sent
  * again, its completion tried), at most EXPORT_MAX_RESUMES times; past that, or past the maximum wait plus the
  * copy allowance in all, it fails with RUN_STALLED and ExportRunFailed. Each resume is an ExportRunResumed event.
- * `stallMinutes` overrides the setting (the command line resumes its own interrupted runs at once with 0).
+ * `stallMinutes` overrides the setting; `runIds` narrows the sweep; `ownerGone` (the command line, when it owns the
+ * host storage and so knows that no other process works on its runs) resumes every run now, even one whose next
+ * step is not due yet: the process that would have taken that step is gone (see src/local/resumeInterrupted.ts).
  */
 export async function superviseRuns(
   deps: PipelineDeps,
-  options: { stallMinutes?: number; runIds?: readonly string[] } = {},
+  options: { stallMinutes?: number; runIds?: readonly string[]; ownerGone?: boolean } = {},
 ): Promise<SupervisionReport> {
   const now = deps.clock.now();
   const report: SupervisionReport = { checked: 0, resumed: 0, ended: 0, announced: 0, errors: 0 };
@@ -83,7 +85,7 @@ export async function superviseRuns(
     if (wanted !== undefined && !wanted.has(run.runId)) continue;
     report.checked += 1;
     try {
-      const outcome = await superviseOne(deps, run.runId, options.stallMinutes);
+      const outcome = await superviseOne(deps, run.runId, options.stallMinutes, options.ownerGone === true);
       if (outcome === 'resumed') report.resumed += 1;
       if (outcome === 'ended') report.ended += 1;
     } catch (error) {
@@ -125,6 +127,7 @@ async function superviseOne(
   deps: PipelineDeps,
   runId: string,
   stallMinutesOverride: number | undefined,
+  ownerGone: boolean,
 ): Promise<'resumed' | 'ended' | undefined> {
   const { stallMinutes, maxResumes, maxRunHours } = deps.config.supervision;
   const stallMs = (stallMinutesOverride ?? stallMinutes) * 60_000;
@@ -136,7 +139,7 @@ async function superviseOne(
     const lastMove = Math.max(Date.parse(run.nextCheckAt ?? run.updatedAt), Date.parse(run.updatedAt));
     const overdueMs = now.getTime() - lastMove;
     const tooOld = ageMs > maxRunHours * 3600_000;
-    if (overdueMs <= stallMs && !tooOld) return undefined;
+    if (overdueMs <= stallMs && !tooOld && !ownerGone) return undefined;
     const resumes = run.resumes ?? 0;
     const log = runLogger(deps, run);
     if (tooOld || resumes >= maxResumes) {
@@ -160,9 +163,10 @@ async function superviseOne(
     if (marked === undefined) return { done: false };
     crashPoint('supervise.afterResume');
     const step = await resumeStep(deps, marked);
-    log.warn(
-      `The supervisor resumed the run (${step}): its next step was ${Math.round(overdueMs / 60_000)} min overdue (resume ${resumes + 1} of ${maxResumes}).`,
-    );
+    const why = ownerGone
+      ? 'the command that was running it stopped'
+      : `its next step was ${Math.round(overdueMs / 60_000)} min overdue`;
+    log.warn(`The supervisor resumed the run (${step}): ${why} (resume ${resumes + 1} of ${maxResumes}).`);
     deps.telemetry.runResumed({ ...marked, status: marked.status }, { step, resumes: resumes + 1 });
     return { done: true, value: 'resumed' as const };
   });

@@ -3,7 +3,8 @@
  * temporary folder, each with the embedded Azurite persisted in that folder's `.azurite/` and the embedded
  * HTTPS emulator). The emulator is kept small through LOCAL_EMULATOR_* settings; one copy at a time
  * (LOCAL_QUEUE_BATCH_SIZE=1) gives the interrupt a copy phase to land in. Test timeouts only guard against
- * hangs (messages left invisible for ten minutes hang the second command); nothing asserts a duration.
+ * hangs (messages left invisible for ten minutes hang the second command); the one duration asserted is the minute
+ * within which serve must finish the runs a killed command left in flight (README).
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -113,7 +114,7 @@ describe('command line: Ctrl-C, SIGTERM and a second command', () => {
     for (const [key, runs] of series) assert.equal(runs.size, 1, `one complete run folder for ${key}`);
   });
 
-  it('SIGKILL while blobs are copied, then the same command again: the leases run out, the dead command’s lock and Azurite are taken over, the runs finish', {
+  it('SIGKILL while blobs are copied, then the same command again: the dead command’s lock and Azurite are taken over, its runs are resumed and finish', {
     timeout: 300_000,
   }, async () => {
     const folder = workFolder('sigkill');
@@ -144,6 +145,57 @@ describe('command line: Ctrl-C, SIGTERM and a second command', () => {
     const series = await runFolders(folder);
     for (const [key, runs] of series) assert.equal(runs.size, 1, `one complete run folder for ${key}`);
     assert.equal(series.size, 2);
+  });
+
+  it('SIGKILL of run after a status check was recorded but not sent, then serve: resumes the runs at start-up and finishes them within a minute', {
+    timeout: 240_000,
+  }, async () => {
+    const folder = workFolder('serve-resume');
+    const settings = { ...SMALL, LOCAL_EMULATOR_BLOB_COUNT: '2' };
+    const killed = spawnCli(['run'], folder, { ...settings, EXPORT_FAULT_CRASH_POINT: 'poll.afterPollWrite' });
+    assert.equal((await killed.exited).signal, 'SIGKILL', killed.output());
+    assert.match(killed.output(), /fault: crash point poll\.afterPollWrite#1 reached/);
+
+    const began = Date.now();
+    const serve = spawnCli(['serve', '--port', '0'], folder, settings);
+    await serve.waitFor(/Timer: /);
+    // Nothing else moves these runs: the status check the killed command recorded was never sent, and serve's
+    // supervisor timer would find them only after its 10 minutes plus EXPORT_STALL_MINUTES.
+    let statuses: string[] = [];
+    while (Date.now() - began < 60_000) {
+      const runs = spawnCli(['runs', '--json'], folder);
+      if ((await runs.exited).code === 0) {
+        const listed = JSON.parse(runs.output().trim().split('\n').pop()!) as { runs: Array<{ status: string }> };
+        statuses = listed.runs.map((r) => r.status);
+        if (statuses.length === 2 && statuses.every((s) => s === 'succeeded')) break;
+      }
+      await sleep(1000);
+    }
+    serve.child.kill('SIGINT');
+    assert.equal((await serve.exited).code, 0, serve.output());
+    assert.deepEqual(statuses, ['succeeded', 'succeeded'], `both runs finished within a minute:\n${serve.output()}`);
+    assert.match(
+      serve.output(),
+      /The supervisor resumed the run \(status check\): the command that was running it stopped/,
+    );
+  });
+
+  it('SIGKILL of run before its start reached Graph, then start: resumes the runs at start-up and finishes them within a minute', {
+    timeout: 240_000,
+  }, async () => {
+    const folder = workFolder('start-resume');
+    const settings = { ...SMALL, LOCAL_EMULATOR_BLOB_COUNT: '2' };
+    const killed = spawnCli(['run'], folder, { ...settings, EXPORT_FAULT_CRASH_POINT: 'start.afterRunRow' });
+    assert.equal((await killed.exited).signal, 'SIGKILL', killed.output());
+
+    const start = spawnCli(['start', '--port', '0'], folder, settings);
+    await start.waitFor(/Still serving on/, 60_000);
+    start.child.kill('SIGINT');
+    assert.equal((await start.exited).code, 0, start.output());
+    assert.match(start.output(), /The supervisor resumed the run \(start\): the command that was running it stopped/);
+    assert.match(start.output(), /Already in flight, finishing: USD current full \S+ \(\w+\)/);
+    assert.match(start.output(), /USD current full: succeeded/);
+    assert.match(start.output(), /EUR current full: succeeded/);
   });
 
   it('SIGTERM during the run phase of start, and during the start of Azurite, leaves no Azurite running', {
