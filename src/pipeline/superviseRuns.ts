@@ -142,7 +142,10 @@ async function superviseOne(
     if (overdueMs <= stallMs && !tooOld && !ownerGone) return undefined;
     const resumes = run.resumes ?? 0;
     const log = runLogger(deps, run);
-    if (tooOld || resumes >= maxResumes) {
+    // A resume because the command that ran the run stopped (Ctrl-C, a kill) is the user's doing, not a step that
+    // keeps stalling: it does not count against EXPORT_MAX_RESUMES, so interrupting a run a few times never fails it.
+    const counted = !ownerGone;
+    if (tooOld || (counted && resumes >= maxResumes)) {
       const why = tooOld
         ? `it has not ended ${(ageMs / 3600_000).toFixed(1)} h after it started (limit: EXPORT_MAX_WAIT_HOURS plus ${maxRunHours - deps.config.polling.maxWaitHours} h to copy)`
         : `its next step was overdue again after ${resumes} resume(s) (EXPORT_MAX_RESUMES=${maxResumes})`;
@@ -157,7 +160,7 @@ async function superviseOne(
       return { done: true, value: 'ended' as const };
     }
     const marked = await advance(deps, current, run.status, {
-      resumes: resumes + 1,
+      ...(counted ? { resumes: resumes + 1 } : {}),
       nextCheckAt: now.toISOString(),
     });
     if (marked === undefined) return { done: false };
@@ -166,8 +169,9 @@ async function superviseOne(
     const why = ownerGone
       ? 'the command that was running it stopped'
       : `its next step was ${Math.round(overdueMs / 60_000)} min overdue`;
-    log.warn(`The supervisor resumed the run (${step}): ${why} (resume ${resumes + 1} of ${maxResumes}).`);
-    deps.telemetry.runResumed({ ...marked, status: marked.status }, { step, resumes: resumes + 1 });
+    const count = counted ? `resume ${resumes + 1} of ${maxResumes}` : 'not counted against EXPORT_MAX_RESUMES';
+    log.warn(`The supervisor resumed the run (${step}): ${why} (${count}).`);
+    deps.telemetry.runResumed({ ...marked, status: marked.status }, { step, resumes: marked.resumes ?? 0 });
     return { done: true, value: 'resumed' as const };
   });
 }

@@ -70,6 +70,23 @@ describe('runs left in flight by a command that stopped', () => {
     assert.equal((await resumeInterruptedRuns(deps, { ownsHostStorage: false })).resumed, 1);
   });
 
+  it('are resumed however often the command was interrupted: a stopped command does not count against EXPORT_MAX_RESUMES', async () => {
+    const deps = makeDeps(SETTINGS);
+    const runId = await runWithLostCheck(deps);
+    for (let interruption = 1; interruption <= 5; interruption++) {
+      const report = await resumeInterruptedRuns(deps, { ownsHostStorage: true, runIds: [runId] });
+      assert.equal(report.resumed, 1, `interruption ${interruption} resumed the run`);
+      assert.equal(report.ended, 0, `interruption ${interruption} did not fail the run`);
+      deps.queue.takeStatus();
+    }
+    assert.equal(deps.ledger.runs.get(runId)?.value.status, 'waiting');
+    assert.equal(deps.ledger.runs.get(runId)?.value.resumes ?? 0, 0);
+    deps.graph.scriptOperation('*', succeeded(makeManifest()));
+    await resumeInterruptedRuns(deps, { ownsHostStorage: true, runIds: [runId] });
+    assert.deepEqual((await drain(deps, deps.queue)).errors, []);
+    assert.equal(deps.ledger.runs.get(runId)?.value.status, 'succeeded');
+  });
+
   it('are not touched when they are not the command’s own', async () => {
     const deps = makeDeps(SETTINGS);
     await runWithLostCheck(deps);
