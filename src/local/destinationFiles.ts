@@ -3,9 +3,11 @@ import { dirname, isAbsolute, resolve, sep } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ContainerClient } from '@azure/storage-blob';
-import { destinationError, storageErrorInfo } from '../adapters/storage/clients';
+import { describeError, storageErrorInfo } from '../adapters/storage/clients';
 import type { Config, DatasetId } from '../config';
 import { DATASETS, prefixOf } from '../datasets';
+import { ExportError } from '../errors';
+import { redact } from '../redact';
 
 /**
  * What the `files` command lists and downloads: the destination container's raw run folders (SPEC section 4)
@@ -42,6 +44,30 @@ export type FileSelection =
 const RAW_PATH =
   /^(billingMonth=[^/]+\/(?:currency|invoiceId)=[^/]+\/attributeSet=[^/]+)\/(?:latest\.json$|run=([^/]+)\/.+)$/;
 
+/**
+ * A failed read of the destination, for a person at the command line (not the pipeline's "will be retried"):
+ * refused → DESTINATION_FORBIDDEN naming the role a reader needs; anything else → DESTINATION_UNAVAILABLE.
+ */
+function readError(error: unknown, what: string): ExportError {
+  const info = storageErrorInfo(error);
+  if (info.status === 401 || info.status === 403) {
+    return new ExportError(
+      'DESTINATION_FORBIDDEN',
+      redact(
+        `${what} was refused (${describeError(info)}); the identity you signed in with needs the Storage Blob Data Reader role on the destination account or container (or fix DESTINATION_STORAGE).`,
+      ),
+      { status: info.status },
+    );
+  }
+  return new ExportError(
+    'DESTINATION_UNAVAILABLE',
+    redact(
+      `${what} failed (${describeError(info)}); run the same command again (files already downloaded are skipped).`,
+    ),
+    { status: info.status },
+  );
+}
+
 interface Listed {
   name: string;
   size: number;
@@ -63,7 +89,7 @@ async function listUnder(container: ContainerClient, prefix: string): Promise<Li
   } catch (error) {
     // A container not created yet holds nothing: no run has started against this destination.
     if (storageErrorInfo(error).code === 'ContainerNotFound') return [];
-    throw destinationError(error, `Listing "${prefix}" in the destination container`);
+    throw readError(error, `Listing "${prefix}" in the destination container`);
   }
   return found;
 }
@@ -234,7 +260,7 @@ async function downloadOne(
     return written;
   } catch (error) {
     rmSync(partial, { force: true });
-    throw destinationError(error, `Downloading "${file.path}"`);
+    throw readError(error, `Downloading "${file.path}"`);
   }
 }
 
@@ -265,8 +291,9 @@ export async function downloadFiles(
   };
   const results: DownloadedFile[] = new Array(targets.length);
   let next = 0;
+  let failed = false;
   const worker = async (): Promise<void> => {
-    for (let index = next++; index < targets.length; index = next++) {
+    for (let index = next++; index < targets.length && !failed; index = next++) {
       const { file, localPath, reason } = targets[index]!;
       if (localPath === undefined) {
         results[index] = { path: file.path, localPath: '', action: 'refused', bytes: 0, reason: reason ?? '' };
@@ -278,6 +305,9 @@ export async function downloadFiles(
         const bytes = await downloadOne(container, file, localPath, (count) => {
           progress.bytesDone += count;
           onProgress(progress);
+        }).catch((error: unknown) => {
+          failed = true;
+          throw error;
         });
         results[index] = { path: file.path, localPath, action: 'written', bytes };
       }
@@ -285,7 +315,10 @@ export async function downloadFiles(
       onProgress(progress);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, targets.length) }, worker));
+  // On a failure the other downloads finish (or fail) and remove their partial files before the error is thrown.
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(concurrency, targets.length) }, worker));
+  const failure = settled.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  if (failure !== undefined) throw failure.reason;
   return results;
 }
 

@@ -304,7 +304,7 @@ export function howToOpenFiles(options: {
   if (!options.keepsRunning) return lines;
   const name = PARTNER_DEST_ACCOUNT.name;
   lines.push(
-    'Or attach Azure Storage Explorer while this command runs (development values of the local Azurite, not secrets):',
+    'Or attach Azure Storage Explorer while this command runs (development values of the local Azurite, not secrets; the port changes with each start):',
     `  account name   ${name}`,
     `  account key    ${azurite.accountKey(name)}`,
     `  blob endpoint  ${azurite.blobEndpoint}/${name}`,
