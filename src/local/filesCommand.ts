@@ -245,7 +245,11 @@ export async function commandFiles(
     let downloaded: DownloadedFile[] | undefined;
     if (flags.download !== undefined) {
       const tty = out.progress?.isTTY === true ? out.progress : undefined;
+      let shown = 0;
       downloaded = await downloadFiles(container, files, flags.download, (progress) => {
+        // A line at most every 100 ms (progress comes with every chunk), and the last one.
+        if (Date.now() - shown < 100 && progress.filesDone < progress.files) return;
+        shown = Date.now();
         tty?.write(
           `\rDownloading ${progress.filesDone}/${progress.files} files, ${formatBytes(progress.bytesDone)} of ${formatBytes(progress.bytes)}   `,
         );
