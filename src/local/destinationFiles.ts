@@ -105,6 +105,16 @@ async function currentRunFolder(container: ContainerClient, latestPath: string):
   }
 }
 
+async function mapConcurrently<T, R>(items: T[], limit: number, map: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let index = next++; index < items.length; index = next++) results[index] = await map(items[index]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
 /**
  * Lists the files of the selection, sorted by path. Raw files come from each dataset's folder; `curated/` and
  * `focus/` are listed as they are (for the current data and `--all`, not for one run). `warnings` collects
@@ -138,14 +148,17 @@ export async function listDestinationFiles(
     if (selection.mode === 'all') files.push(...raw);
     else if (selection.mode === 'run') files.push(...raw.filter((file) => file.runId === selection.runId));
     else {
-      for (const latest of raw.filter((file) => file.runId === null)) {
-        const folder = await currentRunFolder(container, latest.path);
+      const pointers = raw.filter((file) => file.runId === null);
+      // A few latest.json reads at a time: a year of ten currencies is hundreds of series.
+      const folders = await mapConcurrently(pointers, 8, (latest) => currentRunFolder(container, latest.path));
+      pointers.forEach((latest, index) => {
+        const folder = folders[index];
         if (folder === undefined) {
           warnings.push(`${latest.path} could not be read; that series is left out.`);
-          continue;
+          return;
         }
         files.push(latest, ...raw.filter((file) => file.path.startsWith(`${folder}/`)));
-      }
+      });
     }
   }
   if (selection.mode !== 'run') {

@@ -207,6 +207,17 @@ export async function commandFiles(
     // Only the destination is read: the embedded Azurite is used when DESTINATION_STORAGE is absent, and
     // settings that only other commands need are filled with harmless placeholders when absent.
     const destinationIsEmbedded = !hasSetting(values, 'DESTINATION_STORAGE');
+    const settings = (filled: Record<string, string>): Record<string, string | undefined> => ({
+      ...values,
+      ...filled,
+      AzureWebJobsStorage: hasSetting(values, 'AzureWebJobsStorage')
+        ? values['AzureWebJobsStorage']
+        : (filled['AzureWebJobsStorage'] ?? 'UseDevelopmentStorage=true'),
+      GRAPH_BASE_URL: values['GRAPH_BASE_URL'] ?? 'https://127.0.0.1:1/v1.0',
+      EXPORT_CURRENCIES: values['EXPORT_CURRENCIES'] ?? 'USD',
+    });
+    // Every setting is checked before Azurite starts (the embedded destination stands in as a placeholder).
+    if (destinationIsEmbedded) loadConfig(settings({ DESTINATION_STORAGE: 'UseDevelopmentStorage=true' }));
     const embedded = destinationIsEmbedded
       ? await shutdown.step(
           () =>
@@ -221,16 +232,7 @@ export async function commandFiles(
           (services) => () => services.stop(),
         )
       : undefined;
-    const env = {
-      ...values,
-      ...embedded?.filled,
-      AzureWebJobsStorage: hasSetting(values, 'AzureWebJobsStorage')
-        ? values['AzureWebJobsStorage']
-        : (embedded?.filled['AzureWebJobsStorage'] ?? 'UseDevelopmentStorage=true'),
-      GRAPH_BASE_URL: values['GRAPH_BASE_URL'] ?? 'https://127.0.0.1:1/v1.0',
-      EXPORT_CURRENCIES: values['EXPORT_CURRENCIES'] ?? 'USD',
-    };
-    const config = loadConfig(env);
+    const config = loadConfig(settings(embedded?.filled ?? {}));
     const container = destinationContainerClient(config);
     out.stderr(describeDestination(container.url, embedded, config.destination.container, destinationIsEmbedded));
     const warnings: string[] = [];

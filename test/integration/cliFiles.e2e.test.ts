@@ -257,7 +257,7 @@ describe('command line: files lists and downloads what landed', () => {
 });
 
 describe('command line: files refuses bad flags before starting anything', () => {
-  it('an unknown flag, a bad run id, --run with --all, a flag without its value: CONFIG_INVALID naming it and what is accepted, exit 2, no Azurite', {
+  it('an unknown flag, a bad run id, --run with --all, a flag without its value, a bad setting: CONFIG_INVALID naming it and what is accepted, exit 2, no Azurite started', {
     timeout: 60_000,
   }, async () => {
     const folder = workFolder('files-flags');
@@ -275,6 +275,18 @@ describe('command line: files refuses bad flags before starting anything', () =>
       [['files', '--dataset', 'usage'], /--dataset: "usage" is not a dataset; accepted: any of unbilledUsage, /],
       [['files', 'everything'], /unexpected argument "everything"/],
     ];
+    const settings = [
+      [
+        ['files'],
+        { DESTINATION_CONTAINER: 'Not_A_Container' },
+        /DESTINATION_CONTAINER: "Not_A_Container" is not a container name/,
+      ],
+    ] as const;
+    for (const [args, env, pattern] of settings) {
+      const { code, output } = await cli([...args], folder, env);
+      assert.equal(code, 2, `${args.join(' ')}:\n${output}`);
+      assert.match(output, pattern);
+    }
     for (const [args, pattern] of cases) {
       const { code, output } = await cli(args, folder);
       assert.equal(code, 2, `${args.join(' ')}:\n${output}`);
