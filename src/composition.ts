@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
+import type { ContainerClient } from '@azure/storage-blob';
 import { EMULATOR_DEV_TOKEN, EMULATOR_PARTNER_CENTER_DEV_TOKEN } from './adapters/graph/devToken';
 import { GraphBillingExportApi } from './adapters/graph/graphBillingExportApi';
 import { PartnerCenterInvoiceApi } from './adapters/graph/partnerCenterInvoiceApi';
@@ -111,6 +112,11 @@ export function buildSharedDeps(config: Config, env: Record<string, string | und
     newRunId,
     sleep: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
   };
+}
+
+/** The destination container, for commands that only read it (the command line's `files`). */
+export function destinationContainerClient(config: Config): ContainerClient {
+  return createBlobServiceClient(config.destination.connection).getContainerClient(config.destination.container);
 }
 
 let shared: { key: string; deps: SharedDeps } | undefined;

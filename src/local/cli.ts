@@ -20,6 +20,7 @@ import { startExportFailures, startExports } from '../pipeline/startExports';
 import { redact } from '../redact';
 import { FolderBusyError } from './dataFolderLock';
 import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } from './embedded';
+import { commandFiles, howToOpenFiles } from './filesCommand';
 import { LocalFunctionsHost, type QueueHostSettings } from './localHost';
 import { createProgressDisplay, waitForRuns } from './progress';
 import { resumeInterruptedRuns, resumeOnceDue } from './resumeInterrupted';
@@ -42,6 +43,8 @@ Commands:
              --port N (default 7071)
   runs     Run history from the ledger.  [runId]  --status S  --since DATE  --currency CUR
              --dataset D  --invoice ID  --limit N  --json
+  files    What landed in the destination (raw, curated/, focus/): lists, or downloads with
+           --download DIR.  --run ID | --all  --dataset D  --json  (files --help)
   emulator The partner billing emulator (HTTPS), standalone. See docs/emulator.md.
 
 Settings come from the environment, then local.settings.json's Values. Absent storage settings
@@ -214,6 +217,7 @@ function whereFilesAre(
   runs: RunRecord[],
   env: Record<string, string | undefined>,
   embedded: EmbeddedServices,
+  keepsRunning: boolean,
 ): string[] {
   const config = loadConfig(env);
   const lines: string[] = [];
@@ -224,16 +228,12 @@ function whereFilesAre(
     );
   }
   const done = runs.filter((r) => r.path !== undefined && r.status === 'succeeded');
-  if (done.length === 0) return lines;
-  lines.push(`Files landed in container "${config.destination.container}":`);
+  if (done.length > 0) lines.push(`Files landed in container "${config.destination.container}":`);
   for (const run of done)
     lines.push(`  ${run.path}/  (${run.blobCount ?? 0} blobs, ${run.byteCount} bytes, manifest.json)`);
-  if (embedded.azurite !== undefined && env['DESTINATION_STORAGE'] === embedded.filled['DESTINATION_STORAGE']) {
-    lines.push(
-      `Destination: Azurite account "partnerdest" at ${embedded.azurite.blobEndpoint}/partnerdest (Azure Storage Explorer: attach to the local emulator).`,
-    );
-  }
-  lines.push('List them with:  npm run cli -- runs   (or GET http://localhost:7071/api/exports/runs while serving)');
+  if (done.length > 0 || lines.length > 0) lines.push(...howToOpenFiles({ embedded, env, keepsRunning }));
+  if (done.length > 0)
+    lines.push('Run history:  npm run cli -- runs   (or GET http://localhost:7071/api/exports/runs while serving)');
   return lines;
 }
 
@@ -331,7 +331,7 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
       const detail = run.status === 'failed' || run.status === 'noData' ? ` — ${run.error ?? ''}` : '';
       stderr(`${runLabel(run)}: ${run.status}${detail}`);
     }
-    for (const line of whereFilesAre(runs, env, embedded)) stderr(line);
+    for (const line of whereFilesAre(runs, env, embedded, mode === 'start')) stderr(line);
     const ok = runs.length === started.length && runs.every((r) => OK_STATUSES.has(r.status));
     if (flags.json) stdout(JSON.stringify(summarise(runs)));
     if (mode === 'start') {
@@ -487,6 +487,8 @@ export async function main(argv: string[]): Promise<number> {
       return commandServe(rest);
     case 'runs':
       return commandRuns(rest);
+    case 'files':
+      return commandFiles(rest);
     case 'emulator': {
       await runEmulatorCommand(rest);
       return 0;
