@@ -2,6 +2,7 @@ import { crashPoint } from '../crashPoints';
 import { ExportError, isExportError } from '../errors';
 import type { PipelineDeps } from './deps';
 import { finalizeRunIfComplete } from './finalizeRun';
+import { checkGraphEndpoint } from './pollExportStatus';
 import type { CopyMessage, ExportManifest, RunRecord } from './ports';
 import { handleStepError, isTerminal, runLogger } from './runStateMachine';
 
@@ -23,6 +24,7 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
     return;
   }
   try {
+    checkGraphEndpoint(deps, run);
     if (run.status !== 'copying' || run.path === undefined) {
       throw new ExportError(
         'MESSAGE_INVALID',
@@ -100,6 +102,12 @@ async function refreshManifest(deps: PipelineDeps, run: RunRecord): Promise<Expo
     throw new ExportError(
       'SOURCE_UNAVAILABLE',
       `Fetching a fresh SAS for run ${run.runId}: the Graph operation is now ${state.status}, no longer succeeded.`,
+    );
+  }
+  if (run.partnerTenantId !== undefined && state.manifest.partnerTenantId !== run.partnerTenantId) {
+    throw new ExportError(
+      'GRAPH_ENDPOINT_CHANGED',
+      `Fetching a fresh SAS for run ${run.runId}: Graph now answers for partner tenant ${state.manifest.partnerTenantId}, the run was exported from ${run.partnerTenantId}; the run is not finished with another tenant's data.`,
     );
   }
   if (state.manifest.eTag !== run.eTag || state.manifest.blobs.length !== run.blobCount) {

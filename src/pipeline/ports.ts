@@ -112,6 +112,8 @@ export interface RunRecord extends RunIdentity {
   completedAt?: string | undefined;
   /** Graph operation URL (no query string). */
   operationUrl?: string | undefined;
+  /** The Graph root (GRAPH_BASE_URL, no query string) the run started with: it is only resumed against that one. */
+  graphBaseUrl?: string | undefined;
   polls: number;
   blobCount?: number | undefined;
   blobsCopied: number;

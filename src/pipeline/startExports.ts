@@ -5,6 +5,7 @@ import { classifyError, ExportError, errorMessage, isExportError } from '../erro
 import { redact, safeUrl } from '../redact';
 import type { PipelineDeps } from './deps';
 import { type ExportTarget, exportTargets } from './exportTargets';
+import { graphEndpoint } from './pollExportStatus';
 import type { RunRecord, RunStatus, Trigger, Versioned } from './ports';
 import { advance, endRun, isTerminal, runLogger, withRun } from './runStateMachine';
 
@@ -174,6 +175,7 @@ async function startOne(deps: PipelineDeps, request: StartRequest, target: Expor
     ...invoice,
     force: request.force ?? false,
     status: 'starting',
+    graphBaseUrl: graphEndpoint(deps.config.graph.baseUrl),
     startedAt: now.toISOString(),
     updatedAt: now.toISOString(),
     polls: 0,

@@ -9,10 +9,14 @@ import {
 } from '@azure/identity';
 import { GraphBillingExportApi } from '../../src/adapters/graph/graphBillingExportApi';
 import { PartnerCenterInvoiceApi } from '../../src/adapters/graph/partnerCenterInvoiceApi';
-import { type ExportError, isExportError } from '../../src/errors';
-import type { PipelineDeps } from '../../src/pipeline/deps';
+import { ExportError, isExportError } from '../../src/errors';
+import { copyExportBlob } from '../../src/pipeline/copyExportBlob';
+import { ManifestCache, type PipelineDeps } from '../../src/pipeline/deps';
+import { parseCopyMessage, parseStatusMessage } from '../../src/pipeline/messages';
+import { pollExportStatus } from '../../src/pipeline/pollExportStatus';
 import { startExports } from '../../src/pipeline/startExports';
-import { makeDeps } from '../support/fakes';
+import { superviseRuns } from '../../src/pipeline/superviseRuns';
+import { type FakeDeps, makeDeps, makeManifest, running, succeeded, testConfig } from '../support/fakes';
 
 /** A loopback port nobody listens on: every call to it is refused at once, nothing leaves the machine. */
 async function closedPort(): Promise<number> {
@@ -152,5 +156,118 @@ describe('errors that say what to fix: an unreachable GRAPH_BASE_URL', () => {
     assert.match(error.message, /GRAPH_BASE_URL/);
     assert.ok(error.message.includes(`https://127.0.0.1:${port}/v1.0`), error.message);
     assert.ok(error.message.includes(`ECONNREFUSED 127.0.0.1:${port}`), error.message);
+  });
+});
+
+describe('a run is bound to the Graph endpoint and partner tenant it started with', () => {
+  const EMULATOR_A = 'https://127.0.0.1:40001/v1.0';
+  const EMULATOR_B = 'https://127.0.0.1:40002/v1.0';
+
+  /** A USD run started by a host whose GRAPH_BASE_URL is emulator A (the fakes stand in: nothing is contacted). */
+  async function startedOnA(): Promise<{ deps: FakeDeps; runId: string }> {
+    const deps = makeDeps({ env: { EXPORT_CURRENCIES: 'USD', GRAPH_BASE_URL: EMULATOR_A } });
+    const [started] = await startExports({ trigger: 'manual' }, deps);
+    assert.ok(started !== undefined && started.runId !== '');
+    return { deps, runId: started.runId };
+  }
+
+  /** Another host on the same ledger and queues, configured with GRAPH_BASE_URL emulator B (its own caches). */
+  function hostOnB(deps: FakeDeps): PipelineDeps {
+    return {
+      ...deps,
+      config: testConfig({ EXPORT_CURRENCIES: 'USD', GRAPH_BASE_URL: EMULATOR_B }),
+      manifests: new ManifestCache(),
+    };
+  }
+
+  async function deliverStatus(deps: FakeDeps, host: PipelineDeps): Promise<void> {
+    const next = deps.queue.pendingStatus.shift();
+    assert.ok(next !== undefined, 'a status message is pending');
+    deps.clock.advanceSeconds(next.delaySeconds);
+    await pollExportStatus(parseStatusMessage(next.raw), host);
+  }
+
+  async function assertEndpointChanged(deps: FakeDeps, runId: string): Promise<void> {
+    const run = (await deps.ledger.getRun(runId))?.value;
+    assert.equal(run?.status, 'failed');
+    assert.equal(run?.errorCode, 'GRAPH_ENDPOINT_CHANGED');
+    assert.ok(run?.error?.includes(EMULATOR_A) && run.error.includes(EMULATOR_B), run?.error);
+  }
+
+  it('records the Graph root the run started with, without a query string', async () => {
+    const deps = makeDeps({ env: { EXPORT_CURRENCIES: 'USD', GRAPH_BASE_URL: `${EMULATOR_A}/` } });
+    const [started] = await startExports({ trigger: 'manual' }, deps);
+    assert.equal((await deps.ledger.getRun(started?.runId ?? ''))?.value.graphBaseUrl, EMULATOR_A);
+  });
+
+  it('fails a status check delivered to a host whose GRAPH_BASE_URL is another emulator, without asking it', async () => {
+    const { deps, runId } = await startedOnA();
+    deps.graph.scriptOperation('*', running());
+    await deliverStatus(deps, hostOnB(deps));
+    await assertEndpointChanged(deps, runId);
+    assert.deepEqual(deps.graph.operationCalls, []);
+  });
+
+  it('does not send a retried start to the other endpoint', async () => {
+    const deps = makeDeps({ env: { EXPORT_CURRENCIES: 'USD', GRAPH_BASE_URL: EMULATOR_A } });
+    deps.graph.scriptStart(new ExportError('GRAPH_UNAVAILABLE', 'Graph answered 503', { retryable: true }));
+    const [started] = await startExports({ trigger: 'manual' }, deps);
+    assert.equal(started?.status, 'starting');
+    await deliverStatus(deps, hostOnB(deps));
+    await assertEndpointChanged(deps, started?.runId ?? '');
+    assert.equal(deps.graph.startCalls.length, 1, 'only the first attempt, against A');
+  });
+
+  it('fails a copy delivered to a host of another endpoint instead of fetching a SAS there', async () => {
+    const { deps, runId } = await startedOnA();
+    deps.graph.scriptOperation('*', succeeded(makeManifest()));
+    await deliverStatus(deps, deps);
+    assert.equal((await deps.ledger.getRun(runId))?.value.status, 'copying');
+    const copy = deps.queue.pendingCopies.shift();
+    assert.ok(copy !== undefined);
+    const callsBefore = deps.graph.operationCalls.length;
+    await copyExportBlob(parseCopyMessage(copy.raw), hostOnB(deps));
+    await assertEndpointChanged(deps, runId);
+    assert.equal(deps.graph.operationCalls.length, callsBefore);
+    assert.equal(deps.copier.calls.length, 0);
+  });
+
+  it('fails an overdue run the supervisor of another endpoint finds, instead of resuming it there', async () => {
+    const { deps, runId } = await startedOnA();
+    deps.queue.pendingStatus.length = 0; // the status check was lost
+    deps.clock.advanceSeconds(3 * 3600);
+    const report = await superviseRuns(hostOnB(deps));
+    assert.equal(report.ended, 1);
+    assert.equal(report.resumed, 0);
+    await assertEndpointChanged(deps, runId);
+    assert.equal(deps.queue.pendingStatus.length, 0, 'nothing re-sent');
+  });
+
+  it('keeps resuming runs recorded before the endpoint was (no graphBaseUrl on the row)', async () => {
+    const { deps, runId } = await startedOnA();
+    const row = deps.ledger.runs.get(runId);
+    assert.ok(row !== undefined);
+    delete row.value.graphBaseUrl;
+    deps.graph.scriptOperation('*', running());
+    await deliverStatus(deps, hostOnB(deps));
+    const run = (await deps.ledger.getRun(runId))?.value;
+    assert.equal(run?.status, 'waiting');
+    assert.equal(run?.polls, 1);
+  });
+
+  it('fails a copy when the fresh SAS comes from another partner tenant', async () => {
+    const { deps, runId } = await startedOnA();
+    deps.graph.scriptOperation('*', succeeded(makeManifest({ partnerTenantId: 'tenant-a' })));
+    await deliverStatus(deps, deps);
+    const operation = (await deps.ledger.getRun(runId))?.value.operationUrl ?? '';
+    deps.graph.scriptOperation(operation, succeeded(makeManifest({ partnerTenantId: 'tenant-b' })));
+    const copy = deps.queue.pendingCopies.shift();
+    assert.ok(copy !== undefined);
+    // The same endpoint, a new process (empty manifest cache): the copy fetches the operation again.
+    await copyExportBlob(parseCopyMessage(copy.raw), { ...deps, manifests: new ManifestCache() });
+    const run = (await deps.ledger.getRun(runId))?.value;
+    assert.equal(run?.status, 'failed');
+    assert.equal(run?.errorCode, 'GRAPH_ENDPOINT_CHANGED');
+    assert.match(run?.error ?? '', /tenant-b/);
   });
 });

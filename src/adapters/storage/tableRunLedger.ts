@@ -210,6 +210,7 @@ function runFields(run: Partial<RunRecord>): Record<string, Scalar | undefined> 
     updatedAt: run.updatedAt,
     completedAt: run.completedAt,
     operationUrl: run.operationUrl,
+    graphBaseUrl: run.graphBaseUrl,
     polls: run.polls,
     blobCount: run.blobCount,
     blobsCopied: run.blobsCopied,
@@ -264,6 +265,7 @@ function readRun(stored: StoredEntity, table: string): RunRecord {
   set('operationId', row.optString('operationId'));
   set('completedAt', row.optString('completedAt'));
   set('operationUrl', row.optString('operationUrl'));
+  set('graphBaseUrl', row.optString('graphBaseUrl'));
   set('blobCount', row.optNumber('blobCount'));
   set('billingMonth', row.optString('billingMonth'));
   set('path', row.optString('path'));
