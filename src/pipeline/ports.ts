@@ -114,6 +114,8 @@ export interface RunRecord extends RunIdentity {
   operationUrl?: string | undefined;
   /** The Graph root (GRAPH_BASE_URL, no query string) the run started with: it is only resumed against that one. */
   graphBaseUrl?: string | undefined;
+  /** Attempts to have Graph accept the export before the run fails, when not the default (the command line's run). */
+  maxStartAttempts?: number | undefined;
   polls: number;
   blobCount?: number | undefined;
   blobsCopied: number;

@@ -21,6 +21,8 @@ export interface StartRequest {
   datasets?: DatasetId[] | undefined;
   /** Invoices of the billed datasets (default: invoice discovery, when on). */
   invoiceIds?: string[] | undefined;
+  /** Attempts to have Graph accept each export before its run fails (default 10; the command line asks for fewer). */
+  maxStartAttempts?: number | undefined;
 }
 
 /** One (currency, period) of a start: the run it created, or the run already in flight, or why it could not start. */
@@ -176,6 +178,7 @@ async function startOne(deps: PipelineDeps, request: StartRequest, target: Expor
     force: request.force ?? false,
     status: 'starting',
     graphBaseUrl: graphEndpoint(deps.config.graph.baseUrl),
+    ...(request.maxStartAttempts === undefined ? {} : { maxStartAttempts: request.maxStartAttempts }),
     startedAt: now.toISOString(),
     updatedAt: now.toISOString(),
     polls: 0,
@@ -314,7 +317,7 @@ async function startFailed(deps: PipelineDeps, run: RunRecord, attempt: number, 
   if (!classified.retryable) {
     return (await endRun(deps, run.runId, 'failed', classified.code, classified.message)) ?? 'failed';
   }
-  if (attempt >= MAX_START_ATTEMPTS) {
+  if (attempt >= (run.maxStartAttempts ?? MAX_START_ATTEMPTS)) {
     await endRun(
       deps,
       run.runId,

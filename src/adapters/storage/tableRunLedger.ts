@@ -211,6 +211,7 @@ function runFields(run: Partial<RunRecord>): Record<string, Scalar | undefined> 
     completedAt: run.completedAt,
     operationUrl: run.operationUrl,
     graphBaseUrl: run.graphBaseUrl,
+    maxStartAttempts: run.maxStartAttempts,
     polls: run.polls,
     blobCount: run.blobCount,
     blobsCopied: run.blobsCopied,
@@ -266,6 +267,7 @@ function readRun(stored: StoredEntity, table: string): RunRecord {
   set('completedAt', row.optString('completedAt'));
   set('operationUrl', row.optString('operationUrl'));
   set('graphBaseUrl', row.optString('graphBaseUrl'));
+  set('maxStartAttempts', row.optNumber('maxStartAttempts'));
   set('blobCount', row.optNumber('blobCount'));
   set('billingMonth', row.optString('billingMonth'));
   set('path', row.optString('path'));
