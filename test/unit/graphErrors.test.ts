@@ -9,7 +9,7 @@ import {
 } from '@azure/identity';
 import { GraphBillingExportApi } from '../../src/adapters/graph/graphBillingExportApi';
 import { PartnerCenterInvoiceApi } from '../../src/adapters/graph/partnerCenterInvoiceApi';
-import { ExportError, isExportError } from '../../src/errors';
+import { classifyError, ExportError, isExportError } from '../../src/errors';
 import { copyExportBlob } from '../../src/pipeline/copyExportBlob';
 import { ManifestCache, type PipelineDeps } from '../../src/pipeline/deps';
 import { parseCopyMessage, parseStatusMessage } from '../../src/pipeline/messages';
@@ -269,5 +269,39 @@ describe('a run is bound to the Graph endpoint and partner tenant it started wit
     assert.equal(run?.status, 'failed');
     assert.equal(run?.errorCode, 'GRAPH_ENDPOINT_CHANGED');
     assert.match(run?.error ?? '', /tenant-b/);
+  });
+});
+
+describe('errors that say what to fix: host storage and start attempts', () => {
+  it('names AzureWebJobsStorage, the endpoint and the service of a host storage call nobody answered', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:10001'), {
+      code: 'ECONNREFUSED',
+      request: { url: 'http://127.0.0.1:10001/devstoreaccount1/export-status?timeout=30' },
+    });
+    const classified = classifyError(refused);
+    assert.equal(classified.code, 'HOST_STORAGE_UNAVAILABLE');
+    assert.equal(classified.retryable, true);
+    assert.match(classified.message, /AzureWebJobsStorage/);
+    assert.match(classified.message, /at http:\/\/127\.0\.0\.1:10001 \(queue service\)/);
+    assert.doesNotMatch(classified.message, /timeout=30/);
+  });
+
+  it('fails a run after the start attempts it was started with, with the last error', async () => {
+    const deps = makeDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
+    const unreachable = () => new ExportError('GRAPH_NETWORK', 'Could not reach Microsoft Graph', { retryable: true });
+    deps.graph.scriptStart(unreachable(), unreachable(), unreachable(), unreachable());
+    const [started] = await startExports({ trigger: 'manual', maxStartAttempts: 3 }, deps);
+    for (let attempt = 2; attempt <= 3; attempt++) {
+      const next = deps.queue.pendingStatus.shift();
+      assert.ok(next !== undefined, `start attempt ${attempt} is scheduled`);
+      deps.clock.advanceSeconds(next.delaySeconds);
+      await pollExportStatus(parseStatusMessage(next.raw), deps);
+    }
+    const run = (await deps.ledger.getRun(started?.runId ?? ''))?.value;
+    assert.equal(run?.status, 'failed');
+    assert.equal(run?.errorCode, 'GRAPH_NETWORK');
+    assert.match(run?.error ?? '', /after 3 attempts/);
+    assert.equal(deps.graph.startCalls.length, 3);
+    assert.equal(deps.queue.pendingStatus.length, 0);
   });
 });
