@@ -80,7 +80,9 @@ function withoutAzureCredentials(): Record<string, string> {
   return blank;
 }
 
-describe('the command line names what to fix when an endpoint or the credential is not there', () => {
+describe('the command line names what to fix when an endpoint or the credential is not there', {
+  concurrency: 3,
+}, () => {
   it('gives up on an unreachable GRAPH_BASE_URL after 3 start attempts, naming the setting and the endpoint (exit 1)', async () => {
     const port = await closedPort();
     const cli = runCommand({ GRAPH_BASE_URL: `https://127.0.0.1:${port}/v1.0`, EXPORT_POLL_INITIAL_SECONDS: '1' });
