@@ -9,6 +9,7 @@ import {
 } from '@azure/identity';
 import { GraphBillingExportApi } from '../../src/adapters/graph/graphBillingExportApi';
 import { PartnerCenterInvoiceApi } from '../../src/adapters/graph/partnerCenterInvoiceApi';
+import { destinationError } from '../../src/adapters/storage/clients';
 import { classifyError, ExportError, isExportError } from '../../src/errors';
 import { copyExportBlob } from '../../src/pipeline/copyExportBlob';
 import { ManifestCache, type PipelineDeps } from '../../src/pipeline/deps';
@@ -303,5 +304,16 @@ describe('errors that say what to fix: host storage and start attempts', () => {
     assert.match(run?.error ?? '', /after 3 attempts/);
     assert.equal(deps.graph.startCalls.length, 3);
     assert.equal(deps.queue.pendingStatus.length, 0);
+  });
+});
+
+describe('errors that say what to fix: the destination', () => {
+  it('names DESTINATION_STORAGE and the refused endpoint when the destination account does not answer', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:10000'), { code: 'ECONNREFUSED' });
+    const error = destinationError(refused, 'Creating the destination container partner-billing');
+    assert.equal(error.code, 'DESTINATION_UNAVAILABLE');
+    assert.equal(error.retryable, true);
+    assert.match(error.message, /DESTINATION_STORAGE/);
+    assert.match(error.message, /ECONNREFUSED 127\.0\.0\.1:10000/);
   });
 });
