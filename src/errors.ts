@@ -49,6 +49,8 @@ export const ErrorCodes = [
   'GRAPH_NETWORK',
   'GRAPH_PROTOCOL',
   'GRAPH_HOST_REFUSED',
+  'GRAPH_CREDENTIAL',
+  'GRAPH_ENDPOINT_CHANGED',
   'PARTNER_CENTER_FAILED',
   'PARTNER_CENTER_UNAVAILABLE',
   'EXPORT_FAILED',
@@ -68,6 +70,7 @@ export const ErrorCodes = [
   'RUN_STALLED',
   'START_FAILED',
   'HOST_STORAGE_FORBIDDEN',
+  'HOST_STORAGE_UNAVAILABLE',
   'UNEXPECTED',
 ] as const;
 export type ErrorCode = (typeof ErrorCodes)[number];
@@ -100,6 +103,29 @@ function hostServiceOf(error: unknown): 'table' | 'queue' | 'blob' | undefined {
   return undefined;
 }
 
+/** Node and Azure SDK codes of a request that got no answer at all (refused, unknown host, reset, timed out). */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'REQUEST_SEND_ERROR',
+]);
+
+/** The endpoint (scheme, host and port) an SDK error's request went to, when it says. */
+function endpointOfError(error: unknown): string | undefined {
+  const url = (error as { request?: { url?: unknown } } | null)?.request?.url;
+  if (typeof url !== 'string') return undefined;
+  try {
+    return new URL(url).origin;
+  } catch {
+    return undefined;
+  }
+}
+
 const HOST_ROLES = {
   table: 'Storage Table Data Contributor',
   queue: 'Storage Queue Data Contributor',
@@ -122,6 +148,18 @@ export function classifyError(error: unknown): ExportError {
       'HOST_STORAGE_FORBIDDEN',
       `The host storage account (AzureWebJobsStorage) refused a ${service ?? 'storage'} request with ${status}: grant the function app's identity ${roles} on the host storage account. ${errorMessage(error)}`,
       { status, cause: error },
+    );
+  }
+  const networkCode = (error as { code?: unknown } | null)?.code;
+  if (status === undefined && typeof networkCode === 'string' && NETWORK_CODES.has(networkCode)) {
+    // No answer at all: name the setting and the endpoint, so a connection string on a closed port (Azurite not
+    // started) says so. Retried like any transient failure.
+    const service = hostServiceOf(error);
+    const endpoint = endpointOfError(error);
+    return new ExportError(
+      'HOST_STORAGE_UNAVAILABLE',
+      `The host storage account (AzureWebJobsStorage) could not be reached${endpoint === undefined ? '' : ` at ${endpoint}`}${service === undefined ? '' : ` (${service} service)`}: ${errorMessage(error)}. Check AzureWebJobsStorage (locally: is the storage emulator running there? without the setting the command line starts its own Azurite).`,
+      { retryable: true, cause: error },
     );
   }
   return new ExportError('UNEXPECTED', errorMessage(error), { retryable: true, status, cause: error });

@@ -13,7 +13,7 @@ import {
 } from '../config';
 import { layoutFor, runLabel } from '../datasets';
 import { runEmulatorCommand } from '../emulator/main';
-import { ExportError, errorMessage, isExportError } from '../errors';
+import { classifyError, ExportError, errorMessage } from '../errors';
 import { getRunDetails, listRuns, parseRunQuery, publicRun } from '../pipeline/listRuns';
 import type { RunRecord } from '../pipeline/ports';
 import { startExportFailures, startExports } from '../pipeline/startExports';
@@ -94,6 +94,16 @@ export function summarise(runs: RunRecord[]): RunSummary {
 }
 
 const OK_STATUSES = new Set(['succeeded', 'unchanged', 'noData']);
+
+/**
+ * Attempts a run started here makes to have Graph accept its export before it fails (the app makes 10, over about
+ * 75 minutes): someone waits at the terminal, and an unreachable GRAPH_BASE_URL should say so in about a minute
+ * and a half (EXPORT_POLL_INITIAL_SECONDS, then twice that, between the attempts).
+ */
+export const RUN_START_ATTEMPTS = 3;
+
+/** Errors that mean the settings point at nothing usable: exit code 2, like an invalid setting. */
+const CONFIGURATION_CODES = new Set(['CONFIG_INVALID', 'HOST_STORAGE_UNAVAILABLE']);
 
 /** Prepares settings: local.settings.json + environment, embedded services for what is absent. */
 async function prepare(options: {
@@ -293,7 +303,16 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
     // write would leave an export nobody follows); a second signal does not wait.
     const started = await shutdown.step(() =>
       startExports(
-        { trigger: 'manual', currencies, billingPeriods, attributeSet, force: flags.force, datasets, invoiceIds },
+        {
+          trigger: 'manual',
+          currencies,
+          billingPeriods,
+          attributeSet,
+          force: flags.force,
+          datasets,
+          invoiceIds,
+          maxStartAttempts: RUN_START_ATTEMPTS,
+        },
         deps,
       ),
     );
@@ -522,9 +541,11 @@ export function runCli(): void {
         setImmediate(() => process.exit());
         return;
       }
-      const message = redact(errorMessage(error));
-      stderr(isExportError(error) ? `${error.code}: ${message}` : `Error: ${message}`);
-      process.exitCode = isExportError(error) && error.code === 'CONFIG_INVALID' ? 2 : 1;
+      // Classified, so that an endpoint that cannot be reached is named with its setting, not a bare ECONNREFUSED.
+      const classified = classifyError(error);
+      const message = redact(errorMessage(classified));
+      stderr(classified.code === 'UNEXPECTED' ? `Error: ${message}` : `${classified.code}: ${message}`);
+      process.exitCode = CONFIGURATION_CODES.has(classified.code) ? 2 : 1;
       setImmediate(() => process.exit());
     });
 }

@@ -4,6 +4,7 @@ import { QueueNames } from '../names';
 import type { PipelineDeps } from './deps';
 import { finalizeRunIfComplete } from './finalizeRun';
 import { reportMissingRun } from './missingRun';
+import { checkGraphEndpoint } from './pollExportStatus';
 import type { CopyMessage, ExportManifest, RunRecord } from './ports';
 import { handleStepError, isTerminal, runLogger } from './runStateMachine';
 
@@ -25,6 +26,7 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
     return;
   }
   try {
+    checkGraphEndpoint(deps, run);
     if (run.status !== 'copying' || run.path === undefined) {
       throw new ExportError(
         'MESSAGE_INVALID',
@@ -114,6 +116,12 @@ async function refreshManifest(deps: PipelineDeps, run: RunRecord): Promise<Expo
     throw new ExportError(
       'SOURCE_UNAVAILABLE',
       `Fetching a fresh SAS for run ${run.runId}: the Graph operation is now ${state.status}, no longer succeeded.`,
+    );
+  }
+  if (run.partnerTenantId !== undefined && state.manifest.partnerTenantId !== run.partnerTenantId) {
+    throw new ExportError(
+      'GRAPH_ENDPOINT_CHANGED',
+      `Fetching a fresh SAS for run ${run.runId}: Graph now answers for partner tenant ${state.manifest.partnerTenantId}, the run was exported from ${run.partnerTenantId}; the run is not finished with another tenant's data.`,
     );
   }
   if (state.manifest.eTag !== run.eTag || state.manifest.blobs.length !== run.blobCount) {

@@ -33,6 +33,7 @@ export async function pollExportStatus(message: StatusMessage, deps: PipelineDep
     return;
   }
   try {
+    checkGraphEndpoint(deps, run);
     switch (run.status) {
       case 'copying':
         // A status message of a copying run is a retried or duplicated fan-out: make sure every copy message
@@ -65,6 +66,26 @@ export async function pollExportStatus(message: StatusMessage, deps: PipelineDep
   } catch (error) {
     await handleStepError(deps, run, error);
   }
+}
+
+/** The form of a Graph root that runs record and compare: scheme, host and path, without a trailing slash. */
+export function graphEndpoint(baseUrl: string): string {
+  return safeUrl(baseUrl).replace(/\/+$/, '');
+}
+
+/**
+ * A run is bound to the Graph root it started with. A host configured with another GRAPH_BASE_URL (real Graph and
+ * the emulator, or two emulators) must not finish it against a different service: the run fails with the reason.
+ * Runs recorded before the field existed carry none and are not checked.
+ */
+export function checkGraphEndpoint(deps: PipelineDeps, run: RunRecord): void {
+  if (run.graphBaseUrl === undefined) return;
+  const here = graphEndpoint(deps.config.graph.baseUrl);
+  if (run.graphBaseUrl === here) return;
+  throw new ExportError(
+    'GRAPH_ENDPOINT_CHANGED',
+    `Run ${run.runId} started against the Graph root ${run.graphBaseUrl}, but this host's GRAPH_BASE_URL is ${here}: the run is not finished against another service. Finish it from a host configured with ${run.graphBaseUrl}, or start a new run here.`,
+  );
 }
 
 /** A first status check that carries the operation URL Graph gave, because recording it had failed. */

@@ -144,6 +144,10 @@ export interface RunRecord extends RunIdentity {
   completedAt?: string | undefined;
   /** Graph operation URL (no query string). */
   operationUrl?: string | undefined;
+  /** The Graph root (GRAPH_BASE_URL, no query string) the run started with: it is only resumed against that one. */
+  graphBaseUrl?: string | undefined;
+  /** Attempts to have Graph accept the export before the run fails, when not the default (the command line's run). */
+  maxStartAttempts?: number | undefined;
   polls: number;
   blobCount?: number | undefined;
   blobsCopied: number;

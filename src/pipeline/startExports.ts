@@ -5,6 +5,7 @@ import { classifyError, ExportError, errorMessage, isExportError } from '../erro
 import { redact, safeUrl } from '../redact';
 import type { PipelineDeps } from './deps';
 import { type ExportTarget, exportTargets } from './exportTargets';
+import { graphEndpoint } from './pollExportStatus';
 import type { RunRecord, RunStatus, Trigger, Versioned } from './ports';
 import { advance, endRun, isTerminal, runLogger, withRun } from './runStateMachine';
 
@@ -20,6 +21,8 @@ export interface StartRequest {
   datasets?: DatasetId[] | undefined;
   /** Invoices of the billed datasets (default: invoice discovery, when on). */
   invoiceIds?: string[] | undefined;
+  /** Attempts to have Graph accept each export before its run fails (default 10; the command line asks for fewer). */
+  maxStartAttempts?: number | undefined;
 }
 
 /** One (currency, period) of a start: the run it created, or the run already in flight, or why it could not start. */
@@ -198,6 +201,8 @@ async function startOne(deps: PipelineDeps, request: StartRequest, target: Expor
     ...invoice,
     force: request.force ?? false,
     status: 'starting',
+    graphBaseUrl: graphEndpoint(deps.config.graph.baseUrl),
+    ...(request.maxStartAttempts === undefined ? {} : { maxStartAttempts: request.maxStartAttempts }),
     startedAt: now.toISOString(),
     updatedAt: now.toISOString(),
     polls: 0,
@@ -354,7 +359,7 @@ async function startFailed(deps: PipelineDeps, run: RunRecord, attempt: number, 
   if (!classified.retryable) {
     return (await endRun(deps, run.runId, 'failed', classified.code, classified.message)) ?? 'failed';
   }
-  if (attempt >= MAX_START_ATTEMPTS) {
+  if (attempt >= (run.maxStartAttempts ?? MAX_START_ATTEMPTS)) {
     await endRun(
       deps,
       run.runId,

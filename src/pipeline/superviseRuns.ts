@@ -2,7 +2,7 @@ import { crashPoint } from '../crashPoints';
 import { classifyError, errorMessage } from '../errors';
 import { redact } from '../redact';
 import type { PipelineDeps } from './deps';
-import { resumeCopying } from './pollExportStatus';
+import { checkGraphEndpoint, resumeCopying } from './pollExportStatus';
 import type { RunRecord, RunStatus, UnreadableRun } from './ports';
 import { advance, announceEnd, endRun, handleStepError, isTerminal, runLogger, withRun } from './runStateMachine';
 
@@ -140,6 +140,8 @@ async function superviseOne(
     const overdueMs = now.getTime() - lastMove;
     const tooOld = ageMs > maxRunHours * 3600_000;
     if (overdueMs <= stallMs && !tooOld && !ownerGone) return undefined;
+    // Resumed here means finished against this host's Graph: a run of another GRAPH_BASE_URL fails instead.
+    checkGraphEndpoint(deps, run);
     const resumes = run.resumes ?? 0;
     const log = runLogger(deps, run);
     // A resume because the command that ran the run stopped (Ctrl-C, a kill) is the user's doing, not a step that

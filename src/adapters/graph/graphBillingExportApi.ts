@@ -1,18 +1,22 @@
 import type { TokenCredential } from '@azure/identity';
 import {
   AuthenticationHandler,
+  AuthenticationHandlerOptions,
   Client,
+  type Context,
+  GraphClientError,
   HTTPMessageHandler,
+  type Middleware,
   RedirectHandler,
   ResponseType,
   TelemetryHandler,
 } from '@microsoft/microsoft-graph-client';
-import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
 import { Agent } from 'undici';
 import type { AttributeSet, BillingPeriod } from '../../config';
 import { type ErrorCode, ExportError } from '../../errors';
 import type { BillingExportApi, ExportRequest, OperationState, StartedExport } from '../../pipeline/ports';
 import { redact, safeUrl } from '../../redact';
+import { credentialError } from './credentialError';
 import { parseManifest, parseOperationBody } from './operationParser';
 import { parseRetryAfter } from './retryAfter';
 
@@ -68,6 +72,7 @@ export class GraphBillingExportApi implements BillingExportApi {
   private readonly base: URL;
   private readonly options: GraphBillingExportApiOptions;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly scopes: string[];
 
   constructor(options: GraphBillingExportApiOptions) {
     this.options = options;
@@ -79,16 +84,15 @@ export class GraphBillingExportApi implements BillingExportApi {
         `GRAPH_BASE_URL host ${this.base.host} is not a Microsoft Graph host; a Graph token is only sent to ${[...GRAPH_HOSTS].join(', ')} (or to a loopback emulator).`,
       );
     }
-    const authProvider = new TokenCredentialAuthenticationProvider(options.credential, {
-      scopes: [`${this.base.origin}/.default`],
-    });
-    // Our own retry loop (below) replaces the library's RetryHandler, so long waits go back to the queue.
-    const auth = new AuthenticationHandler(authProvider);
+    this.scopes = [`${this.base.origin}/.default`];
+    // Our own retry loop (below) replaces the library's RetryHandler, so long waits go back to the queue. Each call
+    // gets its token first (see accessToken), so a credential failure is classified before the library wraps it.
+    const auth = new AuthenticationHandler({ getAccessToken: () => this.accessToken() });
     const redirect = new RedirectHandler();
     const telemetry = new TelemetryHandler();
     auth.setNext(redirect);
     redirect.setNext(telemetry);
-    telemetry.setNext(new HTTPMessageHandler());
+    telemetry.setNext(new NetworkFailureHandler());
     const fetchOptions =
       options.caCertPem === undefined
         ? undefined
@@ -192,6 +196,26 @@ export class GraphBillingExportApi implements BillingExportApi {
     return parsed.href;
   }
 
+  /**
+   * A token for Graph, or an ExportError saying why there is none: GRAPH_CREDENTIAL (no credential is configured,
+   * or Microsoft Entra ID refused it: retrying cannot help) or GRAPH_NETWORK (the token endpoint did not answer).
+   */
+  private async accessToken(): Promise<string> {
+    let token: Awaited<ReturnType<TokenCredential['getToken']>>;
+    try {
+      token = await this.options.credential.getToken(this.scopes);
+    } catch (error) {
+      throw credentialError(error, 'Microsoft Graph', { config: 'GRAPH_CREDENTIAL', transient: 'GRAPH_NETWORK' });
+    }
+    if (token === null) {
+      throw credentialError(new Error('the credential returned no token'), 'Microsoft Graph', {
+        config: 'GRAPH_CREDENTIAL',
+        transient: 'GRAPH_NETWORK',
+      });
+    }
+    return token.token;
+  }
+
   /** One Graph call with bounded in-process retries of 429/5xx; returns the raw fetch Response when ok. */
   private async call(method: 'GET' | 'POST', url: string, body?: unknown): Promise<Response> {
     const maxRetries = this.options.maxInlineRetries ?? 2;
@@ -199,20 +223,27 @@ export class GraphBillingExportApi implements BillingExportApi {
     for (let attempt = 0; ; attempt++) {
       let response: Response;
       try {
+        const token = await this.accessToken();
         // A call that never answers must not hold the handler (and its batch) for ever: abandon it, retry it.
         const signal = AbortSignal.timeout(this.options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
-        const request = this.client.api(url).responseType(ResponseType.RAW).option('signal', signal);
+        const request = this.client
+          .api(url)
+          .responseType(ResponseType.RAW)
+          .option('signal', signal)
+          .middlewareOptions([new AuthenticationHandlerOptions({ getAccessToken: async () => token })]);
         response = (method === 'POST' ? await request.post(body) : await request.get()) as Response;
       } catch (error) {
-        if (error instanceof ExportError) throw error;
+        if (error instanceof ExportError && !error.retryable) throw error;
         if (attempt < maxRetries) {
           await this.sleep(1000 * 2 ** attempt);
           continue;
         }
+        if (error instanceof ExportError) throw error;
+        const cause = error instanceof GraphClientError && error.customError !== undefined ? error.customError : error;
         throw new ExportError(
           'GRAPH_NETWORK',
-          `Could not reach Microsoft Graph (${method} ${safeUrl(url)}): ${redact(error instanceof Error ? error.message : String(error))}`,
-          { retryable: true, cause: error },
+          `Could not reach Microsoft Graph at ${this.base.host} (GRAPH_BASE_URL ${safeUrl(this.base.href)}): ${method} ${safeUrl(url)} failed ${maxRetries + 1} times: ${redact(networkFailure(cause))}. Check GRAPH_BASE_URL (unset means https://graph.microsoft.com/v1.0; a loopback URL must be a running partner billing emulator) and the outbound network access.`,
+          { retryable: true, cause },
         );
       }
       if (response.ok) return response;
@@ -228,6 +259,36 @@ export class GraphBillingExportApi implements BillingExportApi {
       throw await toError(response, method, url, retryAfter);
     }
   }
+}
+
+/**
+ * The library's fetch step, keeping the reason of a failed fetch: the library turns it into a bare "fetch failed"
+ * otherwise (its own errors pass through it unchanged, with the original in `customError`).
+ */
+class NetworkFailureHandler implements Middleware {
+  private readonly fetch = new HTTPMessageHandler();
+
+  async execute(context: Context): Promise<void> {
+    try {
+      await this.fetch.execute(context);
+    } catch (error) {
+      const wrapped = new GraphClientError(error instanceof Error ? error.message : String(error));
+      wrapped.customError = error;
+      throw wrapped;
+    }
+  }
+}
+
+/** "fetch failed: connect ECONNREFUSED 127.0.0.1:1", from an error and its causes. */
+export function networkFailure(error: unknown): string {
+  const parts: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && current !== undefined && current !== null; depth++) {
+    const text = current instanceof Error ? current.message : String(current);
+    if (text !== '' && !parts.includes(text)) parts.push(text);
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return parts.join(': ') || 'no answer';
 }
 
 async function readJson(response: Response, what: string): Promise<unknown> {

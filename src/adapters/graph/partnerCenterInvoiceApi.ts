@@ -3,6 +3,7 @@ import { Agent } from 'undici';
 import { type ErrorCode, ExportError } from '../../errors';
 import type { PartnerInvoice, PartnerInvoiceSource } from '../../pipeline/invoiceDiscovery';
 import { redact, safeUrl } from '../../redact';
+import { credentialError } from './credentialError';
 import { parseRetryAfter } from './retryAfter';
 
 /** The token scope of the Partner Center API (never Graph's: each token goes to its own API only). */
@@ -101,7 +102,17 @@ export class PartnerCenterInvoiceApi implements PartnerInvoiceSource {
     const maxRetries = this.options.maxInlineRetries ?? 2;
     const maxWait = this.options.maxInlineRetrySeconds ?? 10;
     for (let attempt = 0; ; attempt++) {
-      const token = await this.options.credential.getToken(PARTNER_CENTER_SCOPE);
+      let token: Awaited<ReturnType<TokenCredential['getToken']>>;
+      try {
+        token = await this.options.credential.getToken(PARTNER_CENTER_SCOPE);
+      } catch (error) {
+        // Configuration (no credential, refused): terminal with the settings to set; a token endpoint that did not
+        // answer: retried like an unreachable Partner Center.
+        throw credentialError(error, 'the Partner Center API', {
+          config: 'PARTNER_CENTER_FAILED',
+          transient: 'PARTNER_CENTER_UNAVAILABLE',
+        });
+      }
       if (token === null) {
         throw new ExportError('PARTNER_CENTER_FAILED', 'No token for the Partner Center API could be obtained.');
       }

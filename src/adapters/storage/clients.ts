@@ -204,10 +204,16 @@ export function destinationError(error: unknown, what: string): ExportError {
     });
   }
   if (isTransient(info)) {
-    return new ExportError('DESTINATION_UNAVAILABLE', redact(`${what} failed (${detail}); it will be retried.`), {
-      retryable: true,
-      status: info.status,
-    });
+    // No answer at all: name the setting, so a connection string on a closed port says where to look.
+    const where = info.status === undefined ? ': the destination account (DESTINATION_STORAGE) did not answer' : '';
+    return new ExportError(
+      'DESTINATION_UNAVAILABLE',
+      redact(`${what} failed${where} (${detail}); it will be retried.`),
+      {
+        retryable: true,
+        status: info.status,
+      },
+    );
   }
   if (info.status === 404 && info.code === 'ContainerNotFound') {
     return new ExportError(

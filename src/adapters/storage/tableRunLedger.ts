@@ -232,6 +232,8 @@ function runFields(run: Partial<RunRecord>): Record<string, Scalar | undefined> 
     updatedAt: run.updatedAt,
     completedAt: run.completedAt,
     operationUrl: run.operationUrl,
+    graphBaseUrl: run.graphBaseUrl,
+    maxStartAttempts: run.maxStartAttempts,
     polls: run.polls,
     blobCount: run.blobCount,
     blobsCopied: run.blobsCopied,
@@ -286,6 +288,8 @@ function readRun(stored: StoredEntity, table: string): RunRecord {
   set('operationId', row.optString('operationId'));
   set('completedAt', row.optString('completedAt'));
   set('operationUrl', row.optString('operationUrl'));
+  set('graphBaseUrl', row.optString('graphBaseUrl'));
+  set('maxStartAttempts', row.optNumber('maxStartAttempts'));
   set('blobCount', row.optNumber('blobCount'));
   set('billingMonth', row.optString('billingMonth'));
   set('path', row.optString('path'));
