@@ -96,7 +96,7 @@ describe('command line: Ctrl-C, SIGTERM and a second command', () => {
     const secondEnd = await second.exited;
     assert.equal(secondEnd.code, 0, `the same command again finishes:\n${second.output()}`);
     assert.match(second.output(), /Already in flight, finishing: /);
-    const summary = JSON.parse(second.output().trim().split('\n').pop()!) as {
+    const summary = JSON.parse(second.stdout().trim().split('\n').pop()!) as {
       runs: Array<{ runId: string; currency: string; status: string; blobCount: number }>;
     };
     assert.deepEqual(
@@ -129,7 +129,7 @@ describe('command line: Ctrl-C, SIGTERM and a second command', () => {
     const second = spawnCli(['run', '--verbose', '--json'], folder, settings);
     const secondEnd = await second.exited;
     assert.equal(secondEnd.code, 0, `the same command again finishes:\n${second.output()}`);
-    const summary = JSON.parse(second.output().trim().split('\n').pop()!) as {
+    const summary = JSON.parse(second.stdout().trim().split('\n').pop()!) as {
       runs: Array<{ runId: string; status: string }>;
     };
     assert.deepEqual(
@@ -165,7 +165,7 @@ describe('command line: Ctrl-C, SIGTERM and a second command', () => {
     while (Date.now() - began < 60_000) {
       const runs = spawnCli(['runs', '--json'], folder);
       if ((await runs.exited).code === 0) {
-        const listed = JSON.parse(runs.output().trim().split('\n').pop()!) as { runs: Array<{ status: string }> };
+        const listed = JSON.parse(runs.stdout().trim().split('\n').pop()!) as { runs: Array<{ status: string }> };
         statuses = listed.runs.map((r) => r.status);
         if (statuses.length === 2 && statuses.every((s) => s === 'succeeded')) break;
       }
@@ -244,7 +244,7 @@ describe('command line: Ctrl-C, SIGTERM and a second command', () => {
     assert.equal((await runs.exited).code, 0, runs.output());
     assert.deepEqual([...seen], [azurite], 'only the serving command’s Azurite ever ran on the data folder');
     assert.match(runs.output(), new RegExp(`Using the Azurite \\(pid ${azurite}, .*"start" command`));
-    const listed = JSON.parse(runs.output().trim().split('\n').pop()!) as { runs: Array<{ status: string }> };
+    const listed = JSON.parse(runs.stdout().trim().split('\n').pop()!) as { runs: Array<{ status: string }> };
     assert.deepEqual(
       listed.runs.map((r) => r.status),
       ['succeeded', 'succeeded'],

@@ -14,6 +14,8 @@ export interface CliProcess {
   child: ChildProcess;
   pid: number;
   output(): string;
+  /** What the command wrote to standard output alone (the --json summary goes there; logs go to stderr). */
+  stdout(): string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Waits until the output matches (fails with the output when the process ends first). */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
@@ -38,8 +40,10 @@ export function spawnCli(args: string[], cwd: string, env: Record<string, string
   const child = spawn(process.execPath, [CLI, ...args], { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   running.push(child);
   let output = '';
+  let stdout = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
     output += chunk;
+    stdout += chunk;
   });
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
     output += chunk;
@@ -55,6 +59,7 @@ export function spawnCli(args: string[], cwd: string, env: Record<string, string
     child,
     pid: child.pid ?? 0,
     output: () => output,
+    stdout: () => stdout,
     exited,
     async waitFor(pattern: RegExp, timeoutMs = 120_000): Promise<RegExpExecArray> {
       const deadline = Date.now() + timeoutMs;
