@@ -374,6 +374,22 @@ describe('infra role assignments', () => {
     assert.ok(rolesIn('monitoring.bicep').has('Monitoring Metrics Publisher'));
     assert.ok(rolesIn('destinationStorage.bicep').has('Storage Blob Data Contributor'));
     assert.ok(rolesIn('existingDestination.bicep').has('Storage Blob Data Contributor'));
+    assert.ok(rolesIn('finOpsHub.bicep').has('Storage Blob Data Contributor'), 'FinOps hub: the ingestion container');
+  });
+
+  it('grants the FinOps hub role and sets the hub settings only when a hub account is given, with the user-assigned identity', () => {
+    assert.match(mainCode, /^module finOpsHub 'modules\/finOpsHub\.bicep' = if \(useFinOpsHub\) \{/m);
+    assert.match(mainCode, /^var useFinOpsHub = !empty\(finOpsHubStorageAccountId\)$/m);
+    assert.match(mainCode, /^var finOpsHubAppSettings = useFinOpsHub \? \{/m);
+    assert.match(settings.get('FINOPS_HUB_STORAGE__clientId') ?? '', /identity\.outputs\.clientId/);
+    assert.match(settings.get('FINOPS_HUB_STORAGE__blobServiceUri') ?? '', /finOpsHub!\.outputs\.blobServiceUri/);
+    const hubModule = stripBicepComments(read('infra', 'modules', 'finOpsHub.bicep'));
+    assert.match(
+      hubModule,
+      /resource ingestion '[^']+' existing = \{[^}]*name: 'ingestion'/,
+      'the container is never created',
+    );
+    assert.match(hubModule, /scope: ingestion/, 'the role is scoped to the ingestion container');
   });
 });
 
