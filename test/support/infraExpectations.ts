@@ -27,6 +27,13 @@ export const NOT_SET_IN_INFRA: Readonly<Record<string, string>> = {
     'Its default (https://api.partnercenter.microsoft.com/v1) is the only Partner Center a deployment calls (the code sends a Partner Center token nowhere else); other values select the local emulator.',
 };
 
+/** Settings infra sets only with a FinOps hub (finOpsHubStorageAccountId): unset, the app's hub drop-in stays off. */
+export const SET_ONLY_WITH_FINOPS_HUB: readonly string[] = [
+  'FINOPS_HUB_STORAGE__blobServiceUri',
+  'FINOPS_HUB_STORAGE__clientId',
+  'FINOPS_HUB_SCOPE',
+];
+
 /** App settings infra sets that SETTINGS does not list: read by the Functions host or by @azure/identity itself. */
 export const SET_BEYOND_SETTINGS: Readonly<Record<string, string>> = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Read by the Functions host: send telemetry with Microsoft Entra ID.',

@@ -16,6 +16,7 @@ import {
   HOST_STORAGE_IDENTITY_SETTINGS,
   NOT_SET_IN_INFRA,
   SET_BEYOND_SETTINGS,
+  SET_ONLY_WITH_FINOPS_HUB,
 } from '../support/infraExpectations';
 
 // What the infra deliberately does differently from SETTINGS (each with its reason), the roles and the settings
@@ -383,6 +384,8 @@ describe('infra role assignments', () => {
     assert.match(mainCode, /^var finOpsHubAppSettings = useFinOpsHub \? \{/m);
     assert.match(settings.get('FINOPS_HUB_STORAGE__clientId') ?? '', /identity\.outputs\.clientId/);
     assert.match(settings.get('FINOPS_HUB_STORAGE__blobServiceUri') ?? '', /finOpsHub!\.outputs\.blobServiceUri/);
+    const hubPart = varExpression(mainCode, 'finOpsHubAppSettings');
+    assert.deepEqual([...objectEntries(hubPart).keys()].sort(), [...SET_ONLY_WITH_FINOPS_HUB].sort());
     const hubModule = stripBicepComments(read('infra', 'modules', 'finOpsHub.bicep'));
     assert.match(
       hubModule,
