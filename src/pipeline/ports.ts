@@ -370,6 +370,10 @@ export interface HubVersion {
    * does); letters, digits, `.` and `-`. A version whose id sorts before the one in the folder is not published.
    */
   ingestionId: string;
+  /**
+   * At least one: the hub removes the previous version's rows from Data Explorer while it ingests each file of the
+   * new one, so a version without rows carries one Parquet file of zero rows.
+   */
   files: readonly HubFile[];
 }
 

@@ -286,6 +286,35 @@ describe('BlobFinOpsHubDrop against Azurite', () => {
     assert.ok(!(await folder(series)).names.includes('manifest.json'));
   });
 
+  it('refuses a version without files, whose manifest would leave the previous rows in the hub, and writes nothing', async () => {
+    const series = [uniqueName('usage'), 'USD'];
+    await drop(hubContainer()).publish(version(series, OLD_ID, [file('part-00000.parquet', C)]));
+    await assert.rejects(
+      drop(hubContainer()).publish(version(series, NEW_ID, [])),
+      (error: unknown) =>
+        isExportError(error) && error.code === 'FINOPS_HUB_FAILED' && /Parquet file of zero rows/.test(error.message),
+    );
+    const found = await folder(series);
+    assert.deepEqual(found.names, [`${OLD_ID}__part-00000.parquet`, 'manifest.json']);
+    assert.equal(found.manifestId, OLD_ID);
+  });
+
+  for (const [what, change] of [
+    ['a billing month that is not YYYY-MM', { billingMonth: '2026-13' }],
+    ['an ingestion id with "__"', { ingestionId: 'a__b' }],
+    ['a file name that is not a plain .parquet name', { files: [file('../x.parquet', A)] }],
+    ['a series folder with a slash', { series: ['usage/USD'] }],
+  ] as const) {
+    it(`refuses ${what} before writing anything (FINOPS_HUB_FAILED)`, async () => {
+      const series = [uniqueName('usage'), 'USD'];
+      await assert.rejects(
+        drop(hubContainer()).publish({ ...version(series, NEW_ID, [file('part-00000.parquet', A)]), ...change }),
+        (error: unknown) => isExportError(error) && error.code === 'FINOPS_HUB_FAILED' && !error.retryable,
+      );
+      assert.deepEqual((await folder(series)).names, []);
+    });
+  }
+
   it('names the role to grant when the hub account refuses the identity (FINOPS_HUB_FORBIDDEN, not retried)', async () => {
     const wrongKey = randomBytes(64).toString('base64');
     await assert.rejects(

@@ -80,6 +80,13 @@ function checkVersion(version: HubVersion, scope: string): void {
   if (scope.includes('{partnerTenantId}') && !/^[A-Za-z0-9-]{1,64}$/.test(version.partnerTenantId)) {
     throw invalid(`FinOps hub drop: partner tenant id "${version.partnerTenantId}" cannot fill FINOPS_HUB_SCOPE.`);
   }
+  if (version.files.length === 0) {
+    // The hub drops a previous ingestion's rows from Data Explorer as part of ingesting each file of the new one:
+    // a manifest over no file would leave the old rows there while storage shows none.
+    throw invalid(
+      'FinOps hub drop: a version needs at least one file (a version without rows carries one Parquet file of zero rows).',
+    );
+  }
   const names = new Set<string>();
   for (const file of version.files) {
     if (!/^[A-Za-z0-9][A-Za-z0-9.=-]*(_[A-Za-z0-9.=-]+)*\.parquet$/.test(file.name) || file.name.length > 200) {
