@@ -361,6 +361,7 @@ export interface HubVersion {
   /**
    * The series' own folder(s) under the configured scope, e.g. `['unbilled-usage', 'USD']`: a version replaces only
    * the previous version of its own folder, so every series needs its own, and keeps it (the hub drops old data by folder).
+   * Give every series the same depth: a folder inside another's would lose its data in the hub with the outer one's.
    */
   series: readonly string[];
   /** Fills `{partnerTenantId}` in FINOPS_HUB_SCOPE (from the Graph manifest). */
