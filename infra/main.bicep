@@ -8,6 +8,7 @@
 //   - host storage reached with that identity only (queues, ledger tables, deployment package);
 //   - Log Analytics + Application Insights (local authentication disabled);
 //   - the destination: a new storage account, or an existing one given by resource id;
+//   - optionally, a FinOps hub's storage account: the role to drop FOCUS files into its ingestion container;
 //   - alert rules, an action group and a workbook on the app's custom events.
 //
 // This file is the wiring: parameters, names, the app settings (every setting of
@@ -132,6 +133,16 @@ param enableRetention bool = true
 @minValue(2)
 @maxValue(3650)
 param retentionDays int = 90
+
+// ----------------------------------------------------------------------------
+// Parameters: FinOps hub drop-in (FINOPS_HUB_* app settings; docs/deploy.md "Connect a FinOps hub")
+// ----------------------------------------------------------------------------
+
+@description('Optional. Resource id of a FinOps hub\'s storage account (/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Storage/storageAccounts/<name>; the account with the ingestion container); it may live in another resource group or subscription of the same tenant. Set: the FOCUS files are also dropped into the hub, and the identity gets Storage Blob Data Contributor on its ingestion container. Empty (default): no hub.')
+param finOpsHubStorageAccountId string = ''
+
+@description('Optional. FINOPS_HUB_SCOPE: the scope folder(s) of this app\'s data in the hub, ingestion/Costs/{yyyy}/{mm}/{scope}/...; {partnerTenantId} is filled in from the Graph manifest (\'\': csp/{partnerTenantId}). Keep it once data is in the hub.')
+param finOpsHubScope string = 'csp/{partnerTenantId}'
 
 // ----------------------------------------------------------------------------
 // Parameters: tunables (EXPORT_POLL_*, EXPORT_MAX_WAIT_HOURS, EXPORT_COPY_*)
@@ -367,6 +378,17 @@ var existingDestinationChecked = length(existingDestinationParts) == 9 && toLowe
   ? existingDestinationParts
   : fail('existingDestinationStorageAccountId (DESTINATION_STORAGE_ACCOUNT_ID) "${existingDestinationStorageAccountId}" is not a storage account resource id: use /subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Storage/storageAccounts/<name>, or leave it empty for a new account')
 
+var useFinOpsHub = !empty(finOpsHubStorageAccountId)
+var finOpsHubFallbackId = '/subscriptions/${subscription().subscriptionId}/resourceGroups/${rg.name}/providers/Microsoft.Storage/storageAccounts/none'
+var finOpsHubParts = split(useFinOpsHub ? finOpsHubStorageAccountId : finOpsHubFallbackId, '/')
+var finOpsHubChecked = length(finOpsHubParts) == 9 && toLower(finOpsHubParts[1]) == 'subscriptions' && toLower(finOpsHubParts[3]) == 'resourcegroups' && toLower(finOpsHubParts[6]) == 'microsoft.storage' && toLower(finOpsHubParts[7]) == 'storageaccounts'
+  ? finOpsHubParts
+  : fail('finOpsHubStorageAccountId (FINOPS_HUB_STORAGE_ACCOUNT_ID) "${finOpsHubStorageAccountId}" is not a storage account resource id: use /subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Storage/storageAccounts/<name> of the hub\'s storage account, or leave it empty for no hub')
+var finOpsHubScopeInEffect = orDefault(finOpsHubScope, 'csp/{partnerTenantId}')
+var finOpsHubScopeChecked = !startsWith(finOpsHubScopeInEffect, '/') && !endsWith(finOpsHubScopeInEffect, '/') && !contains(finOpsHubScopeInEffect, '//') && !contains(finOpsHubScopeInEffect, '__')
+  ? finOpsHubScopeInEffect
+  : fail('finOpsHubScope (FINOPS_HUB_SCOPE) "${finOpsHubScopeInEffect}" is not a scope folder: non-empty segments of letters, digits, ".", "-" and "_" (or {partnerTenantId}) separated by single slashes, no "__", e.g. csp/{partnerTenantId}')
+
 // ----------------------------------------------------------------------------
 // Resource group
 // ----------------------------------------------------------------------------
@@ -452,6 +474,16 @@ module existingDestination 'modules/existingDestination.bicep' = if (useExisting
   }
 }
 
+// The FinOps hub drop-in: the role on the hub's ingestion container, in the hub's resource group.
+module finOpsHub 'modules/finOpsHub.bicep' = if (useFinOpsHub) {
+  name: 'finOpsHub'
+  scope: resourceGroup(finOpsHubChecked[2], finOpsHubChecked[4])
+  params: {
+    accountName: last(finOpsHubChecked)
+    principalId: identity.outputs.principalId
+  }
+}
+
 // The `!`: each module is deployed exactly when its branch of the condition is taken.
 var destinationBlobServiceUri = useExistingDestination ? existingDestination!.outputs.blobServiceUri : newDestination!.outputs.blobServiceUri
 var destinationAccountName = useExistingDestination ? existingDestination!.outputs.name : newDestination!.outputs.name
@@ -515,7 +547,14 @@ var graphAppRegistrationAppSettings = graphAppRegistrationChecked ? {
   AZURE_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${graphClientSecretUri})'
 } : {}
 
-var appSettings = union(hostAppSettings, exportAppSettings, graphIdentityAppSettings, graphAppRegistrationAppSettings)
+// The FinOps hub drop-in: only with a hub (the app reads FINOPS_HUB_STORAGE__blobServiceUri to turn it on).
+var finOpsHubAppSettings = useFinOpsHub ? {
+  FINOPS_HUB_STORAGE__blobServiceUri: finOpsHub!.outputs.blobServiceUri
+  FINOPS_HUB_STORAGE__clientId: identity.outputs.clientId
+  FINOPS_HUB_SCOPE: finOpsHubScopeChecked
+} : {}
+
+var appSettings = union(hostAppSettings, exportAppSettings, graphIdentityAppSettings, graphAppRegistrationAppSettings, finOpsHubAppSettings)
 
 // ----------------------------------------------------------------------------
 // Function app
@@ -577,6 +616,7 @@ output DESTINATION_STORAGE_ACCOUNT_NAME string = destinationAccountName
 output DESTINATION_BLOB_SERVICE_URI string = destinationBlobServiceUri
 output DESTINATION_CONTAINER_NAME string = containerChecked
 output DESTINATION_PREFIX_PATH string = prefixChecked
+output FINOPS_HUB_BLOB_SERVICE_URI string = useFinOpsHub ? finOpsHub!.outputs.blobServiceUri : ''
 output GRAPH_CREDENTIAL string = graphAppRegistrationChecked ? 'appRegistration' : 'managedIdentity'
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.workspaceName

@@ -8,13 +8,14 @@ import { StorageMessageQueue } from './adapters/queue/storageMessageQueue';
 import { ServerSideBlobCopier } from './adapters/storage/blobCopier';
 import { BlobDestination } from './adapters/storage/blobDestination';
 import { createBlobServiceClient, createQueueServiceClient } from './adapters/storage/clients';
+import { BlobFinOpsHubDrop, HUB_INGESTION_CONTAINER } from './adapters/storage/finOpsHubDrop';
 import { TableRunLedger } from './adapters/storage/tableRunLedger';
 import { type Config, loadConfig } from './config';
 import { processClock } from './crashPoints';
 import { createLogger, type LogSink } from './logging';
 import { ManifestCache, type PipelineDeps } from './pipeline/deps';
 import { newRunId } from './pipeline/layout';
-import { noTelemetry, type Telemetry } from './pipeline/ports';
+import { type FinOpsHubDrop, noTelemetry, type Telemetry } from './pipeline/ports';
 import { createTelemetry, parseAuthenticationString, type TelemetryOptions } from './telemetry/appInsightsTelemetry';
 
 /**
@@ -76,6 +77,14 @@ export function buildTelemetry(config: Config, env: Record<string, string | unde
   return createTelemetry(config.appInsightsConnectionString, telemetryOptions(env));
 }
 
+/** The FinOps hub drop-in, when FINOPS_HUB_STORAGE is set: the hub's `ingestion` container, created only on Azurite. */
+export function buildFinOpsHubDrop(config: Config): FinOpsHubDrop | undefined {
+  const hub = config.finOpsHub;
+  if (hub === undefined) return undefined;
+  const container = createBlobServiceClient(hub.connection).getContainerClient(HUB_INGESTION_CONTAINER);
+  return new BlobFinOpsHubDrop(container, { scope: hub.scope, createContainer: hub.local });
+}
+
 type SharedDeps = Omit<PipelineDeps, 'logger'>;
 
 /** Builds the process-wide dependencies from a validated configuration. */
@@ -100,6 +109,7 @@ export function buildSharedDeps(config: Config, env: Record<string, string | und
   const clock = processClock();
   return {
     invoices,
+    finOpsHub: buildFinOpsHubDrop(config),
     config,
     graph,
     ledger: new TableRunLedger(config.hostStorage, { clock }),

@@ -97,8 +97,25 @@ export interface Config {
     /** Parallel block copies (and stream buffers) per blob. */
     concurrency: number;
   };
+  /** The FinOps hub drop-in (FINOPS_HUB_STORAGE*): FOCUS files also go to the hub's ingestion container. Absent: off. */
+  finOpsHub: FinOpsHubConfig | undefined;
   appInsightsConnectionString: string | undefined;
 }
+
+/** Where the FOCUS files of each version are dropped for a FinOps hub. */
+export interface FinOpsHubConfig {
+  connection: StorageConnection;
+  /**
+   * The `{scope}` folder(s) under `ingestion/Costs/{yyyy}/{mm}/` (FINOPS_HUB_SCOPE), e.g. `csp/{partnerTenantId}`;
+   * `{partnerTenantId}` is filled per version from the Graph manifest.
+   */
+  scope: string;
+  /** The hub endpoint is a loopback one (Azurite): the `ingestion` container is created if missing. */
+  local: boolean;
+}
+
+/** FINOPS_HUB_SCOPE's default: the partner tenant's own folder, as the hub docs suggest for non-Azure scopes (`aws/{account-id}`). */
+export const DEFAULT_FINOPS_HUB_SCOPE = 'csp/{partnerTenantId}';
 
 /** One app setting: its name, whether it is required, its default and its meaning (README and infra follow this list). */
 export interface SettingInfo {
@@ -263,6 +280,29 @@ export const SETTINGS: readonly SettingInfo[] = [
     required: false,
     default: '32',
     description: 'Parallel Put Block From URL calls per blob (the streaming fallback uses at most 8 buffers).',
+  },
+  {
+    name: 'FINOPS_HUB_STORAGE',
+    required: false,
+    description:
+      "Connection string of a FinOps hub's storage account (or use FINOPS_HUB_STORAGE__blobServiceUri); unset: no hub drop-in.",
+  },
+  {
+    name: 'FINOPS_HUB_STORAGE__blobServiceUri',
+    required: false,
+    description: "Blob endpoint of a FinOps hub's storage account, reached with the managed identity.",
+  },
+  {
+    name: 'FINOPS_HUB_STORAGE__clientId',
+    required: false,
+    description: 'Client id of the user-assigned identity used for the FinOps hub.',
+  },
+  {
+    name: 'FINOPS_HUB_SCOPE',
+    required: false,
+    default: DEFAULT_FINOPS_HUB_SCOPE,
+    description:
+      'Scope folder(s) of our data in the hub: ingestion/Costs/{yyyy}/{mm}/{scope}/…; {partnerTenantId} is filled in.',
   },
   {
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING',
@@ -503,6 +543,74 @@ function storageConnection(
   return { kind: 'identity', blobServiceUri, queueServiceUri, tableServiceUri, clientId };
 }
 
+/** The blob endpoint a connection reaches (a connection string's BlobEndpoint, or Azurite's for UseDevelopmentStorage). */
+function blobEndpointOf(connection: StorageConnection): string | undefined {
+  if (connection.kind === 'identity') return connection.blobServiceUri;
+  const parts = new Map<string, string>();
+  for (const part of connection.connectionString.split(';')) {
+    const at = part.indexOf('=');
+    if (at > 0) parts.set(part.slice(0, at).trim().toLowerCase(), part.slice(at + 1).trim());
+  }
+  if (parts.get('usedevelopmentstorage')?.toLowerCase() === 'true') return 'http://127.0.0.1:10000/devstoreaccount1';
+  return parts.get('blobendpoint');
+}
+
+/** Checks FINOPS_HUB_SCOPE: folder segments of letters, digits, `.`, `-`, `_`, or the `{partnerTenantId}` placeholder. */
+export function checkHubScope(scope: string): string | undefined {
+  const segments = scope.split('/');
+  if (segments.length > 8 || segments.some((s) => s === '' || s === '.' || s === '..')) {
+    return 'is not a folder path; one to eight non-empty segments separated by "/", without leading or trailing "/"';
+  }
+  const bad = segments.find((s) => s !== '{partnerTenantId}' && !/^[A-Za-z0-9._-]{1,64}$/.test(s));
+  if (bad !== undefined) {
+    return `has the segment "${bad}"; segments are letters, digits, ".", "-" and "_", or the placeholder {partnerTenantId}`;
+  }
+  // The hub reads the month of a folder with the pattern Costs/yyyy/mm(/dd)?: a first segment of two digits would be
+  // taken for a day, and the folder aged out by day instead of by month.
+  if (/^\d{2}$/.test(segments[0] ?? '')) return 'starts with a two-digit segment, which the hub would read as a day';
+  if (segments.some((s) => s.toLowerCase() === 'manifest.json' || s.includes('__'))) {
+    return 'must not contain "__" or a segment named manifest.json (the hub gives both a meaning)';
+  }
+  return undefined;
+}
+
+/**
+ * Reads the FinOps hub drop-in settings: off (undefined) when neither FINOPS_HUB_STORAGE form is set. A loopback
+ * (Azurite) hub is accepted in emulator mode only; an identity-based endpoint must use https (bearer tokens over TLS).
+ */
+function finOpsHubConfig(
+  env: Record<string, string | undefined>,
+  emulator: boolean,
+  problems: string[],
+): FinOpsHubConfig | undefined {
+  const before = problems.length;
+  const connection = storageConnection(env, 'FINOPS_HUB_STORAGE', problems, false);
+  const scope = (read(env, 'FINOPS_HUB_SCOPE') ?? DEFAULT_FINOPS_HUB_SCOPE).replace(/^\/+|\/+$/g, '');
+  if (connection === undefined) {
+    if (problems.length === before && read(env, 'FINOPS_HUB_STORAGE__clientId') !== undefined) {
+      problems.push(
+        'FINOPS_HUB_STORAGE__clientId: set without FINOPS_HUB_STORAGE__blobServiceUri; set both, or neither',
+      );
+    }
+    return undefined;
+  }
+  const scopeProblem = checkHubScope(scope);
+  if (scopeProblem !== undefined) problems.push(`FINOPS_HUB_SCOPE: "${scope}" ${scopeProblem}`);
+  const endpoint = blobEndpointOf(connection);
+  const local = endpoint !== undefined && isLoopbackUrl(endpoint);
+  if (local && !emulator) {
+    problems.push(
+      'FINOPS_HUB_STORAGE: a loopback (Azurite) endpoint is only accepted in emulator mode (a loopback GRAPH_BASE_URL); a FinOps hub is an Azure storage account',
+    );
+  }
+  if (connection.kind === 'identity' && !connection.blobServiceUri.startsWith('https://')) {
+    problems.push(
+      `FINOPS_HUB_STORAGE__blobServiceUri: "${connection.blobServiceUri}" must use https (the managed identity's token is only sent over TLS)`,
+    );
+  }
+  return { connection, scope, local };
+}
+
 /**
  * Validates every setting at once. Throws an ExportError (CONFIG_INVALID) listing every problem,
  * each naming the setting and what is accepted.
@@ -633,6 +741,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const singleCopyMaxMiB = number(env, 'EXPORT_COPY_SINGLE_MAX_MIB', 256, 1, 256, problems);
   const blockMiB = number(env, 'EXPORT_COPY_BLOCK_MIB', 16, 1, 4000, problems);
   const concurrency = number(env, 'EXPORT_COPY_CONCURRENCY', 32, 1, 64, problems);
+  const finOpsHub = finOpsHubConfig(env, emulator, problems);
 
   if (problems.length > 0) {
     throw new ExportError(
@@ -654,6 +763,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     polling: { initialDelaySeconds, maxDelaySeconds, maxWaitHours },
     supervision: { stallMinutes, maxResumes, maxRunHours: maxWaitHours + COPY_ALLOWANCE_HOURS },
     copy: { singleCopyMaxBytes: singleCopyMaxMiB * MiB, blockSizeBytes: blockMiB * MiB, concurrency },
+    finOpsHub,
     appInsightsConnectionString: read(env, 'APPLICATIONINSIGHTS_CONNECTION_STRING'),
   };
 }

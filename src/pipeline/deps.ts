@@ -6,6 +6,7 @@ import type {
   Clock,
   DestinationStore,
   ExportManifest,
+  FinOpsHubDrop,
   Logger,
   MessageQueue,
   RunLedger,
@@ -31,6 +32,8 @@ export interface PipelineDeps {
   sleep(ms: number): Promise<void>;
   /** The partner's invoices (Partner Center), for invoice discovery; absent when discovery is off. */
   invoices?: PartnerInvoiceSource | undefined;
+  /** The FinOps hub drop-in (FINOPS_HUB_STORAGE); absent when no hub is configured. */
+  finOpsHub?: FinOpsHubDrop | undefined;
 }
 
 /** In-process cache of the newest manifest of each run, so copy workers need not ask Graph for every blob. */

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { AttributeSet, BillingPeriod, DatasetId } from '../config';
 
 /** How a run was started: the timer, or by hand (HTTP endpoint, command line). */
@@ -345,6 +346,56 @@ export interface DestinationStore {
   writeJson(path: string, value: unknown, condition: { ifNoneMatch: '*' } | { ifMatch: string }): Promise<boolean>;
   /** The blobs under a folder (path, length, and the ETag and Content-MD5 the listing reports). */
   list(prefix: string): Promise<Array<DestinationBlobInfo>>;
+}
+
+/** One Parquet file of a FOCUS version, as it goes to a FinOps hub. */
+export interface HubFile {
+  /** File name without folder, ending in `.parquet` (letters, digits, `.`, `-`, `=`, single `_`); the hub stores it as `{ingestionId}__{name}`. */
+  name: string;
+  /** Length in bytes; the upload is checked against it. */
+  byteCount: number;
+  /** Opens the content from the start (again on a retry), e.g. `() => createReadStream(path)`. */
+  open(): Readable;
+}
+
+/** One version of one series' FOCUS data, for a FinOps hub. */
+export interface HubVersion {
+  /** `YYYY-MM`: the hub folder `Costs/{yyyy}/{mm}`, which the hub's retention ages out by month. */
+  billingMonth: string;
+  /**
+   * The series' own folder(s) under the configured scope, e.g. `['unbilled-usage', 'USD']`: a version replaces only
+   * the previous version of its own folder, so every series needs its own, and keeps it (the hub drops old data by folder).
+   * Give every series the same depth: a folder inside another's would lose its data in the hub with the outer one's.
+   */
+  series: readonly string[];
+  /** Fills `{partnerTenantId}` in FINOPS_HUB_SCOPE (from the Graph manifest). */
+  partnerTenantId: string;
+  /**
+   * Same for every file of the version and sorting, as a plain string, by the time the version was made (a run id
+   * does); letters, digits, `.` and `-`. A version whose id sorts before the one in the folder is not published.
+   */
+  ingestionId: string;
+  /**
+   * At least one: the hub removes the previous version's rows from Data Explorer while it ingests each file of the
+   * new one, so a version without rows carries one Parquet file of zero rows.
+   */
+  files: readonly HubFile[];
+}
+
+/** What a publish did. */
+export type HubPublishOutcome =
+  | { kind: 'published'; folder: string; filesWritten: number; filesDeleted: number }
+  /** This version (same ingestion id, same files) was already complete in the folder, manifest included: nothing written. */
+  | { kind: 'alreadyPublished'; folder: string }
+  /** The folder holds a newer version: nothing of this one is left there. */
+  | { kind: 'superseded'; folder: string; newerIngestionId: string };
+
+/**
+ * A FinOps hub's `ingestion` container: each version goes to `Costs/{yyyy}/{mm}/{scope}/{series}/`, replaces the
+ * folder's previous version, and ends with `manifest.json`, whose creation starts the hub's ingestion.
+ */
+export interface FinOpsHubDrop {
+  publish(version: HubVersion): Promise<HubPublishOutcome>;
 }
 
 /** Time, replaceable in tests. */

@@ -20,6 +20,7 @@ import {
   NOT_SET_IN_INFRA,
   REQUIRED_ROLES,
   SET_BEYOND_SETTINGS,
+  SET_ONLY_WITH_FINOPS_HUB,
 } from '../support/infraExpectations';
 import { at, isExpression, type Json, type PredictedResource, readSnapshot, type Snapshot } from './support';
 
@@ -39,6 +40,8 @@ interface Case {
   /** Resource id of the existing destination account, or undefined for a new one. */
   existingDestination?: string;
   appRegistration?: AppRegistration;
+  /** Resource id of a FinOps hub's storage account (finOpsHubStorageAccountId), or undefined for no hub. */
+  finOpsHub?: string;
   /** App settings whose value differs from the SETTINGS default in this case. */
   settings: Record<string, string>;
   currencies: string[];
@@ -134,6 +137,19 @@ const CASES: Case[] = [
     attributeSet: 'full',
     maxWaitHours: 6,
     dailyDatasets: [],
+    retentionFolders: ['unbilled-usage', 'unbilled-reconciliation'],
+    alertEmail: false,
+  },
+  {
+    name: 'finops-hub',
+    finOpsHub:
+      '/subscriptions/55555555-5555-5555-5555-555555555555/resourceGroups/rg-finops-hub/providers/Microsoft.Storage/storageAccounts/stfinopshubx7',
+    settings: { EXPORT_CURRENCIES: 'USD', FINOPS_HUB_SCOPE: 'partners/contoso/{partnerTenantId}' },
+    currencies: ['USD'],
+    billingPeriods: ['current'],
+    attributeSet: 'full',
+    maxWaitHours: 6,
+    dailyDatasets: ['unbilledUsage'],
     retentionFolders: ['unbilled-usage', 'unbilled-reconciliation'],
     alertEmail: false,
   },
@@ -248,7 +264,12 @@ for (const testCase of CASES) {
       assert.ok(config.name.endsWith('/appsettings'));
       assert.ok(!isExpression(settings as Json), 'the app settings resolve to an object before deployment');
       const names = new Set(Object.keys(settings));
-      const missing = SETTINGS.filter((s) => !names.has(s.name) && NOT_SET_IN_INFRA[s.name] === undefined);
+      const missing = SETTINGS.filter(
+        (s) =>
+          !names.has(s.name) &&
+          NOT_SET_IN_INFRA[s.name] === undefined &&
+          !(testCase.finOpsHub === undefined && SET_ONLY_WITH_FINOPS_HUB.includes(s.name)),
+      );
       assert.deepEqual(
         missing.map((s) => s.name),
         [],
@@ -330,6 +351,28 @@ for (const testCase of CASES) {
       },
     );
 
+    it(
+      testCase.finOpsHub === undefined
+        ? 'sets no FinOps hub setting without a hub'
+        : "reaches the FinOps hub's storage account with the user-assigned identity",
+      () => {
+        const hubSettings = Object.keys(settings).filter((name) => name.startsWith('FINOPS_HUB_'));
+        if (testCase.finOpsHub === undefined) {
+          assert.deepEqual(hubSettings, []);
+          assert.equal(snapshot.outputs?.FINOPS_HUB_BLOB_SERVICE_URI, '');
+          return;
+        }
+        assert.deepEqual(hubSettings.sort(), [...SET_ONLY_WITH_FINOPS_HUB].sort());
+        assert.equal(settings.FINOPS_HUB_STORAGE__clientId, `[${identityClientId}]`);
+        assert.ok(
+          text(settings.FINOPS_HUB_STORAGE__blobServiceUri).includes(
+            `reference('${testCase.finOpsHub}', '2023-05-01').primaryEndpoints.blob`,
+          ),
+          text(settings.FINOPS_HUB_STORAGE__blobServiceUri),
+        );
+      },
+    );
+
     it('grants every role the code needs, on the narrowest scope, to the app identity only', () => {
       const assignments = roleAssignments(snapshot);
       const destinationContainer = `${
@@ -342,6 +385,12 @@ for (const testCase of CASES) {
           scope: one(snapshot, 'Microsoft.Insights/components').id,
           role,
         })),
+        ...(testCase.finOpsHub === undefined
+          ? []
+          : REQUIRED_ROLES.finOpsHubIngestion.map((role) => ({
+              scope: `${testCase.finOpsHub}/blobServices/default/containers/ingestion`,
+              role,
+            }))),
       ].map((a) => ({ ...a, principal: `[${identityPrincipalId}]` }));
       const key = (a: RoleAssignment): string => `${a.role} on ${a.scope} to ${a.principal}`;
       assert.deepEqual(assignments.map(key).sort(), expected.map(key).sort());

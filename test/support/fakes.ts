@@ -22,6 +22,9 @@ import type {
   DestinationStore,
   ExportManifest,
   ExportRequest,
+  FinOpsHubDrop,
+  HubPublishOutcome,
+  HubVersion,
   Logger,
   MessageQueue,
   OperationState,
@@ -400,6 +403,52 @@ export class InMemoryDestination implements DestinationStore {
     const blob = this.blobs.get(path);
     if (blob === undefined) throw new Error(`InMemoryDestination: no blob ${path}`);
     return JSON.parse(blob.body) as unknown;
+  }
+}
+
+/** What the in-memory FinOps hub holds for one series folder: the newest version published there. */
+export interface HubFolder {
+  ingestionId: string;
+  /** `{ingestionId}__{name}` → content, as the hub would ingest it. */
+  files: Map<string, Buffer>;
+}
+
+/**
+ * A FinOps hub's ingestion container in memory, with the adapter's outcomes (test/integration/finOpsHubDrop.test.ts
+ * checks the real one against Azurite): one version per folder, the newest ingestion id wins, a repeat writes nothing.
+ * `failNext` makes the next publish throw before anything is stored.
+ */
+export class InMemoryFinOpsHub implements FinOpsHubDrop {
+  readonly folders = new Map<string, HubFolder>();
+  readonly publishes: HubVersion[] = [];
+  failNext: Error | undefined;
+
+  constructor(private readonly scope = 'csp/{partnerTenantId}') {}
+
+  async publish(version: HubVersion): Promise<HubPublishOutcome> {
+    await tick();
+    this.publishes.push(version);
+    const failure = this.failNext;
+    if (failure !== undefined) {
+      this.failNext = undefined;
+      throw failure;
+    }
+    const [yyyy, mm] = version.billingMonth.split('-');
+    const scope = this.scope.replaceAll('{partnerTenantId}', version.partnerTenantId);
+    const folder = `Costs/${yyyy}/${mm}/${scope}/${version.series.join('/')}/`;
+    const current = this.folders.get(folder);
+    if (current !== undefined && current.ingestionId > version.ingestionId) {
+      return { kind: 'superseded', folder, newerIngestionId: current.ingestionId };
+    }
+    if (current?.ingestionId === version.ingestionId) return { kind: 'alreadyPublished', folder };
+    const files = new Map<string, Buffer>();
+    for (const file of version.files) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of file.open()) chunks.push(Buffer.from(chunk as Buffer));
+      files.set(`${version.ingestionId}__${file.name}`, Buffer.concat(chunks));
+    }
+    this.folders.set(folder, { ingestionId: version.ingestionId, files });
+    return { kind: 'published', folder, filesWritten: files.size, filesDeleted: current?.files.size ?? 0 };
   }
 }
 

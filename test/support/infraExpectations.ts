@@ -17,6 +17,8 @@ export const NOT_SET_IN_INFRA: Readonly<Record<string, string>> = {
     'Connection-string form; the deployment uses the identity-based AzureWebJobsStorage__* settings (shared keys are disabled).',
   DESTINATION_STORAGE:
     'Connection-string form; the deployment uses the identity-based DESTINATION_STORAGE__* settings (shared keys are disabled).',
+  FINOPS_HUB_STORAGE:
+    'Connection-string form; the deployment uses the identity-based FINOPS_HUB_STORAGE__* settings, set only when finOpsHubStorageAccountId names a hub.',
   EXPORT_STALL_MINUTES:
     'Its default (superviseRuns resumes a run whose expected next step is 30 minutes overdue) suits every deployment, and is well above the 15-minute longest poll interval; the fault suite shortens it locally.',
   EXPORT_MAX_RESUMES:
@@ -24,6 +26,13 @@ export const NOT_SET_IN_INFRA: Readonly<Record<string, string>> = {
   PARTNER_CENTER_BASE_URL:
     'Its default (https://api.partnercenter.microsoft.com/v1) is the only Partner Center a deployment calls (the code sends a Partner Center token nowhere else); other values select the local emulator.',
 };
+
+/** Settings infra sets only with a FinOps hub (finOpsHubStorageAccountId): unset, the app's hub drop-in stays off. */
+export const SET_ONLY_WITH_FINOPS_HUB: readonly string[] = [
+  'FINOPS_HUB_STORAGE__blobServiceUri',
+  'FINOPS_HUB_STORAGE__clientId',
+  'FINOPS_HUB_SCOPE',
+];
 
 /** App settings infra sets that SETTINGS does not list: read by the Functions host or by @azure/identity itself. */
 export const SET_BEYOND_SETTINGS: Readonly<Record<string, string>> = {
@@ -70,13 +79,18 @@ export const BUILT_IN_ROLES: Readonly<Record<string, string>> = {
   '3913510d-42f4-4e42-8a64-420c390055eb': 'Monitoring Metrics Publisher',
 };
 
-/** Where the code needs each role: the host storage account, the destination container, Application Insights. */
-export const REQUIRED_ROLES: Readonly<Record<'hostStorageAccount' | 'destinationContainer' | 'appInsights', string[]>> =
-  {
-    hostStorageAccount: ['Storage Blob Data Owner', 'Storage Queue Data Contributor', 'Storage Table Data Contributor'],
-    destinationContainer: ['Storage Blob Data Contributor'],
-    appInsights: ['Monitoring Metrics Publisher'],
-  };
+/**
+ * Where the code needs each role: the host storage account, the destination container, Application Insights, and
+ * (with a FinOps hub) the hub's ingestion container.
+ */
+export const REQUIRED_ROLES: Readonly<
+  Record<'hostStorageAccount' | 'destinationContainer' | 'appInsights' | 'finOpsHubIngestion', string[]>
+> = {
+  hostStorageAccount: ['Storage Blob Data Owner', 'Storage Queue Data Contributor', 'Storage Table Data Contributor'],
+  destinationContainer: ['Storage Blob Data Contributor'],
+  appInsights: ['Monitoring Metrics Publisher'],
+  finOpsHubIngestion: ['Storage Blob Data Contributor'],
+};
 
 /**
  * The custom dimensions each custom event carries (src/telemetry), as the alert and workbook queries may read them.

@@ -404,4 +404,114 @@ describe('loadConfig', () => {
       );
     });
   });
+
+  describe('FinOps hub drop-in (FINOPS_HUB_*)', () => {
+    const HUB_URI = 'https://sthub.blob.core.windows.net';
+    const EMULATOR = { GRAPH_BASE_URL: 'https://127.0.0.1:8443/v1.0' };
+
+    it('is off when neither FINOPS_HUB_STORAGE form is set', () => {
+      assert.equal(load({}).finOpsHub, undefined);
+      assert.equal(load({ FINOPS_HUB_SCOPE: 'partner-billing' }).finOpsHub, undefined);
+    });
+
+    it('reaches the hub with the managed identity, with the default scope csp/{partnerTenantId}', () => {
+      const config = load({
+        FINOPS_HUB_STORAGE__blobServiceUri: `${HUB_URI}/`,
+        FINOPS_HUB_STORAGE__clientId: '00000000-0000-0000-0000-000000000002',
+      });
+      assert.deepEqual(config.finOpsHub, {
+        connection: {
+          kind: 'identity',
+          blobServiceUri: HUB_URI,
+          queueServiceUri: undefined,
+          tableServiceUri: undefined,
+          clientId: '00000000-0000-0000-0000-000000000002',
+        },
+        scope: 'csp/{partnerTenantId}',
+        local: false,
+      });
+    });
+
+    it('takes a connection string and a scope of its own, trimmed of slashes', () => {
+      const hub = load({
+        FINOPS_HUB_STORAGE: 'DefaultEndpointsProtocol=https;AccountName=sthub;AccountKey=a2V5',
+        FINOPS_HUB_SCOPE: '/partners/contoso/{partnerTenantId}/',
+      }).finOpsHub;
+      assert.equal(hub?.connection.kind, 'connectionString');
+      assert.equal(hub?.scope, 'partners/contoso/{partnerTenantId}');
+      assert.equal(hub?.local, false);
+    });
+
+    it('accepts a loopback (Azurite) hub in emulator mode and marks it local', () => {
+      const hub = load({
+        ...EMULATOR,
+        FINOPS_HUB_STORAGE:
+          'DefaultEndpointsProtocol=http;AccountName=hub;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:10000/hub;',
+      }).finOpsHub;
+      assert.equal(hub?.local, true);
+      assert.equal(load({ ...EMULATOR, FINOPS_HUB_STORAGE: 'UseDevelopmentStorage=true' }).finOpsHub?.local, true);
+    });
+
+    it('refuses a loopback hub outside emulator mode: a FinOps hub is an Azure storage account', () => {
+      oneProblem(
+        { FINOPS_HUB_STORAGE: 'UseDevelopmentStorage=true' },
+        'FINOPS_HUB_STORAGE',
+        /only accepted in emulator mode/,
+      );
+      oneProblem(
+        { FINOPS_HUB_STORAGE: 'AccountName=hub;AccountKey=a2V5;BlobEndpoint=http://localhost:10000/hub' },
+        'FINOPS_HUB_STORAGE',
+        /only accepted in emulator mode/,
+      );
+    });
+
+    it('refuses both forms at once, a blob endpoint over http, and a client id without an endpoint', () => {
+      oneProblem(
+        { FINOPS_HUB_STORAGE: 'UseDevelopmentStorage=true', FINOPS_HUB_STORAGE__blobServiceUri: HUB_URI, ...EMULATOR },
+        'FINOPS_HUB_STORAGE',
+        /set exactly one of the two forms/,
+      );
+      oneProblem(
+        { FINOPS_HUB_STORAGE__blobServiceUri: 'http://sthub.blob.core.windows.net' },
+        'FINOPS_HUB_STORAGE__blobServiceUri',
+        /must use https/,
+      );
+      oneProblem(
+        { FINOPS_HUB_STORAGE__clientId: '00000000-0000-0000-0000-000000000002' },
+        'FINOPS_HUB_STORAGE__clientId',
+        /set both, or neither/,
+      );
+    });
+
+    for (const [scope, accepted] of [
+      ['a//b', /one to eight non-empty segments/],
+      ['csp/../x', /one to eight non-empty segments/],
+      ['csp/{tenant}', /placeholder \{partnerTenantId\}/],
+      ['csp tenant', /segments are letters, digits/],
+      ['12/csp', /would read as a day/],
+      ['csp/a__b', /must not contain "__"/],
+      ['csp/manifest.json', /segment named manifest\.json/],
+      ['a/b/c/d/e/f/g/h/i', /one to eight/],
+    ] as const) {
+      it(`refuses FINOPS_HUB_SCOPE "${scope}", saying what a scope may be`, () => {
+        oneProblem(
+          { FINOPS_HUB_STORAGE__blobServiceUri: HUB_URI, FINOPS_HUB_SCOPE: scope },
+          'FINOPS_HUB_SCOPE',
+          accepted,
+        );
+      });
+    }
+
+    it('reports hub problems together with every other bad setting', () => {
+      const found = problems({
+        EXPORT_ATTRIBUTE_SET: 'all',
+        FINOPS_HUB_STORAGE__blobServiceUri: 'http://sthub.blob.core.windows.net',
+        FINOPS_HUB_SCOPE: 'a//b',
+      });
+      assert.deepEqual(
+        found.map((p) => p.split(':')[0]),
+        ['EXPORT_ATTRIBUTE_SET', 'FINOPS_HUB_SCOPE', 'FINOPS_HUB_STORAGE__blobServiceUri'],
+      );
+    });
+  });
 });

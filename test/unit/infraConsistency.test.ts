@@ -16,6 +16,7 @@ import {
   HOST_STORAGE_IDENTITY_SETTINGS,
   NOT_SET_IN_INFRA,
   SET_BEYOND_SETTINGS,
+  SET_ONLY_WITH_FINOPS_HUB,
 } from '../support/infraExpectations';
 
 // What the infra deliberately does differently from SETTINGS (each with its reason), the roles and the settings
@@ -374,6 +375,24 @@ describe('infra role assignments', () => {
     assert.ok(rolesIn('monitoring.bicep').has('Monitoring Metrics Publisher'));
     assert.ok(rolesIn('destinationStorage.bicep').has('Storage Blob Data Contributor'));
     assert.ok(rolesIn('existingDestination.bicep').has('Storage Blob Data Contributor'));
+    assert.ok(rolesIn('finOpsHub.bicep').has('Storage Blob Data Contributor'), 'FinOps hub: the ingestion container');
+  });
+
+  it('grants the FinOps hub role and sets the hub settings only when a hub account is given, with the user-assigned identity', () => {
+    assert.match(mainCode, /^module finOpsHub 'modules\/finOpsHub\.bicep' = if \(useFinOpsHub\) \{/m);
+    assert.match(mainCode, /^var useFinOpsHub = !empty\(finOpsHubStorageAccountId\)$/m);
+    assert.match(mainCode, /^var finOpsHubAppSettings = useFinOpsHub \? \{/m);
+    assert.match(settings.get('FINOPS_HUB_STORAGE__clientId') ?? '', /identity\.outputs\.clientId/);
+    assert.match(settings.get('FINOPS_HUB_STORAGE__blobServiceUri') ?? '', /finOpsHub!\.outputs\.blobServiceUri/);
+    const hubPart = varExpression(mainCode, 'finOpsHubAppSettings');
+    assert.deepEqual([...objectEntries(hubPart).keys()].sort(), [...SET_ONLY_WITH_FINOPS_HUB].sort());
+    const hubModule = stripBicepComments(read('infra', 'modules', 'finOpsHub.bicep'));
+    assert.match(
+      hubModule,
+      /resource ingestion '[^']+' existing = \{[^}]*name: 'ingestion'/,
+      'the container is never created',
+    );
+    assert.match(hubModule, /scope: ingestion/, 'the role is scoped to the ingestion container');
   });
 });
 
