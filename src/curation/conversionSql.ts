@@ -1,0 +1,164 @@
+import { type CuratedColumn, type CuratedSchema, datasetFamily } from './curatedSchemas';
+import { FOCUS_1_2_COLUMNS, focusExpression } from './focus12';
+
+/**
+ * The SQL of one file's conversion, as pure functions of the schema (the DuckDB adapter, convertFile.ts, runs it).
+ *
+ * Pass 1 reads the raw gzip JSON lines ONCE, with an explicit column list (every column VARCHAR: nothing is sniffed,
+ * and a number Microsoft writes as `1` in one file and `0.92` in the next reads the same), casts every value to
+ * its documented type with TRY_CAST, and writes a staging Parquet in the temporary folder: the typed row, its
+ * ordinal in the file, the raw text of the money columns (for the exact totals) and the reason it is rejected, if
+ * it is. The curated and FOCUS parts, the counts and the totals are then read from that staging file, so the JSON
+ * is parsed once whatever is written from it.
+ *
+ * A row is rejected, with a reason, when:
+ * - `noDatasetColumn`: none of the dataset's columns is in the line: not JSON, not a JSON object, or keys renamed
+ *   (DuckDB's reader turns a line it cannot parse into a row of nulls; blank lines are skipped, not counted);
+ * - `invalidValue:{Column}`: a non-empty value does not convert to the column's type (a date, a decimal, or a
+ *   JSON column that is not valid JSON). The first such column of the line is named.
+ * Empty strings become NULL and are never a rejection.
+ */
+
+/** A SQL string literal. */
+export function sqlString(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+/** A quoted SQL identifier. */
+export function sqlName(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** The typed value of a raw VARCHAR column (NULL for an empty string or a value that does not convert). */
+function typedValue(column: CuratedColumn): string {
+  const raw = `nullif(${sqlName(column.name)}, '')`;
+  switch (column.kind) {
+    case 'json':
+      return `CASE WHEN json_valid(${raw}) THEN ${raw} END`;
+    case 'date':
+    case 'decimal':
+    case 'money':
+      return `TRY_CAST(${raw} AS ${column.sqlType})`;
+    default:
+      return raw;
+  }
+}
+
+/** Prefix of the staging columns that hold the raw text of a money column. */
+export const RAW_PREFIX = '__raw_';
+
+/** The read_json call of a raw file: explicit columns, all VARCHAR, newline-delimited, gzip. */
+export function readRawSql(schema: CuratedSchema, inputPath: string): string {
+  const columns = schema.columns.map((column) => `${sqlName(column.name)}: 'VARCHAR'`).join(', ');
+  return `read_json(${sqlString(inputPath)}, format = 'newline_delimited', compression = 'gzip', columns = {${columns}}, ignore_errors = true)`;
+}
+
+/** Pass 1: raw file → staging rows (typed columns, `__row`, raw money text, `__reject`). */
+export function stagingSelectSql(schema: CuratedSchema, inputPath: string): string {
+  const typed = schema.columns.map((column) => `${typedValue(column)} AS ${sqlName(`__t_${column.name}`)}`);
+  const checks = schema.columns
+    .filter((column) => column.kind !== 'text' && column.kind !== 'guid')
+    .map(
+      (column) =>
+        `WHEN nullif(${sqlName(column.name)}, '') IS NOT NULL AND ${sqlName(`__t_${column.name}`)} IS NULL THEN ${sqlString(`invalidValue:${column.name}`)}`,
+    );
+  const allNull = schema.columns.map((column) => `${sqlName(column.name)} IS NULL`).join(' AND ');
+  const reject = `CASE WHEN ${allNull} THEN 'noDatasetColumn' ${checks.join(' ')} END`;
+  const out = [
+    ...schema.columns.map((column) => `${sqlName(`__t_${column.name}`)} AS ${sqlName(column.name)}`),
+    ...schema.totalColumns.map((name) => `${sqlName(name)} AS ${sqlName(`${RAW_PREFIX}${name}`)}`),
+    '__row',
+    `${reject} AS __reject`,
+  ];
+  return `SELECT ${out.join(', ')} FROM (SELECT *, ${typed.join(', ')}, row_number() OVER () AS __row FROM ${readRawSql(schema, inputPath)})`;
+}
+
+/** The curated rows of a staging file: the documented columns, in documented order, rejected rows left out. */
+export function curatedSelectSql(schema: CuratedSchema, stagingPath: string): string {
+  const columns = schema.columns.map((column) => sqlName(column.name)).join(', ');
+  return `SELECT ${columns} FROM read_parquet(${sqlString(stagingPath)}) WHERE __reject IS NULL`;
+}
+
+/** Constants a FOCUS row needs that the raw row does not hold. */
+export interface FocusContext {
+  dataset: string;
+  /** `YYYY-MM`: BillingPeriodStart is its first day 00:00Z, BillingPeriodEnd the next month's (exclusive). */
+  billingMonth: string;
+  runId: string | null;
+  fileName: string | null;
+}
+
+/** Tables the FOCUS select joins (created by the adapter from the pinned open-data CSVs). */
+export const LOOKUP_TABLES = {
+  pricingUnits: 'focus_pricing_units',
+  regions: 'focus_regions',
+  services: 'focus_services',
+  servicesByType: 'focus_services_by_type',
+} as const;
+
+/** CREATE statements of the lookup tables from the pinned open-data files (explicit columns, one row per key). */
+export function lookupTablesSql(openDataDir: string): string[] {
+  const csv = (file: string, columns: string[]): string =>
+    `read_csv(${sqlString(`${openDataDir}/${file}`)}, header = true, columns = {${columns.map((c) => `${sqlName(c)}: 'VARCHAR'`).join(', ')}})`;
+  const services = csv('Services.csv', [
+    'ConsumedService',
+    'ResourceType',
+    'ServiceName',
+    'ServiceCategory',
+    'ServiceSubcategory',
+    'PublisherName',
+    'PublisherType',
+    'Environment',
+    'ServiceModel',
+  ]);
+  return [
+    `CREATE TEMP TABLE ${LOOKUP_TABLES.pricingUnits} AS SELECT UnitOfMeasure AS unit_key, first(DistinctUnits ORDER BY DistinctUnits) AS unit, CAST(first(PricingBlockSize ORDER BY DistinctUnits) AS ${'DECIMAL(38, 12)'}) AS block_size FROM ${csv('PricingUnits.csv', ['UnitOfMeasure', 'AccountTypes', 'PricingBlockSize', 'DistinctUnits'])} GROUP BY UnitOfMeasure`,
+    `CREATE TEMP TABLE ${LOOKUP_TABLES.regions} AS SELECT lower(OriginalValue) AS region_key, first(RegionId ORDER BY RegionId) AS region_id, first(RegionName ORDER BY RegionId) AS region_name FROM ${csv('Regions.csv', ['OriginalValue', 'RegionId', 'RegionName'])} GROUP BY lower(OriginalValue)`,
+    `CREATE TEMP TABLE ${LOOKUP_TABLES.services} AS SELECT lower(coalesce(ConsumedService, '')) AS service_key, lower(ResourceType) AS type_key, first(ServiceName ORDER BY ServiceName) AS name, first(ServiceCategory ORDER BY ServiceName) AS category, first(ServiceSubcategory ORDER BY ServiceName) AS subcategory, first(ServiceModel ORDER BY ServiceName) AS model FROM ${services} GROUP BY ALL`,
+    // By resource type alone (the basic attribute set has no ConsumedService): only types that name one service.
+    `CREATE TEMP TABLE ${LOOKUP_TABLES.servicesByType} AS SELECT type_key, first(name) AS name, first(category) AS category, first(subcategory) AS subcategory, first(model) AS model FROM ${LOOKUP_TABLES.services} GROUP BY type_key HAVING count(DISTINCT name) = 1`,
+  ];
+}
+
+/** The FOCUS rows of a staging file (reconciliation: a charge row per line, then its Tax row when TaxTotal ≠ 0). */
+export function focusSelectSql(schema: CuratedSchema, stagingPath: string, context: FocusContext): string {
+  const family = datasetFamily(schema.dataset);
+  const present = new Set(schema.columns.map((column) => column.name));
+  // Columns of the full set this attribute set lacks read as typed NULLs, so one mapping serves both sets.
+  const missing = schema.fullColumns
+    .filter((column) => !present.has(column.name))
+    .map((column) => `CAST(NULL AS ${column.sqlType}) AS ${sqlName(column.name)}`);
+  const taxRows =
+    family === 'reconciliation'
+      ? `unnest(CASE WHEN coalesce(TaxTotal, 0) <> 0 THEN [false, true] ELSE [false] END) AS __is_tax`
+      : 'false AS __is_tax';
+  const source = `SELECT *, ${[...missing, taxRows].join(', ')} FROM read_parquet(${sqlString(stagingPath)}) WHERE __reject IS NULL`;
+  const [year, month] = context.billingMonth.split('-').map(Number) as [number, number];
+  const start = `${year}-${String(month).padStart(2, '0')}-01 00:00:00+00`;
+  const next =
+    month === 12 ? `${year + 1}-01-01 00:00:00+00` : `${year}-${String(month + 1).padStart(2, '0')}-01 00:00:00+00`;
+  const nullable = (value: string | null): string => (value === null ? 'CAST(NULL AS VARCHAR)' : sqlString(value));
+  const constants = [
+    `CAST(${sqlString(start)} AS TIMESTAMP WITH TIME ZONE) AS billing_period_start`,
+    `CAST(${sqlString(next)} AS TIMESTAMP WITH TIME ZONE) AS billing_period_end`,
+    `${sqlString(context.dataset)} AS dataset`,
+    `${nullable(context.runId)} AS run_id`,
+    `${nullable(context.fileName)} AS file_name`,
+  ].join(', ');
+  const unit = family === 'reconciliation' ? 's.UnitType' : 'coalesce(s.Unit, s.UnitType)';
+  const joins =
+    family === 'reconciliation'
+      ? [`LEFT JOIN ${LOOKUP_TABLES.pricingUnits} pu ON pu.unit_key = ${unit}`]
+      : [
+          `LEFT JOIN ${LOOKUP_TABLES.pricingUnits} pu ON pu.unit_key = ${unit}`,
+          `LEFT JOIN ${LOOKUP_TABLES.regions} rg ON rg.region_key = lower(coalesce(s.ResourceLocation, s.MeterRegion))`,
+          `LEFT JOIN ${LOOKUP_TABLES.services} sv ON sv.service_key = lower(s.ConsumedService) AND sv.type_key = s.__type`,
+          `LEFT JOIN ${LOOKUP_TABLES.servicesByType} svt ON svt.type_key = s.__type`,
+        ];
+  const typeColumn =
+    family === 'reconciliation'
+      ? ''
+      : `, lower(nullif(array_to_string(list_filter(string_split(regexp_extract(ResourceURI, '/providers/(.*)$', 1), '/'), lambda v, i: i = 1 OR i % 2 = 0), '/'), '')) AS __type`;
+  const columns = FOCUS_1_2_COLUMNS.map((entry) => `${focusExpression(entry, family)} AS ${sqlName(entry.name)}`);
+  return `SELECT ${columns.join(', ')} FROM (SELECT *${typeColumn} FROM (${source})) s CROSS JOIN (SELECT ${constants}) p ${joins.join(' ')} ORDER BY s.__row, s.__is_tax`;
+}
