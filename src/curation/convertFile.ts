@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -34,7 +35,7 @@ export interface EngineOptions {
   maxTempDirectorySize?: string | undefined;
   /** Split each output into parts of about this many bytes (default: one part per output). */
   maxPartBytes?: number | undefined;
-  /** Folder of the pinned FinOps toolkit open-data CSVs (default: `data/finops-toolkit` of the project). */
+  /** Folder of the pinned FinOps toolkit open-data CSVs (default: defaultOpenDataDir()). */
   openDataDir?: string | undefined;
 }
 
@@ -85,8 +86,15 @@ export interface ConvertFileResult {
   };
 }
 
-/** Default open-data folder: `data/finops-toolkit` of the project (this file is dist/src/curation/*.js or src/curation/*.ts). */
-export const DEFAULT_OPEN_DATA_DIR = join(__dirname, '..', '..', '..', 'data', 'finops-toolkit');
+/**
+ * Where the pinned open-data CSVs are: `data/finops-toolkit` next to this module (the sources, or a bundle that
+ * carries the folder next to itself), else the sources' copy seen from tsc's output (dist/src/curation).
+ */
+export function defaultOpenDataDir(): string {
+  const beside = join(__dirname, 'data', 'finops-toolkit');
+  if (existsSync(beside)) return beside;
+  return join(__dirname, '..', '..', '..', 'src', 'curation', 'data', 'finops-toolkit');
+}
 
 const PARQUET = 'FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880';
 
@@ -154,7 +162,7 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
   try {
     // Dates without a zone are read as UTC, and TIMESTAMPTZ values are computed in UTC.
     await connection.run(`SET TimeZone = 'UTC'`);
-    for (const statement of lookupTablesSql(engine.openDataDir ?? DEFAULT_OPEN_DATA_DIR))
+    for (const statement of lookupTablesSql(engine.openDataDir ?? defaultOpenDataDir()))
       await connection.run(statement);
     await connection.run(
       `COPY (${stagingSelectSql(schema, input.inputPath)}) TO ${sqlString(stagingPath)} (FORMAT parquet, COMPRESSION snappy)`,
