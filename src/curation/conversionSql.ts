@@ -120,19 +120,113 @@ export function lookupTablesSql(openDataDir: string): string[] {
   ];
 }
 
-/** The FOCUS rows of a staging file (reconciliation: a charge row per line, then its Tax row when TaxTotal ≠ 0). */
-export function focusSelectSql(schema: CuratedSchema, stagingPath: string, context: FocusContext): string {
+/** Resource type id parsed from ResourceURI: `microsoft.compute/virtualmachines` (nested types joined by `/`). */
+const RESOURCE_TYPE_OF_URI = `lower(nullif(array_to_string(list_filter(string_split(regexp_extract(ResourceURI, '/providers/(.*)$', 1), '/'), lambda v, i: i = 1 OR i % 2 = 0), '/'), ''))`;
+
+/**
+ * The rows FOCUS is computed from: the converted staging rows with the full set's columns (those the attribute set
+ * lacks as typed NULLs, so one mapping serves both sets), `__type` (usage) and `__is_tax` (reconciliation: each
+ * line once as its charge, and again as its Tax row when TaxTotal is not 0, right after it).
+ */
+function focusSourceSql(schema: CuratedSchema, stagingPath: string): string {
   const family = datasetFamily(schema.dataset);
   const present = new Set(schema.columns.map((column) => column.name));
-  // Columns of the full set this attribute set lacks read as typed NULLs, so one mapping serves both sets.
   const missing = schema.fullColumns
     .filter((column) => !present.has(column.name))
     .map((column) => `CAST(NULL AS ${column.sqlType}) AS ${sqlName(column.name)}`);
-  const taxRows =
+  const extra =
     family === 'reconciliation'
-      ? `unnest(CASE WHEN coalesce(TaxTotal, 0) <> 0 THEN [false, true] ELSE [false] END) AS __is_tax`
-      : 'false AS __is_tax';
-  const source = `SELECT *, ${[...missing, taxRows].join(', ')} FROM read_parquet(${sqlString(stagingPath)}) WHERE __reject IS NULL`;
+      ? ['unnest(CASE WHEN coalesce(TaxTotal, 0) <> 0 THEN [false, true] ELSE [false] END) AS __is_tax']
+      : ['false AS __is_tax'];
+  const inner = `SELECT *, ${[...missing, ...extra].join(', ')} FROM read_parquet(${sqlString(stagingPath)}) WHERE __reject IS NULL`;
+  return family === 'reconciliation' ? inner : `SELECT *, ${RESOURCE_TYPE_OF_URI} AS __type FROM (${inner})`;
+}
+
+/** Lookup keys of a row, as SQL over the FOCUS source row. */
+function lookupKeys(schema: CuratedSchema): { unit: string; region: string | null; service: string | null } {
+  if (datasetFamily(schema.dataset) === 'reconciliation') return { unit: 'UnitType', region: null, service: null };
+  return {
+    unit: 'coalesce(Unit, UnitType)',
+    region: 'lower(coalesce(ResourceLocation, MeterRegion))',
+    service: `lower(ConsumedService) || '|' || __type`,
+  };
+}
+
+/**
+ * The open-data entries a file's rows use, resolved once per file: a few dozen keys, whatever the rows. They go
+ * into the FOCUS select as CASE expressions, not joins, so the select streams in file order within the memory
+ * limit (a join under DuckDB's order preservation buffered the rows and ran out of memory at 256 MB).
+ */
+export interface FocusLookups {
+  /** Unit of measure → [PricingUnit, PricingBlockSize]. */
+  pricingUnits: Record<string, [string, string]>;
+  /** lower(location) → [RegionId, RegionName]. */
+  regions: Record<string, [string, string]>;
+  /** `consumedservice|resourcetype` → [ServiceName, ServiceCategory, ServiceSubcategory, ServiceModel]. */
+  services: Record<string, [string, string, string, string]>;
+  /** resource type → the same, for types that name one service. */
+  servicesByType: Record<string, [string, string, string, string]>;
+}
+
+/** Queries that resolve a file's lookup keys (each row: key, then the values of FocusLookups' tuple). */
+export function lookupQueriesSql(
+  schema: CuratedSchema,
+  stagingPath: string,
+): Record<keyof FocusLookups, string | null> {
+  const source = focusSourceSql(schema, stagingPath);
+  const keys = lookupKeys(schema);
+  const distinct = (key: string): string => `(SELECT DISTINCT ${key} AS k FROM (${source}) WHERE ${key} IS NOT NULL)`;
+  const service = 'name, category, subcategory, model';
+  return {
+    pricingUnits: `SELECT k, l.unit, CAST(l.block_size AS VARCHAR) FROM ${distinct(keys.unit)} JOIN ${LOOKUP_TABLES.pricingUnits} l ON l.unit_key = k ORDER BY k`,
+    regions:
+      keys.region === null
+        ? null
+        : `SELECT k, l.region_id, l.region_name FROM ${distinct(keys.region)} JOIN ${LOOKUP_TABLES.regions} l ON l.region_key = k ORDER BY k`,
+    services:
+      keys.service === null
+        ? null
+        : `SELECT k, ${service} FROM ${distinct(keys.service)} JOIN ${LOOKUP_TABLES.services} l ON l.service_key || '|' || l.type_key = k ORDER BY k`,
+    servicesByType:
+      keys.service === null
+        ? null
+        : `SELECT k, ${service} FROM ${distinct('__type')} JOIN ${LOOKUP_TABLES.servicesByType} l ON l.type_key = k ORDER BY k`,
+  };
+}
+
+/** `CASE key WHEN … THEN … END` over a lookup's entries (NULL when it has none). */
+function caseOf(
+  key: string | null,
+  entries: Record<string, readonly string[]>,
+  index: number,
+  sqlType: string,
+): string {
+  const whens = Object.keys(entries)
+    .sort()
+    .map((k) => `WHEN ${sqlString(k)} THEN ${sqlString(entries[k]?.[index] ?? '')}`);
+  if (key === null || whens.length === 0) return `CAST(NULL AS ${sqlType})`;
+  return `CAST(CASE ${key} ${whens.join(' ')} END AS ${sqlType})`;
+}
+
+/** The FOCUS rows of a staging file, in file order (reconciliation: a line's Tax row right after its charge row). */
+export function focusSelectSql(
+  schema: CuratedSchema,
+  stagingPath: string,
+  context: FocusContext,
+  lookups: FocusLookups,
+): string {
+  const family = datasetFamily(schema.dataset);
+  const keys = lookupKeys(schema);
+  const lookupColumns = [
+    `${caseOf(keys.unit, lookups.pricingUnits, 0, 'VARCHAR')} AS __pu_unit`,
+    `${caseOf(keys.unit, lookups.pricingUnits, 1, 'DECIMAL(38, 12)')} AS __pu_block_size`,
+    `${caseOf(keys.region, lookups.regions, 0, 'VARCHAR')} AS __rg_region_id`,
+    `${caseOf(keys.region, lookups.regions, 1, 'VARCHAR')} AS __rg_region_name`,
+    ...['name', 'category', 'subcategory', 'model'].flatMap((field, index) => [
+      `${caseOf(keys.service, lookups.services, index, 'VARCHAR')} AS __sv_${field}`,
+      `${caseOf(keys.service === null ? null : '__type', lookups.servicesByType, index, 'VARCHAR')} AS __svt_${field}`,
+    ]),
+  ];
   const [year, month] = context.billingMonth.split('-').map(Number) as [number, number];
   const start = `${year}-${String(month).padStart(2, '0')}-01 00:00:00+00`;
   const next =
@@ -145,20 +239,8 @@ export function focusSelectSql(schema: CuratedSchema, stagingPath: string, conte
     `${nullable(context.runId)} AS run_id`,
     `${nullable(context.fileName)} AS file_name`,
   ].join(', ');
-  const unit = family === 'reconciliation' ? 's.UnitType' : 'coalesce(s.Unit, s.UnitType)';
-  const joins =
-    family === 'reconciliation'
-      ? [`LEFT JOIN ${LOOKUP_TABLES.pricingUnits} pu ON pu.unit_key = ${unit}`]
-      : [
-          `LEFT JOIN ${LOOKUP_TABLES.pricingUnits} pu ON pu.unit_key = ${unit}`,
-          `LEFT JOIN ${LOOKUP_TABLES.regions} rg ON rg.region_key = lower(coalesce(s.ResourceLocation, s.MeterRegion))`,
-          `LEFT JOIN ${LOOKUP_TABLES.services} sv ON sv.service_key = lower(s.ConsumedService) AND sv.type_key = s.__type`,
-          `LEFT JOIN ${LOOKUP_TABLES.servicesByType} svt ON svt.type_key = s.__type`,
-        ];
-  const typeColumn =
-    family === 'reconciliation'
-      ? ''
-      : `, lower(nullif(array_to_string(list_filter(string_split(regexp_extract(ResourceURI, '/providers/(.*)$', 1), '/'), lambda v, i: i = 1 OR i % 2 = 0), '/'), '')) AS __type`;
   const columns = FOCUS_1_2_COLUMNS.map((entry) => `${focusExpression(entry, family)} AS ${sqlName(entry.name)}`);
-  return `SELECT ${columns.join(', ')} FROM (SELECT *${typeColumn} FROM (${source})) s CROSS JOIN (SELECT ${constants}) p ${joins.join(' ')} ORDER BY s.__row, s.__is_tax`;
+  const source = `SELECT *, ${lookupColumns.join(', ')} FROM (${focusSourceSql(schema, stagingPath)})`;
+  // The constants are one row; a cross join with it keeps the rows' order.
+  return `SELECT ${columns.join(', ')} FROM (${source}) s, (SELECT ${constants}) p`;
 }

@@ -5,7 +5,9 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import type { AttributeSet, DatasetId } from '../config';
 import {
   curatedSelectSql,
+  type FocusLookups,
   focusSelectSql,
+  lookupQueriesSql,
   lookupTablesSql,
   RAW_PREFIX,
   sqlName,
@@ -96,7 +98,11 @@ export function defaultOpenDataDir(): string {
   return join(__dirname, '..', '..', '..', 'src', 'curation', 'data', 'finops-toolkit');
 }
 
-const PARQUET = 'FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880';
+/**
+ * zstd; row groups of 16384 rows: DuckDB's Parquet writer holds a row group in memory, and 122880 rows of the ~100
+ * FOCUS columns did not fit in 256 MB.
+ */
+const PARQUET = 'FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384';
 
 async function rows(connection: Awaited<ReturnType<DuckDBInstance['connect']>>, sql: string): Promise<unknown[][]> {
   const reader = await connection.runAndReadAll(sql);
@@ -201,14 +207,25 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
       partName,
       engine.maxPartBytes,
     );
+    const lookups: FocusLookups = { pricingUnits: {}, regions: {}, services: {}, servicesByType: {} };
+    for (const [name, sql] of Object.entries(lookupQueriesSql(schema, stagingPath))) {
+      if (sql === null) continue;
+      const target = lookups[name as keyof FocusLookups] as Record<string, string[]>;
+      for (const [key, ...values] of (await rows(connection, sql)) as string[][]) target[key as string] = values;
+    }
     const focus = await writeParts(
       connection,
-      focusSelectSql(schema, stagingPath, {
-        dataset: input.dataset,
-        billingMonth: input.billingMonth,
-        runId: input.sourceRunId ?? null,
-        fileName: input.sourceFileName ?? null,
-      }),
+      focusSelectSql(
+        schema,
+        stagingPath,
+        {
+          dataset: input.dataset,
+          billingMonth: input.billingMonth,
+          runId: input.sourceRunId ?? null,
+          fileName: input.sourceFileName ?? null,
+        },
+        lookups,
+      ),
       focusDir,
       partName,
       engine.maxPartBytes,

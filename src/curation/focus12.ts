@@ -3,10 +3,10 @@ import { type DatasetFamily, DECIMAL_TYPE } from './curatedSchemas';
 /**
  * The FOCUS 1.2 mapping of the Graph partner billing datasets, as data: one entry per output column with a DuckDB
  * SQL expression per dataset family. The expressions read the curated row as `s` (every column of the `full` set;
- * columns the attribute set lacks read as NULL), the open-data lookups as `pu` (PricingUnits.csv), `rg`
- * (Regions.csv), `sv` (Services.csv by consumed service and resource type) and `svt` (Services.csv by resource type
- * alone), the constants as `p` (billing period, source run and file), and, for reconciliation, `s.__is_tax` (true
- * on the separate Tax row of a line). Reasons and precedents: /work/wt/focus-mapping-draft.md (for the docs).
+ * columns the attribute set lacks read as NULL), the open-data lookups as `s.__pu_*` (PricingUnits.csv), `s.__rg_*`
+ * (Regions.csv), `s.__sv_*` (Services.csv by consumed service and resource type) and `s.__svt_*` (Services.csv by
+ * resource type alone), the constants as `p` (billing period, source run and file), and, for reconciliation,
+ * `s.__is_tax` (true on the separate Tax row of a line). Reasons and precedents: /work/wt/focus-mapping-draft.md (for the docs).
  *
  * Spec: FinOps-Open-Cost-and-Usage-Spec/FOCUS_Spec, tag v1.2 (commit 7296e314), `specification/columns/*.md`.
  * A later version gets a module of its own beside this one (focus13.ts …), chosen by FOCUS_VERSION.
@@ -152,8 +152,14 @@ export const FOCUS_1_2_COLUMNS: readonly FocusColumn[] = [
   ),
   column('CommitmentDiscountType', 'Conditional', STR, BENEFIT, undefined),
   column('CommitmentDiscountUnit', 'Conditional', STR, undefined, undefined),
-  column('ConsumedQuantity', 'Conditional', DEC, `CAST(s.Quantity * coalesce(pu.block_size, 1) AS ${DEC})`, undefined),
-  column('ConsumedUnit', 'Conditional', STR, `coalesce(pu.unit, ${USAGE_UNIT})`, undefined),
+  column(
+    'ConsumedQuantity',
+    'Conditional',
+    DEC,
+    `CAST(s.Quantity * coalesce(s.__pu_block_size, 1) AS ${DEC})`,
+    undefined,
+  ),
+  column('ConsumedUnit', 'Conditional', STR, `coalesce(s.__pu_unit, ${USAGE_UNIT})`, undefined),
   column(
     'ContractedCost',
     'Mandatory',
@@ -195,30 +201,30 @@ export const FOCUS_1_2_COLUMNS: readonly FocusColumn[] = [
     'PricingUnit',
     'Mandatory',
     STR,
-    `coalesce(pu.unit, ${USAGE_UNIT})`,
-    notTax(`coalesce(pu.unit, s.UnitType, 'Units')`),
+    `coalesce(s.__pu_unit, ${USAGE_UNIT})`,
+    notTax(`coalesce(s.__pu_unit, s.UnitType, 'Units')`),
   ),
   column('ProviderName', 'Mandatory', STR, `'Microsoft'`, `'Microsoft'`),
   column('PublisherName', 'Mandatory', STR, 's.PublisherName', 's.PublisherName'),
-  column('RegionId', 'Conditional', STR, 'rg.region_id', undefined),
-  column('RegionName', 'Conditional', STR, 'rg.region_name', undefined),
+  column('RegionId', 'Conditional', STR, 's.__rg_region_id', undefined),
+  column('RegionName', 'Conditional', STR, 's.__rg_region_name', undefined),
   column('ResourceId', 'Conditional', STR, 's.ResourceURI', undefined),
   column('ResourceName', 'Conditional', STR, `nullif(regexp_extract(s.ResourceURI, '[^/]+$'), '')`, undefined),
   // The type id; the FinOps hub replaces an id (it contains '/') by the display name from its ResourceTypes table.
   column('ResourceType', 'Conditional', STR, RESOURCE_TYPE, undefined),
-  column('ServiceCategory', 'Mandatory', STR, `coalesce(sv.category, svt.category, 'Other')`, `'Other'`),
+  column('ServiceCategory', 'Mandatory', STR, `coalesce(s.__sv_category, s.__svt_category, 'Other')`, `'Other'`),
   column(
     'ServiceName',
     'Mandatory',
     STR,
-    'coalesce(sv.name, svt.name, s.MeterCategory, s.SkuName)',
+    'coalesce(s.__sv_name, s.__svt_name, s.MeterCategory, s.SkuName)',
     'coalesce(s.ProductName, s.SkuName)',
   ),
   column(
     'ServiceSubcategory',
     'Recommended',
     STR,
-    `coalesce(sv.subcategory, svt.subcategory, 'Other (Other)')`,
+    `coalesce(s.__sv_subcategory, s.__svt_subcategory, 'Other (Other)')`,
     `'Other (Other)'`,
   ),
   column('SkuId', 'Conditional', STR, `s.ProductId || '/' || s.SkuId`, `s.ProductId || '/' || s.SkuId`),
@@ -270,7 +276,13 @@ export const FOCUS_1_2_COLUMNS: readonly FocusColumn[] = [
     `CAST(CAST(s.PartnerEarnedCreditPercentage / 100 AS DECIMAL(18, 6)) AS DOUBLE)::VARCHAR`,
     `CASE WHEN ${PEC} THEN CAST(TRY_CAST(regexp_extract(s.PriceAdjustmentDescription, '([0-9]+(\\.[0-9]+)?)\\s*%', 1) AS DECIMAL(18, 6)) / 100 AS DOUBLE)::VARCHAR END`,
   ),
-  column('x_PricingBlockSize', 'Extension', DEC, 'coalesce(pu.block_size, 1)', notTax('coalesce(pu.block_size, 1)')),
+  column(
+    'x_PricingBlockSize',
+    'Extension',
+    DEC,
+    'coalesce(s.__pu_block_size, 1)',
+    notTax('coalesce(s.__pu_block_size, 1)'),
+  ),
   column('x_PricingUnitDescription', 'Extension', STR, USAGE_UNIT, notTax('s.UnitType')),
   column('x_PublisherId', 'Extension', STR, 's.PublisherId', 's.PublisherId'),
   column('x_ResellerId', 'Extension', STR, 's.Tier2MpnId', 's.Tier2MpnId'),
@@ -282,7 +294,7 @@ export const FOCUS_1_2_COLUMNS: readonly FocusColumn[] = [
     undefined,
   ),
   column('x_ResourceType', 'Extension', STR, RESOURCE_TYPE, undefined),
-  column('x_ServiceModel', 'Extension', STR, 'coalesce(sv.model, svt.model)', undefined),
+  column('x_ServiceModel', 'Extension', STR, 'coalesce(s.__sv_model, s.__svt_model)', undefined),
   column('x_ServicePeriodEnd', 'Extension', TS, 's.ChargeEndDate + INTERVAL 1 DAY', 's.ChargeEndDate + INTERVAL 1 DAY'),
   column('x_ServicePeriodStart', 'Extension', TS, 's.ChargeStartDate', 's.ChargeStartDate'),
   column('x_SkuDescription', 'Extension', STR, 's.SkuName', 's.SkuName'),

@@ -196,6 +196,20 @@ describe('curation: one raw file to typed Parquet and FOCUS 1.2 (real DuckDB, em
     assertTotalsAgree(result);
   });
 
+  it('reports a totals difference when a value has more decimals than the curated type keeps, instead of rounding silently', async () => {
+    const line = JSON.stringify({ PartnerId: 'p', BillingCurrency: 'USD', BillingPreTaxTotal: '0.0000000000004' });
+    const result = await convert(
+      'precision',
+      await emulatorFile('precision', 'unbilledUsage', 'USD', 'basic', 10, [line]),
+      'unbilledUsage',
+      'basic',
+    );
+    assert.equal(result.rejected.count, 0);
+    const differences = conversionTotalsDifferences(result.totals);
+    assert.equal(differences.length, 2, differences.join('\n'));
+    assert.match(differences[0] ?? '', /^curated USD BillingPreTaxTotal: raw \d+\.\d*4, written \d+\.\d+$/);
+  });
+
   it('writes empty strings as NULL and keeps Tags as JSON text usable with JSON functions', async () => {
     const result = await convert(
       'nulls',
@@ -269,6 +283,13 @@ describe('curation: one raw file to typed Parquet and FOCUS 1.2 (real DuckDB, em
     assert.equal(Number(taxQuantity), 0, 'FOCUS: PricingQuantity and PricingUnit are null on Tax rows');
     assert.equal(only(result.focus).rowCount, Number(purchase) + Number(tax));
     assert.deepEqual(Object.keys(result.totals.focus.EUR ?? {}).sort(), ['Subtotal', 'TaxTotal']);
+    // File order: every line's rows follow the previous line's, its Tax row right after its charge row.
+    const [[outOfOrder]] = (await query(
+      `SELECT count(*) FROM (SELECT x_SourceRow, ChargeCategory, lag(x_SourceRow) OVER () AS previous,
+              lag(ChargeCategory) OVER () AS previousCategory FROM read_parquet('${path}'))
+       WHERE previous > x_SourceRow OR (previous = x_SourceRow AND NOT (previousCategory <> 'Tax' AND ChargeCategory = 'Tax'))`,
+    )) as [[string]];
+    assert.equal(Number(outOfOrder), 0);
     assertTotalsAgree(result);
   });
 
