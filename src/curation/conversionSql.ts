@@ -17,6 +17,11 @@ import { FOCUS_1_2_COLUMNS, focusExpression } from './focus12';
  * - `invalidValue:{Column}`: a non-empty value does not convert to the column's type (a date, a decimal, or a
  *   JSON column that is not valid JSON). The first such column of the line is named.
  * Empty strings become NULL and are never a rejection.
+ *
+ * Numbers: DuckDB's JSON reader parses an unquoted JSON number as a double and hands a VARCHAR column its shortest
+ * text, so every number of up to 15 significant digits (Graph's amounts have about 6 decimals) arrives exactly as
+ * written (`1.50` as `1.5`, `1e-7` as `1e-07`: the same values); a number with more digits than a double holds is
+ * rounded by the reader, before this code sees it. Quoted numbers (`"12.5"`) arrive as written.
  */
 
 /** A SQL string literal. */

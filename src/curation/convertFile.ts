@@ -146,6 +146,9 @@ function totalsFrom(result: unknown[][]): CurrencyTotals {
 
 /** Converts one raw file. Throws (DuckDB's error as `cause`) when the file cannot be read or written. */
 export async function convertFile(input: ConvertFileInput): Promise<ConvertFileResult> {
+  if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(input.billingMonth)) {
+    throw new Error(`convertFile: billingMonth must be YYYY-MM, got "${input.billingMonth}"`);
+  }
   const schema = curatedSchema(input.dataset, input.attributeSet);
   const family = datasetFamily(input.dataset);
   const engine = input.engine ?? {};
