@@ -1,15 +1,16 @@
 import { type CuratedColumn, type CuratedSchema, datasetFamily } from './curatedSchemas';
-import { FOCUS_1_2_COLUMNS, focusExpression } from './focus12';
+import { FOCUS_1_2_COLUMNS, FOCUS_1_2_SHARED, focusExpression } from './focus12';
 
 /**
  * The SQL of one file's conversion, as pure functions of the schema (the DuckDB adapter, convertFile.ts, runs it).
  *
  * Pass 1 reads the raw gzip JSON lines ONCE, with an explicit column list (every column VARCHAR: nothing is sniffed,
  * and a number Microsoft writes as `1` in one file and `0.92` in the next reads the same), casts every value to
- * its documented type with TRY_CAST, and writes a staging Parquet in the temporary folder: the typed row, its
- * ordinal in the file, the raw text of the money columns (for the exact totals) and the reason it is rejected, if
- * it is. The curated and FOCUS parts, the counts and the totals are then read from that staging file, so the JSON
- * is parsed once whatever is written from it.
+ * its documented type with TRY_CAST, and keeps the result as staging rows (a Parquet file in the temporary folder,
+ * or a DuckDB temporary table: convertFile's `staging` option): the typed row, its ordinal in the file, the raw
+ * text of the money columns (for the exact totals) and the reason it is rejected, if it is. The curated and FOCUS
+ * parts, the counts and the totals are then read from the staging rows (`staging` below is the SQL relation), so
+ * the JSON is parsed once whatever is written from it.
  *
  * A row is rejected, with a reason, when:
  * - `noDatasetColumn`: none of the dataset's columns is in the line: not JSON, not a JSON object, or keys renamed
@@ -78,10 +79,13 @@ export function stagingSelectSql(schema: CuratedSchema, inputPath: string): stri
   return `SELECT ${out.join(', ')} FROM (SELECT *, ${typed.join(', ')}, row_number() OVER () AS __row FROM ${readRawSql(schema, inputPath)})`;
 }
 
-/** The curated rows of a staging file: the documented columns, in documented order, rejected rows left out. */
-export function curatedSelectSql(schema: CuratedSchema, stagingPath: string): string {
+/** The staging table, when pass 1 keeps its rows in DuckDB (spilled to the temporary folder beyond the memory limit). */
+export const STAGING_TABLE = 'curation_staging';
+
+/** The curated rows of the staging table: the documented columns, in documented order, rejected rows left out. */
+export function curatedSelectSql(schema: CuratedSchema, staging: string): string {
   const columns = schema.columns.map((column) => sqlName(column.name)).join(', ');
-  return `SELECT ${columns} FROM read_parquet(${sqlString(stagingPath)}) WHERE __reject IS NULL`;
+  return `SELECT ${columns} FROM ${staging} WHERE __reject IS NULL`;
 }
 
 /** Constants a FOCUS row needs that the raw row does not hold. */
@@ -133,7 +137,7 @@ const RESOURCE_TYPE_OF_URI = `lower(nullif(array_to_string(list_filter(string_sp
  * lacks as typed NULLs, so one mapping serves both sets), `__type` (usage) and `__is_tax` (reconciliation: each
  * line once as its charge, and again as its Tax row when TaxTotal is not 0, right after it).
  */
-function focusSourceSql(schema: CuratedSchema, stagingPath: string): string {
+function focusSourceSql(schema: CuratedSchema, staging: string): string {
   const family = datasetFamily(schema.dataset);
   const present = new Set(schema.columns.map((column) => column.name));
   const missing = schema.fullColumns
@@ -143,8 +147,12 @@ function focusSourceSql(schema: CuratedSchema, stagingPath: string): string {
     family === 'reconciliation'
       ? ['unnest(CASE WHEN coalesce(TaxTotal, 0) <> 0 THEN [false, true] ELSE [false] END) AS __is_tax']
       : ['false AS __is_tax'];
-  const inner = `SELECT *, ${[...missing, ...extra].join(', ')} FROM read_parquet(${sqlString(stagingPath)}) WHERE __reject IS NULL`;
-  return family === 'reconciliation' ? inner : `SELECT *, ${RESOURCE_TYPE_OF_URI} AS __type FROM (${inner})`;
+  const inner = `SELECT *, ${[...missing, ...extra].join(', ')} FROM ${staging} WHERE __reject IS NULL`;
+  const typed = family === 'reconciliation' ? inner : `SELECT *, ${RESOURCE_TYPE_OF_URI} AS __type FROM (${inner})`;
+  return FOCUS_1_2_SHARED[family].reduce(
+    (relation, [name, expression]) => `SELECT *, ${expression} AS ${name} FROM (${relation}) s`,
+    typed,
+  );
 }
 
 /** Lookup keys of a row, as SQL over the FOCUS source row. */
@@ -174,11 +182,8 @@ export interface FocusLookups {
 }
 
 /** Queries that resolve a file's lookup keys (each row: key, then the values of FocusLookups' tuple). */
-export function lookupQueriesSql(
-  schema: CuratedSchema,
-  stagingPath: string,
-): Record<keyof FocusLookups, string | null> {
-  const source = focusSourceSql(schema, stagingPath);
+export function lookupQueriesSql(schema: CuratedSchema, staging: string): Record<keyof FocusLookups, string | null> {
+  const source = focusSourceSql(schema, staging);
   const keys = lookupKeys(schema);
   const distinct = (key: string): string => `(SELECT DISTINCT ${key} AS k FROM (${source}) WHERE ${key} IS NOT NULL)`;
   const service = 'name, category, subcategory, model';
@@ -216,7 +221,7 @@ function caseOf(
 /** The FOCUS rows of a staging file, in file order (reconciliation: a line's Tax row right after its charge row). */
 export function focusSelectSql(
   schema: CuratedSchema,
-  stagingPath: string,
+  staging: string,
   context: FocusContext,
   lookups: FocusLookups,
 ): string {
@@ -245,7 +250,7 @@ export function focusSelectSql(
     `${nullable(context.fileName)} AS file_name`,
   ].join(', ');
   const columns = FOCUS_1_2_COLUMNS.map((entry) => `${focusExpression(entry, family)} AS ${sqlName(entry.name)}`);
-  const source = `SELECT *, ${lookupColumns.join(', ')} FROM (${focusSourceSql(schema, stagingPath)})`;
+  const source = `SELECT *, ${lookupColumns.join(', ')} FROM (${focusSourceSql(schema, staging)})`;
   // The constants are one row; a cross join with it keeps the rows' order.
   return `SELECT ${columns.join(', ')} FROM (${source}) s, (SELECT ${constants}) p`;
 }

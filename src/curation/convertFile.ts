@@ -10,6 +10,7 @@ import {
   lookupQueriesSql,
   lookupTablesSql,
   RAW_PREFIX,
+  STAGING_TABLE,
   sqlName,
   sqlString,
   stagingSelectSql,
@@ -31,12 +32,19 @@ export interface EngineOptions {
   threads?: number | undefined;
   /** DuckDB's memory limit (default `256MB`); above it DuckDB spills to `tempDirectory`. */
   memoryLimit?: string | undefined;
-  /** Where DuckDB spills and the staging file goes (default: the output folder's `.tmp`). */
+  /** Where DuckDB spills beyond the memory limit and the staging file goes (default: `{outputDir}/.tmp`, removed afterwards). */
   tempDirectory?: string | undefined;
   /** Disk budget for the spill files (default `1GB`); exceeding it fails the conversion. */
   maxTempDirectorySize?: string | undefined;
   /** Split each output into parts of about this many bytes (default: one part per output). */
   maxPartBytes?: number | undefined;
+  /**
+   * Where pass 1 keeps the typed rows: `parquet` (default), a snappy Parquet file in `tempDirectory`; or `table`, a
+   * DuckDB temporary table (spilled to `tempDirectory` beyond the memory limit). Measured on 300k usage rows
+   * (27 MB gzip) on a shared 2-core machine: `table` fills about twice as fast, but the process peaked near 500 MiB
+   * RSS against about 400 MiB with `parquet` (memory limit 256MB).
+   */
+  staging?: 'parquet' | 'table' | undefined;
   /** Folder of the pinned FinOps toolkit open-data CSVs (default: defaultOpenDataDir()). */
   openDataDir?: string | undefined;
 }
@@ -173,10 +181,15 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
     await connection.run(`SET TimeZone = 'UTC'`);
     for (const statement of lookupTablesSql(engine.openDataDir ?? defaultOpenDataDir()))
       await connection.run(statement);
-    await connection.run(
-      `COPY (${stagingSelectSql(schema, input.inputPath)}) TO ${sqlString(stagingPath)} (FORMAT parquet, COMPRESSION snappy)`,
-    );
-    const staging = `read_parquet(${sqlString(stagingPath)})`;
+    let staging: string = STAGING_TABLE;
+    if (engine.staging === 'table') {
+      await connection.run(`CREATE TEMP TABLE ${STAGING_TABLE} AS ${stagingSelectSql(schema, input.inputPath)}`);
+    } else {
+      await connection.run(
+        `COPY (${stagingSelectSql(schema, input.inputPath)}) TO ${sqlString(stagingPath)} (FORMAT parquet, COMPRESSION snappy)`,
+      );
+      staging = `read_parquet(${sqlString(stagingPath)})`;
+    }
     const counts = (await rows(
       connection,
       `SELECT __reject, count(*) FROM ${staging} GROUP BY __reject ORDER BY __reject NULLS FIRST`,
@@ -205,13 +218,13 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
     const focusDir = join(input.outputDir, 'focus');
     const curated = await writeParts(
       connection,
-      curatedSelectSql(schema, stagingPath),
+      curatedSelectSql(schema, staging),
       curatedDir,
       partName,
       engine.maxPartBytes,
     );
     const lookups: FocusLookups = { pricingUnits: {}, regions: {}, services: {}, servicesByType: {} };
-    for (const [name, sql] of Object.entries(lookupQueriesSql(schema, stagingPath))) {
+    for (const [name, sql] of Object.entries(lookupQueriesSql(schema, staging))) {
       if (sql === null) continue;
       const target = lookups[name as keyof FocusLookups] as Record<string, string[]>;
       for (const [key, ...values] of (await rows(connection, sql)) as string[][]) target[key as string] = values;
@@ -220,7 +233,7 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
       connection,
       focusSelectSql(
         schema,
-        stagingPath,
+        staging,
         {
           dataset: input.dataset,
           billingMonth: input.billingMonth,
@@ -272,5 +285,6 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
     connection.closeSync();
     instance.closeSync();
     await rm(stagingPath, { force: true });
+    if (engine.tempDirectory === undefined) await rm(tempDirectory, { recursive: true, force: true });
   }
 }

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { AttributeSet, DatasetId } from '../../src/config';
-import { type ConvertFileResult, convertFile } from '../../src/curation/convertFile';
+import { type ConvertFileResult, convertFile, type EngineOptions } from '../../src/curation/convertFile';
 import { curatedSchema } from '../../src/curation/curatedSchemas';
 import { FOCUS_1_2_MANDATORY, FOCUS_VERSION } from '../../src/curation/focus12';
 import { conversionTotalsDifferences } from '../../src/curation/totals';
@@ -72,8 +72,15 @@ async function emulatorFile(
   return path;
 }
 
-async function convert(name: string, inputPath: string, dataset: DatasetId, attributeSet: AttributeSet) {
+async function convert(
+  name: string,
+  inputPath: string,
+  dataset: DatasetId,
+  attributeSet: AttributeSet,
+  engine?: EngineOptions,
+) {
   return convertFile({
+    engine,
     inputPath,
     dataset,
     attributeSet,
@@ -334,5 +341,22 @@ describe('curation: one raw file to typed Parquet and FOCUS 1.2 (real DuckDB, em
     const second = await convert('redo', input, 'unbilledReconciliation', 'full');
     assert.deepEqual(second, first);
     assert.deepEqual(await hashes(second), before);
+  });
+
+  it('writes the same parts whether pass 1 stages its rows in a Parquet file or in a DuckDB table', async () => {
+    const input = await emulatorFile('staging', 'billedUsage', 'EUR', 'full', 300);
+    const hashes = async (result: ConvertFileResult) =>
+      Promise.all(
+        [...result.curated, ...result.focus].map(async (part) =>
+          createHash('sha256')
+            .update(await readFile(part.path))
+            .digest('hex'),
+        ),
+      );
+    const parquet = await convert('staging-parquet', input, 'billedUsage', 'full', { staging: 'parquet' });
+    const parquetHashes = await hashes(parquet);
+    const table = await convert('staging-table', input, 'billedUsage', 'full', { staging: 'table', threads: 2 });
+    assert.deepEqual(await hashes(table), parquetHashes);
+    assert.deepEqual(table.totals, parquet.totals);
   });
 });
