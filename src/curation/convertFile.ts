@@ -40,9 +40,10 @@ export interface EngineOptions {
   maxPartBytes?: number | undefined;
   /**
    * Where pass 1 keeps the typed rows: `parquet` (default), a snappy Parquet file in `tempDirectory`; or `table`, a
-   * DuckDB temporary table (spilled to `tempDirectory` beyond the memory limit). Measured on 300k usage rows
-   * (27 MB gzip) on a shared 2-core machine: `table` fills about twice as fast, but the process peaked near 500 MiB
-   * RSS against about 400 MiB with `parquet` (memory limit 256MB).
+   * DuckDB temporary table (spilled to `tempDirectory` beyond the memory limit). Both give the same parts. Measured
+   * on 300k usage rows (27 MB gzip, memory limit 256MB) on a loaded shared 2-core machine, the two could not be
+   * ranked: 28–37 s and 381–524 MiB peak RSS for either, against 8–21 s and 359–376 MiB for a bare DuckDB COPY of the
+   * curated table alone (no FOCUS, no rejects, no totals). The bench must settle the default on a quiet machine.
    */
   staging?: 'parquet' | 'table' | undefined;
   /** Folder of the pinned FinOps toolkit open-data CSVs (default: defaultOpenDataDir()). */
