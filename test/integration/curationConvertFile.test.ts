@@ -160,6 +160,24 @@ describe('curation: one raw file to typed Parquet and FOCUS 1.2 (real DuckDB, em
     assert.equal(rates, '0.921834000000,1.000000000000');
   });
 
+  it('writes the same reconciliation schema for USD and EUR files that a sniffing reader types BIGINT in one and DOUBLE in the other', async () => {
+    const usdFile = await emulatorFile('recon-usd', 'unbilledReconciliation', 'USD', 'full');
+    const eurFile = await emulatorFile('recon-eur', 'unbilledReconciliation', 'EUR', 'full');
+    const sniffed = async (path: string) =>
+      (
+        (await query(
+          `SELECT column_type FROM (DESCRIBE SELECT * FROM read_json('${path}')) WHERE column_name = 'TaxTotal'`,
+        )) as string[][]
+      )[0]?.[0];
+    // The drift the curated schema removes: all-zero USD taxes sniff as BIGINT, EUR taxes as DOUBLE.
+    assert.deepEqual([await sniffed(usdFile), await sniffed(eurFile)], ['BIGINT', 'DOUBLE']);
+    const usd = await convert('recon-usd', usdFile, 'unbilledReconciliation', 'full');
+    const eur = await convert('recon-eur', eurFile, 'unbilledReconciliation', 'full');
+    const usdSchema = await parquetSchema(only(usd.curated).path);
+    assert.deepEqual(usdSchema, await parquetSchema(only(eur.curated).path));
+    assert.equal(Object.fromEntries(usdSchema).TaxTotal, 'DECIMAL(38,12)');
+  });
+
   it('keeps the exact decimal totals: raw text, curated Parquet and FOCUS BilledCost agree to the last digit', async () => {
     const result = await convert(
       'totals',
