@@ -4,7 +4,8 @@
 //   - an action group that e-mails the operators (when an address is given);
 //   - log search alert rules: a run failed (any dataset); no successful run of a configured
 //     daily series within its window (24 h + EXPORT_MAX_WAIT_HOURS + copy allowance); a queue
-//     message of a run that had not ended reached a poison queue;
+//     message of a run that had not ended reached a poison queue; a run the app can no longer follow
+//     (its ledger row deleted or unreadable);
 //   - a workbook operators open first: runs per day by status, the last success per series,
 //     failures by error code, duration and bytes, the run history.
 // Every query is a file in infra/queries, read with loadTextContent (docs and tests read the
@@ -114,6 +115,7 @@ var noSuccessfulRunQuery = replace(
   '    ${join(expectedSeriesRows, ',\n    ')}\n'
 )
 var messagePoisonedQuery = loadTextContent('../queries/alert-message-poisoned.kql')
+var ledgerIntegrityQuery = loadTextContent('../queries/alert-ledger-integrity.kql')
 var runHistoryQuery = loadTextContent('../queries/run-history.kql')
 var durationAndBytesQuery = loadTextContent('../queries/duration-and-bytes-by-currency.kql')
 var runsPerDayQuery = loadTextContent('../queries/runs-per-day-by-status.kql')
@@ -273,6 +275,51 @@ resource messagePoisonedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
   }
 }
 
+// (d) An ExportRunMissing or ExportRunUnreadable event: a run whose ledger row was deleted while it
+// was in flight, or a row the app cannot read. Nothing will end such a run by itself.
+resource ledgerIntegrityAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-csp-export-ledger-integrity-${nameToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'CSP unbilled export: a run the app can no longer follow'
+    description: 'A queue message names a run whose ledger row is gone (ExportRunMissing, RUN_NOT_FOUND), or the supervisor met a ledger row it cannot read (ExportRunUnreadable, RUN_UNREADABLE). Nothing will finish or fail that run; see docs/errors.md.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: ledgerIntegrityQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'name'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: alertActions
+  }
+}
+
 // ----------------------------------------------------------------------------
 // Workbook: the page operators open first
 // ----------------------------------------------------------------------------
@@ -348,6 +395,7 @@ output alertRuleNames array = [
   runFailedAlert.name
   noSuccessfulRunAlert.name
   messagePoisonedAlert.name
+  ledgerIntegrityAlert.name
 ]
 
 @description('Resource id of the workbook.')

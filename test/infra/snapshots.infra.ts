@@ -489,8 +489,8 @@ for (const testCase of CASES) {
         return Array.isArray(all) ? all[0] : undefined;
       };
 
-      it('has three rules on Application Insights, each reading only events and dimensions the code emits', () => {
-        assert.equal(rules.length, 3);
+      it('has four rules on Application Insights, each reading only events and dimensions the code emits', () => {
+        assert.equal(rules.length, 4);
         const appInsights = one(snapshot, 'Microsoft.Insights/components').id;
         for (const r of rules) {
           assert.deepEqual(at(r.properties ?? null, 'scopes'), [appInsights]);
@@ -506,6 +506,16 @@ for (const testCase of CASES) {
           const actions = at(r.properties ?? null, 'actions.actionGroups');
           assert.equal(Array.isArray(actions) ? actions.length : -1, testCase.alertEmail ? 1 : 0);
         }
+      });
+
+      it('alerts on every run the app can no longer follow: its ledger row deleted or unreadable', () => {
+        const r = rule('ledger-integrity');
+        const query = text(at(criterion(r) ?? null, 'query'));
+        assert.match(
+          query,
+          new RegExp(`name in \\("${TelemetryEvents.runMissing}", "${TelemetryEvents.runUnreadable}"\\)`),
+        );
+        assert.equal(at(r.properties ?? null, 'enabled'), true);
       });
 
       it('alerts on every failed run, of every dataset, one alert per dataset and currency', () => {
