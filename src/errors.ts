@@ -68,6 +68,9 @@ export const ErrorCodes = [
   'RUN_STALLED',
   'START_FAILED',
   'HOST_STORAGE_FORBIDDEN',
+  'CURATION_FAILED',
+  'CURATION_TOTALS_MISMATCH',
+  'CURATION_STALLED',
   'UNEXPECTED',
 ] as const;
 export type ErrorCode = (typeof ErrorCodes)[number];

@@ -1,4 +1,5 @@
 import type { Config } from '../config';
+import type { CurationDeps } from './curationPorts';
 import type { PartnerInvoiceSource } from './invoiceDiscovery';
 import type {
   BillingExportApi,
@@ -31,6 +32,8 @@ export interface PipelineDeps {
   sleep(ms: number): Promise<void>;
   /** The partner's invoices (Partner Center), for invoice discovery; absent when discovery is off. */
   invoices?: PartnerInvoiceSource | undefined;
+  /** The curation step's ports (SPEC section 4.1); absent when EXPORT_CURATION is off. */
+  curation?: CurationDeps | undefined;
 }
 
 /** In-process cache of the newest manifest of each run, so copy workers need not ask Graph for every blob. */
