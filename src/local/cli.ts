@@ -14,10 +14,12 @@ import {
 import { layoutFor, runLabel } from '../datasets';
 import { runEmulatorCommand } from '../emulator/main';
 import { ExportError, errorMessage, isExportError } from '../errors';
+import type { CurationRecord } from '../pipeline/curationPorts';
 import { getRunDetails, listRuns, parseRunQuery, publicRun } from '../pipeline/listRuns';
 import type { RunRecord } from '../pipeline/ports';
 import { startExportFailures, startExports } from '../pipeline/startExports';
 import { redact } from '../redact';
+import { waitForCurations } from './curationWait';
 import { FolderBusyError } from './dataFolderLock';
 import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } from './embedded';
 import { commandFiles, howToOpenFiles } from './filesCommand';
@@ -72,10 +74,16 @@ export interface RunSummary {
     /** Added with issue 10, after the fields above. */
     dataset: DatasetId;
     invoiceId: string | null;
+    /** Rows converted by the run's curation (null: not curated, or curation did not succeed). */
+    rowCount: number | null;
+    /** The series folder of the curated data (`curated/…`; FOCUS under `focus/…`); null when not made current. */
+    curatedPath: string | null;
+    /** The curation's status (null: EXPORT_CURATION off, or the run did not succeed). */
+    curationStatus: string | null;
   }>;
 }
 
-export function summarise(runs: RunRecord[]): RunSummary {
+export function summarise(runs: RunRecord[], curations: Map<string, CurationRecord> = new Map()): RunSummary {
   return {
     runs: runs.map((run) => ({
       runId: run.runId,
@@ -89,11 +97,35 @@ export function summarise(runs: RunRecord[]): RunSummary {
       error: run.status === 'failed' ? (run.error ?? 'failed') : null,
       dataset: run.dataset ?? 'unbilledUsage',
       invoiceId: run.invoiceId ?? null,
+      ...curationSummary(curations.get(run.runId)),
     })),
   };
 }
 
+function curationSummary(curation: CurationRecord | undefined) {
+  const succeeded = curation?.status === 'succeeded';
+  return {
+    rowCount: succeeded ? (curation.rowsConverted ?? 0) : null,
+    curatedPath:
+      succeeded && curation.current !== false && curation.curatedPath ? `curated/${curation.curatedPath}` : null,
+    curationStatus: curation?.status ?? null,
+  };
+}
+
 const OK_STATUSES = new Set(['succeeded', 'unchanged', 'noData']);
+
+/** `, curated: N rows in curated/…` (or the curation's failure) after a run's status line. */
+function curationLine(curation: CurationRecord | undefined): string {
+  if (curation === undefined) return '';
+  if (curation.status === 'failed') return `; curation failed (${curation.errorCode ?? ''}) — ${curation.error ?? ''}`;
+  if (curation.status !== 'succeeded') return `; curation ${curation.status} (not finished in time)`;
+  const where =
+    curation.current === false
+      ? 'a newer version is current'
+      : `curated/${curation.curatedPath} and focus/${curation.curatedPath}`;
+  const rejected = (curation.rowsRejected ?? 0) > 0 ? `, ${curation.rowsRejected} rejected` : '';
+  return `; curated ${curation.rowsConverted ?? 0} rows${rejected} (${where})`;
+}
 
 /** Prepares settings: local.settings.json + environment, embedded services for what is absent. */
 async function prepare(options: {
@@ -325,15 +357,24 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
       display,
       timeoutMinutes * 60_000,
     );
+    // Curation follows each succeeded run: the command ends when it has ended too.
+    if (deps.config.curation.enabled && runs.some((run) => run.status === 'succeeded')) {
+      display.log('Curating (typed Parquet and FOCUS)…');
+    }
+    const curations = await waitForCurations(runs, deps, timeoutMinutes * 60_000);
     display.stop();
     await deps.telemetry.flush();
     for (const run of runs) {
       const detail = run.status === 'failed' || run.status === 'noData' ? ` — ${run.error ?? ''}` : '';
-      stderr(`${runLabel(run)}: ${run.status}${detail}`);
+      stderr(`${runLabel(run)}: ${run.status}${detail}${curationLine(curations.get(run.runId))}`);
     }
     for (const line of whereFilesAre(runs, env, embedded, mode === 'start')) stderr(line);
-    const ok = runs.length === started.length && runs.every((r) => OK_STATUSES.has(r.status));
-    if (flags.json) stdout(JSON.stringify(summarise(runs)));
+    const curationOk = runs.every(
+      (run) =>
+        run.status !== 'succeeded' || !deps.config.curation.enabled || curations.get(run.runId)?.status === 'succeeded',
+    );
+    const ok = runs.length === started.length && runs.every((r) => OK_STATUSES.has(r.status)) && curationOk;
+    if (flags.json) stdout(JSON.stringify(summarise(runs, curations)));
     if (mode === 'start') {
       stderr(
         `\nStill serving on ${host.httpBaseUrl ?? '(no HTTP)'} with the timer (${loadConfig(env).schedule}, UTC). Ctrl-C to stop.`,

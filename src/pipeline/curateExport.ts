@@ -166,7 +166,7 @@ export async function curateExportFile(message: CurateMessage, deps: PipelineDep
         log.info(`${message.blobName} was already converted; redelivered message ignored.`);
       }
     }
-    await publishIfComplete(c, run);
+    await publishIfComplete(c, run, message.kind === 'publish');
   } catch (error) {
     const classified = classifyError(error);
     if (!classified.retryable) {
@@ -301,16 +301,18 @@ function runIdOfPart(name: string): string {
 const RUN_ID_LENGTH = 28;
 
 /**
- * The fan-in: when every file of the curation is converted, publishes the version. Any worker may run it (the last
- * file, a redelivered message, the supervisor's publish message); every step is idempotent, and the ETag-conditional
- * move to `succeeded` lets one of them send the event.
+ * The fan-in: when every file of the curation is converted, publishes the version, exactly once: the ETag-conditional
+ * move to `publishing` elects the publisher. Every publishing step is idempotent, so a publish message the supervisor
+ * sends for a publisher that stopped redoes it safely; the conditional move to `succeeded` sends the one event.
  */
-export async function publishIfComplete(deps: CuratingDeps, run: RunRecord): Promise<void> {
+export async function publishIfComplete(deps: CuratingDeps, run: RunRecord, resume = false): Promise<void> {
   const files = await deps.curation.ledger.listFiles(run.runId);
   if (files.some((file) => file.status !== 'converted')) return;
+  // One publisher: the worker whose conditional move to `publishing` wins (the last two files often finish
+  // together). A publisher that died is replaced by the supervisor's publish message (`resume`).
   const current = await withCuration(deps, run.runId, async (found) => {
     if (isCurationFinal(found.value.status)) return undefined;
-    if (found.value.status === 'publishing') return { done: true, value: found };
+    if (found.value.status === 'publishing') return resume ? { done: true, value: found } : undefined;
     const moved = await advanceCuration(deps, found, 'publishing', {}, run);
     if (moved === undefined) return { done: false };
     const again = await deps.curation.ledger.getCuration(run.runId);

@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
 import type { ContainerClient } from '@azure/storage-blob';
+import { ExportError } from '../../errors';
 import type { CuratedBlob, CurationStore } from '../../pipeline/curationPorts';
 import { redact } from '../../redact';
 import { destinationError, storageErrorInfo } from './clients';
@@ -56,7 +57,12 @@ export class BlobCurationStore implements CurationStore {
           },
         );
     } catch (error) {
-      throw destinationError(error, `Copying ${this.where(from)} to ${to}`);
+      const failed = destinationError(error, `Copying ${this.where(from)} to ${to}`);
+      // Two writers of one part (a resumed publisher beside a slow one) can spoil each other's block list (400):
+      // the copy is redone by the queue's retry.
+      throw failed.code === 'COPY_FAILED'
+        ? new ExportError('COPY_FAILED', failed.message, { retryable: true, status: failed.status, cause: error })
+        : failed;
     }
   }
 
