@@ -254,3 +254,30 @@ export function focusSelectSql(
   // The constants are one row; a cross join with it keeps the rows' order.
   return `SELECT ${columns.join(', ')} FROM (${source}) s, (SELECT ${constants}) p`;
 }
+
+/**
+ * Counts of converted rows the FOCUS mapping could only fill with a fallback, and (reconciliation) of lines whose
+ * Total is not Subtotal + TaxTotal. Not rejections: the rows are written; the counts are for the manifest.
+ */
+export function conversionWarningsSql(schema: CuratedSchema, staging: string, lookups: FocusLookups): string {
+  const keys = lookupKeys(schema);
+  const known = (entries: Record<string, unknown>): string =>
+    `[${Object.keys(entries)
+      .sort()
+      .map((key) => sqlString(key))
+      .join(', ')}]::VARCHAR[]`;
+  const counts = [
+    `count(*) FILTER (WHERE ${keys.unit} IS NOT NULL AND NOT list_contains(${known(lookups.pricingUnits)}, ${keys.unit})) AS pricingUnitNotInOpenData`,
+  ];
+  if (keys.service !== null) {
+    counts.push(
+      `count(*) FILTER (WHERE NOT list_contains(${known(lookups.services)}, coalesce(${keys.service}, '')) AND NOT list_contains(${known(lookups.servicesByType)}, coalesce(__type, ''))) AS serviceNotInOpenData`,
+    );
+  }
+  if (datasetFamily(schema.dataset) === 'reconciliation') {
+    counts.push(
+      'count(*) FILTER (WHERE NOT __is_tax AND Total IS DISTINCT FROM coalesce(Subtotal, 0) + coalesce(TaxTotal, 0)) AS totalIsNotSubtotalPlusTax',
+    );
+  }
+  return `SELECT ${counts.join(', ')} FROM (${focusSourceSql(schema, staging)})`;
+}

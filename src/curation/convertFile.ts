@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { AttributeSet, DatasetId } from '../config';
 import {
+  conversionWarningsSql,
   curatedSelectSql,
   type FocusLookups,
   focusSelectSql,
@@ -95,6 +96,12 @@ export interface ConvertFileResult {
     /** Σ BilledCost read back from the FOCUS Parquet, keyed by the raw column it must equal. */
     focus: CurrencyTotals;
   };
+  /**
+   * Converted rows worth a look, by kind (not rejections; the rows are written): `pricingUnitNotInOpenData` (the
+   * unit is not in PricingUnits.csv: PricingUnit is the raw text, block size 1), `serviceNotInOpenData` (usage: no
+   * Services.csv entry, ServiceCategory "Other"), `totalIsNotSubtotalPlusTax` (reconciliation lines).
+   */
+  warnings: Record<string, number>;
 }
 
 /**
@@ -271,7 +278,14 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
         `SELECT BillingCurrency, ${measure} AS measure, CAST(CAST(sum(BilledCost) AS DECIMAL(38, 18)) AS VARCHAR) FROM read_parquet(${sqlString(join(focusDir, '*.parquet'))}) GROUP BY ALL`,
       ),
     );
+    const warnings: Record<string, number> = {};
+    const warningReader = await connection.runAndReadAll(conversionWarningsSql(schema, staging, lookups));
+    const [values = []] = warningReader.getRowsJson() as unknown[][];
+    warningReader.columnNames().forEach((name, index) => {
+      warnings[name] = Number(values[index] ?? 0);
+    });
     return {
+      warnings,
       dataset: input.dataset,
       attributeSet: schema.attributeSet,
       focusVersion: FOCUS_VERSION,

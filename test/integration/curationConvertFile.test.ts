@@ -160,6 +160,24 @@ describe('curation: one raw file to typed Parquet and FOCUS 1.2 (real DuckDB, em
     assert.equal(rates, '0.921834000000,1.000000000000');
   });
 
+  it('writes the same reconciliation schema for USD and EUR files that a sniffing reader types BIGINT in one and DOUBLE in the other', async () => {
+    const usdFile = await emulatorFile('recon-usd', 'unbilledReconciliation', 'USD', 'full');
+    const eurFile = await emulatorFile('recon-eur', 'unbilledReconciliation', 'EUR', 'full');
+    const sniffed = async (path: string) =>
+      (
+        (await query(
+          `SELECT column_type FROM (DESCRIBE SELECT * FROM read_json('${path}')) WHERE column_name = 'TaxTotal'`,
+        )) as string[][]
+      )[0]?.[0];
+    // The drift the curated schema removes: all-zero USD taxes sniff as BIGINT, EUR taxes as DOUBLE.
+    assert.deepEqual([await sniffed(usdFile), await sniffed(eurFile)], ['BIGINT', 'DOUBLE']);
+    const usd = await convert('recon-usd', usdFile, 'unbilledReconciliation', 'full');
+    const eur = await convert('recon-eur', eurFile, 'unbilledReconciliation', 'full');
+    const usdSchema = await parquetSchema(only(usd.curated).path);
+    assert.deepEqual(usdSchema, await parquetSchema(only(eur.curated).path));
+    assert.equal(Object.fromEntries(usdSchema).TaxTotal, 'DECIMAL(38,12)');
+  });
+
   it('keeps the exact decimal totals: raw text, curated Parquet and FOCUS BilledCost agree to the last digit', async () => {
     const result = await convert(
       'totals',
@@ -265,8 +283,19 @@ describe('curation: one raw file to typed Parquet and FOCUS 1.2 (real DuckDB, em
     assert.equal(versions, FOCUS_VERSION);
     assert.equal(sources, 'billedUsage/Microsoft Graph partner billing/Microsoft');
     assert.equal(Number(nullMandatory), 0);
-    // Services.csv has every emulator resource type but web tests, which fall back to ServiceCategory "Other".
+    // Services.csv has every emulator resource type but web tests, which fall back to ServiceCategory "Other";
+    // PricingUnits.csv every unit but "1 Test Execution" and "10 GB Seconds", kept as written. Both are counted.
     assert.equal(Number(unmatchedServices), 0);
+    const [[webTests, rawUnits]] = (await query(
+      `SELECT count(*) FILTER (WHERE x_ResourceType = 'microsoft.insights/webtests'),
+              count(*) FILTER (WHERE PricingUnit IN ('1 Test Execution', '10 GB Seconds'))
+       FROM read_parquet('${path}')`,
+    )) as [[string, string]];
+    assert.ok(Number(webTests) > 0 && Number(rawUnits) > Number(webTests));
+    assert.deepEqual(result.warnings, {
+      pricingUnitNotInOpenData: Number(rawUnits),
+      serviceNotInOpenData: Number(webTests),
+    });
     assertTotalsAgree(result);
   });
 
@@ -290,6 +319,7 @@ describe('curation: one raw file to typed Parquet and FOCUS 1.2 (real DuckDB, em
     assert.equal(Number(taxQuantity), 0, 'FOCUS: PricingQuantity and PricingUnit are null on Tax rows');
     assert.equal(only(result.focus).rowCount, Number(purchase) + Number(tax));
     assert.deepEqual(Object.keys(result.totals.focus.EUR ?? {}).sort(), ['Subtotal', 'TaxTotal']);
+    assert.equal(result.warnings.totalIsNotSubtotalPlusTax, 0);
     // File order: every line's rows follow the previous line's, its Tax row right after its charge row.
     const [[outOfOrder]] = (await query(
       `SELECT count(*) FROM (SELECT x_SourceRow, ChargeCategory, lag(x_SourceRow) OVER () AS previous,
