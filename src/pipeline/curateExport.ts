@@ -67,7 +67,14 @@ export interface CuratedManifest {
     files: number;
   };
   publishedAt: string;
-  rows: { read: number; converted: number; rejected: number; rejectedReasons: Record<string, number> };
+  /** Rows read, converted, rejected (by reason), and converted rows worth a look (by kind, e.g. a FOCUS fallback). */
+  rows: {
+    read: number;
+    converted: number;
+    rejected: number;
+    rejectedReasons: Record<string, number>;
+    warnings: Record<string, number>;
+  };
   /** Parts of this version in this folder. */
   files: Array<{ name: string; rowCount: number; byteCount: number }>;
   /** Exact decimal sums per currency: of the raw rows, read back from the curated parts, and FOCUS BilledCost. */
@@ -213,6 +220,7 @@ async function convertOne(deps: CuratingDeps, run: RunRecord, blobName: string):
       rowsRead: converted.rowsRead,
       rowsConverted: converted.rowsConverted,
       rejected: converted.rejected,
+      ...(converted.warnings === undefined ? {} : { warnings: converted.warnings }),
       parts,
       totals: converted.totals,
       focusVersion: converted.focusVersion,
@@ -268,7 +276,13 @@ function addTotals(into: Totals.CurrencyTotals, add: Totals.CurrencyTotals): voi
 
 /** What the files of a curation add up to. */
 function aggregate(files: CurationFileRecord[]) {
-  const rows = { read: 0, converted: 0, rejected: 0, rejectedReasons: {} as Record<string, number> };
+  const rows = {
+    read: 0,
+    converted: 0,
+    rejected: 0,
+    rejectedReasons: {} as Record<string, number>,
+    warnings: {} as Record<string, number>,
+  };
   const totals = { raw: {}, curated: {}, focus: {} } as FileCurationResult['totals'];
   const parts: CuratedPart[] = [];
   let focusVersion = '';
@@ -280,6 +294,9 @@ function aggregate(files: CurationFileRecord[]) {
     rows.rejected += result.rejected.count;
     for (const [reason, count] of Object.entries(result.rejected.reasons)) {
       rows.rejectedReasons[reason] = (rows.rejectedReasons[reason] ?? 0) + count;
+    }
+    for (const [kind, count] of Object.entries(result.warnings ?? {})) {
+      rows.warnings[kind] = (rows.warnings[kind] ?? 0) + count;
     }
     addTotals(totals.raw, result.totals.raw);
     addTotals(totals.curated, result.totals.curated);

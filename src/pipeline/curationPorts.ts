@@ -59,6 +59,8 @@ export interface FileCurationResult {
   rowsRead: number;
   rowsConverted: number;
   rejected: { count: number; reasons: Record<string, number> };
+  /** Converted rows worth a look, by kind (e.g. a unit not in the FinOps toolkit's PricingUnits.csv). */
+  warnings?: Record<string, number> | undefined;
   parts: CuratedPart[];
   totals: { raw: CurrencyTotals; curated: CurrencyTotals; focus: CurrencyTotals };
   focusVersion: string;
@@ -126,6 +128,7 @@ export interface CurationEngineResult {
   rowsRead: number;
   rowsConverted: number;
   rejected: { count: number; reasons: Record<string, number> };
+  warnings?: Record<string, number> | undefined;
   curated: Array<{ path: string; rowCount: number }>;
   focus: Array<{ path: string; rowCount: number }>;
   totals: { raw: CurrencyTotals; curated: CurrencyTotals; focus: CurrencyTotals };

@@ -75,7 +75,7 @@ describe('curation of a succeeded run', () => {
     assert.equal(written.source.runId, runId);
     assert.equal(written.source.eTag, makeManifest().eTag);
     assert.equal(written.focusVersion, '1.2');
-    assert.deepEqual(written.rows, { read: 9, converted: 9, rejected: 0, rejectedReasons: {} });
+    assert.deepEqual(written.rows, { read: 9, converted: 9, rejected: 0, rejectedReasons: {}, warnings: {} });
     assert.deepEqual(written.totals.raw, { USD: { BillingPreTaxTotal: '13.5' } });
     assert.deepEqual(
       written.files.map((f) => f.rowCount),
