@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { getDeps, resetDeps } from '../composition';
+import { destinationContainerClient, getDeps, resetDeps } from '../composition';
 import {
   type AttributeSet,
   type BillingPeriod,
@@ -21,6 +21,7 @@ import { startExportFailures, startExports } from '../pipeline/startExports';
 import { redact } from '../redact';
 import { waitForCurations } from './curationWait';
 import { FolderBusyError } from './dataFolderLock';
+import { dataSummary } from './dataSummary';
 import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } from './embedded';
 import { commandFiles, howToOpenFiles } from './filesCommand';
 import { LocalFunctionsHost, type QueueHostSettings } from './localHost';
@@ -369,6 +370,15 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
       stderr(`${runLabel(run)}: ${run.status}${detail}${curationLine(curations.get(run.runId))}`);
     }
     for (const line of whereFilesAre(runs, env, embedded, mode === 'start')) stderr(line);
+    if (mode === 'start' && curations.size > 0) {
+      // A first look at what landed; never a reason for the command to fail.
+      try {
+        const summary = await dataSummary(destinationContainerClient(deps.config), runs, curations);
+        if (summary.length > 0) stderr(['', ...summary].join('\n'));
+      } catch (error) {
+        stderr(`(No summary of the curated data: ${redact(errorMessage(error))})`);
+      }
+    }
     const curationOk = runs.every(
       (run) =>
         run.status !== 'succeeded' || !deps.config.curation.enabled || curations.get(run.runId)?.status === 'succeeded',

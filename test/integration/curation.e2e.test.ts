@@ -138,4 +138,21 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
       db.closeSync();
     }
   });
+
+  it('npm start ends its first export with the billed cost of the top customers per currency', async () => {
+    const start = spawnCli(['start', '--port', '0', '--force'], folder, SMALL);
+    try {
+      await start.waitFor(/Still serving on/, 120_000);
+      const output = start.output();
+      assert.match(
+        output,
+        /unbilled daily-rated usage: billed cost by customer \(FOCUS BilledCost, top 5 per currency\)/,
+      );
+      const rows = output.split('\n').filter((line) => /^ {2}USD +-?\d+\.\d{2} {2}\S/.test(line));
+      assert.ok(rows.length >= 2 && rows.length <= 10, output);
+    } finally {
+      start.child.kill('SIGINT');
+      await start.exited;
+    }
+  });
 });
