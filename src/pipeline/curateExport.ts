@@ -177,7 +177,7 @@ export async function curateExportFile(message: CurateMessage, deps: PipelineDep
   } catch (error) {
     const classified = classifyError(error);
     if (!classified.retryable) {
-      await failCuration(c, run.runId, classified.code, classified.message, run);
+      if (await failCuration(c, run.runId, classified.code, classified.message, run)) await withdrawUnpublished(c, run);
       return;
     }
     log.info(`Transient curation problem (${classified.code}), the queue retries: ${redact(classified.message)}`);
@@ -458,6 +458,33 @@ async function publishTable(
   return outcome;
 }
 
+/**
+ * After a curation failed: removes from the series folders the parts of this run that a publisher had copied in
+ * before its manifest.json was written (they would be counted beside the current version's). Best effort: logged,
+ * never thrown (a part left behind is removed by the next version's publication).
+ */
+export async function withdrawUnpublished(deps: CuratingDeps, run: RunRecord): Promise<void> {
+  if (run.billingMonth === undefined) return;
+  const series = curatedSeries(deps.config, run, run.billingMonth);
+  try {
+    for (const kind of CURATED_KINDS) {
+      const folder = curatedFolder(kind, series);
+      const found = await deps.destination.readJson(`${folder}/manifest.json`);
+      if ((found?.value as Partial<CuratedManifest> | null)?.source?.runId === run.runId) continue;
+      for (const blob of await deps.curation.store.list(`${folder}/`)) {
+        const name = blob.path.slice(folder.length + 1);
+        if (!name.includes('/') && name.endsWith('.parquet') && runIdOfPart(name) === run.runId) {
+          await deps.curation.store.delete(blob.path);
+        }
+      }
+    }
+  } catch (error) {
+    runLogger(deps, run).warn(
+      `Parts of the failed curation may be left in curated/${series} or focus/${series} (the next version removes them): ${redact(errorMessage(error))}`,
+    );
+  }
+}
+
 /** What one sweep did to curations. */
 export interface CurationSupervisionReport {
   started: number;
@@ -556,7 +583,10 @@ async function superviseOne(
           curation.lastError === undefined ? '' : `; last error: ${curation.lastError}`
         }. The raw run folder is complete; the next run of the series curates again.`,
       });
-      return moved === undefined ? { done: false } : { done: true, value: 'failed' as const };
+      if (moved === undefined) return { done: false };
+      const run = (await deps.ledger.getRun(runId))?.value;
+      if (run !== undefined) await withdrawUnpublished(deps, run);
+      return { done: true, value: 'failed' as const };
     }
     const marked = await advanceCuration(deps, current, curation.status, {
       ...(ownerGone ? {} : { resumes: resumes + 1 }),
@@ -601,6 +631,7 @@ export async function handleCurationPoison(raw: unknown, deps: PipelineDeps, run
   }`;
   const run = (await c.ledger.getRun(runId))?.value;
   const ended = await failCuration(c, runId, 'MESSAGE_POISONED', reason, run);
+  if (ended && run !== undefined) await withdrawUnpublished(c, run);
   if (!ended)
     c.logger.child({ runId }).warn(`Poisoned curation message for a curation that already ended: ${redact(reason)}`);
 }

@@ -167,6 +167,31 @@ describe('curation of a succeeded run', () => {
     assert.equal(deps.ledger.run(runId).status, 'succeeded', 'the raw run is untouched');
   });
 
+  it('withdraws the parts a failed publication had copied in, leaving the previous version as it was', async () => {
+    const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
+    const first = await succeededRun(deps);
+    await drainCuration(deps);
+    const second = await succeededRun(deps, true);
+    const write = deps.destination.writeJson.bind(deps.destination);
+    deps.destination.writeJson = async (path, value, condition) => {
+      if (path.endsWith('/manifest.json') && path.startsWith('focus/')) {
+        throw new ExportError('DESTINATION_FORBIDDEN', 'Writing the manifest was refused (403).');
+      }
+      return write(path, value, condition);
+    };
+    assert.deepEqual(await drainCuration(deps), []);
+
+    assert.equal(deps.curation.ledger.curation(second).status, 'failed');
+    assert.equal(deps.curation.ledger.curation(second).errorCode, 'DESTINATION_FORBIDDEN');
+    assert.equal(manifest(deps, FOCUS).source.runId, first);
+    const parts = parquet(deps, FOCUS);
+    assert.equal(parts.length, 3);
+    assert.ok(
+      parts.every((path) => path.includes(first)),
+      parts.join(', '),
+    );
+  });
+
   it('fails the curation with the last error when its message reaches export-curate-poison', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
     const runId = await succeededRun(deps);
