@@ -116,8 +116,8 @@ function curationSummary(curation: CurationRecord | undefined) {
 const OK_STATUSES = new Set(['succeeded', 'unchanged', 'noData']);
 
 /** `, curated: N rows in curated/…` (or the curation's failure) after a run's status line. */
-function curationLine(curation: CurationRecord | undefined): string {
-  if (curation === undefined) return '';
+function curationLine(curation: CurationRecord | undefined, curating: boolean): string {
+  if (curation === undefined) return curating ? '; curation did not start (see the log lines above)' : '';
   if (curation.status === 'failed') return `; curation failed (${curation.errorCode ?? ''}) — ${curation.error ?? ''}`;
   if (curation.status !== 'succeeded') return `; curation ${curation.status} (not finished in time)`;
   const where =
@@ -367,7 +367,8 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
     await deps.telemetry.flush();
     for (const run of runs) {
       const detail = run.status === 'failed' || run.status === 'noData' ? ` — ${run.error ?? ''}` : '';
-      stderr(`${runLabel(run)}: ${run.status}${detail}${curationLine(curations.get(run.runId))}`);
+      const curating = deps.config.curation.enabled && run.status === 'succeeded';
+      stderr(`${runLabel(run)}: ${run.status}${detail}${curationLine(curations.get(run.runId), curating)}`);
     }
     for (const line of whereFilesAre(runs, env, embedded, mode === 'start')) stderr(line);
     if (mode === 'start' && curations.size > 0) {

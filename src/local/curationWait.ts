@@ -15,12 +15,15 @@ export async function waitForCurations(
   deps: PipelineDeps,
   timeoutMs: number,
   intervalMs = 500,
+  /** How long a succeeded run may be without a curation before it is not waited for (its start failed: logged). */
+  startGraceMs = 60_000,
 ): Promise<Map<string, CurationRecord>> {
   const found = new Map<string, CurationRecord>();
   const ledger = deps.curation?.ledger;
   if (ledger === undefined || !deps.config.curation.enabled) return found;
   const wanted = runs.filter((run) => run.status === 'succeeded').map((run) => run.runId);
   const deadline = Date.now() + timeoutMs;
+  const startDeadline = Date.now() + startGraceMs;
   for (;;) {
     for (const runId of wanted) {
       const current = found.get(runId);
@@ -30,7 +33,8 @@ export async function waitForCurations(
     }
     const done = wanted.every((runId) => {
       const curation = found.get(runId);
-      return curation !== undefined && FINAL_CURATION_STATUSES.includes(curation.status);
+      if (curation === undefined) return Date.now() > startDeadline;
+      return FINAL_CURATION_STATUSES.includes(curation.status);
     });
     if (done || Date.now() > deadline) return found;
     await sleep(intervalMs);
