@@ -14,6 +14,7 @@ import {
 import { layoutFor, runLabel } from '../datasets';
 import { runEmulatorCommand } from '../emulator/main';
 import { ExportError, errorMessage, isExportError } from '../errors';
+import { superviseCurations } from '../pipeline/curateExport';
 import type { CurationRecord } from '../pipeline/curationPorts';
 import { getRunDetails, listRuns, parseRunQuery, publicRun } from '../pipeline/listRuns';
 import type { RunRecord } from '../pipeline/ports';
@@ -114,6 +115,7 @@ function curationSummary(curation: CurationRecord | undefined) {
 }
 
 const OK_STATUSES = new Set(['succeeded', 'unchanged', 'noData']);
+const IN_FLIGHT_CURATIONS = ['pending', 'converting', 'publishing'] as const;
 
 /** `, curated: N rows in curated/…` (or the curation's failure) after a run's status line. */
 function curationLine(curation: CurationRecord | undefined, curating: boolean): string {
@@ -322,6 +324,22 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
     const deps = getDeps((level, line) => log(level, 'cli', line));
     // `start` keeps serving: it resumes every run an earlier command left in flight, before it starts its own.
     if (mode === 'start') await resumeAtStartUp(deps, embedded, display.log);
+    // `run` on its own host storage also resumes the curations an earlier command left in flight (no other process
+    // works on them) and waits for them too; their outcome is reported, not counted in the exit code.
+    const leftover: RunRecord[] = [];
+    if (mode === 'run' && embedded.ownsHostStorage && deps.config.curation.enabled && deps.curation !== undefined) {
+      try {
+        await superviseCurations(deps, { stallMinutes: 0, ownerGone: true });
+        for (const curation of await deps.curation.ledger.listCurations({ statuses: IN_FLIGHT_CURATIONS })) {
+          const run = (await deps.ledger.getRun(curation.runId))?.value;
+          if (run !== undefined) leftover.push(run);
+        }
+        if (leftover.length > 0)
+          display.log(`Finishing ${leftover.length} curation(s) an earlier command left in flight.`);
+      } catch (error) {
+        display.log(`Could not resume the curations left in flight: ${redact(errorMessage(error))}`);
+      }
+    }
     // A signal waits for the starts to be recorded (a start cut between Graph's 202 and the ledger
     // write would leave an export nobody follows); a second signal does not wait.
     const started = await shutdown.step(() =>
@@ -362,7 +380,10 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
     if (deps.config.curation.enabled && runs.some((run) => run.status === 'succeeded')) {
       display.log('Curating (typed Parquet and FOCUS)…');
     }
-    const curations = await waitForCurations(runs, deps, timeoutMinutes * 60_000);
+    const curations = await waitForCurations([...runs, ...leftover], deps, timeoutMinutes * 60_000);
+    for (const run of leftover) {
+      stderr(`Earlier run ${runLabel(run)} ${run.runId}: ${run.status}${curationLine(curations.get(run.runId), true)}`);
+    }
     display.stop();
     await deps.telemetry.flush();
     for (const run of runs) {

@@ -155,4 +155,35 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
       await start.exited;
     }
   });
+
+  it('finishes, on the next run, a curation a killed command left in flight', async (t) => {
+    const killed = spawnCli(['run', '--datasets', 'unbilledUsage', '--force', '--json'], folder, SMALL);
+    await killed.waitFor(/Curation started/, 120_000);
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    const runId = /\[runId=(\S+) [^\]]*\] Curation started/.exec(killed.output())?.[1];
+    assert.ok(runId !== undefined, killed.output());
+
+    const again = await cli(['run', '--datasets', 'unbilledUsage', '--json'], folder);
+    assert.equal(again.code, 0, again.output);
+    const resumed = again.output.includes('Finishing 1 curation(s)');
+    t.diagnostic(resumed ? 'the curation was resumed by the next run' : 'the curation had ended before the kill');
+    if (resumed) {
+      assert.match(again.output, new RegExp(`Earlier run USD current full ${runId}: succeeded; curated 80 rows`));
+    }
+    // Whether it finished before the kill or on this run: the killed run's version is the current one.
+    const azurite = await startAzurite({ location: join(folder, '.azurite') });
+    try {
+      const container = BlobServiceClient.fromConnectionString(
+        azurite.connectionString(PARTNER_DEST_ACCOUNT.name),
+      ).getContainerClient('partner-billing');
+      const series = (first.find((r) => r.dataset === 'unbilledUsage')?.curatedPath ?? '').replace(/^curated\//, '');
+      const manifest = JSON.parse(
+        (await container.getBlobClient(`focus/${series}/manifest.json`).downloadToBuffer()).toString('utf8'),
+      ) as { source: { runId: string } };
+      assert.equal(manifest.source.runId, runId);
+    } finally {
+      await azurite.stop();
+    }
+  });
 });
