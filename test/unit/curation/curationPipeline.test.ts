@@ -7,6 +7,7 @@ import {
   handleCurationPoison,
   superviseCurations,
 } from '../../../src/pipeline/curateExport';
+import { getRunDetails } from '../../../src/pipeline/listRuns';
 import type { RunRecord } from '../../../src/pipeline/ports';
 import { startExports } from '../../../src/pipeline/startExports';
 import { type CuratingFakeDeps, drainCuration, makeCuratingDeps } from '../../support/curationFakes';
@@ -206,6 +207,17 @@ describe('curation of a succeeded run', () => {
     assert.equal(curation.errorCode, 'MESSAGE_POISONED');
     assert.match(curation.error ?? '', /reached export-curate-poison; last error: UNEXPECTED: disk full/);
     assert.equal(deps.telemetry.curationsFailed.length, 1);
+  });
+
+  it('shows the curation with the run in its details (GET /api/exports/runs/{runId}, runs ID)', async () => {
+    const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
+    const runId = await succeededRun(deps);
+    await drainCuration(deps);
+    const details = await getRunDetails(runId, deps);
+    assert.equal(details.curation?.status, 'succeeded');
+    assert.equal(details.curation?.rowsConverted, 9);
+    assert.equal(details.curation?.curatedPath, SERIES);
+    assert.ok(!('announced' in (details.curation ?? {})));
   });
 
   it('is not started with EXPORT_CURATION off', async () => {
