@@ -90,6 +90,14 @@ param destinationPrefixBilledReconciliation string = 'billed-reconciliation'
 @description('Optional. DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE: folder of the billed aggregated usage dataset (per invoice, always attributeSet=full), without leading or trailing slash.')
 param destinationPrefixBilledAggregatedUsage string = 'billed-aggregated-usage'
 
+@description('Optional. EXPORT_CURATION: on, or off: after a run succeeds, its data is also written as typed Parquet (curated/) and FOCUS 1.2 (focus/) in the destination container (\'\': on). off lands the raw files only.')
+@allowed([
+  ''
+  'on'
+  'off'
+])
+param exportCuration string = 'on'
+
 @description('Optional. EXPORT_INVOICE_DISCOVERY: off, or partnerCenter: the daily timer lists the partner\'s invoices in Partner Center and exports the configured billed datasets of new ones (\'\': off). partnerCenter needs the app registration (graphTenantId, graphClientId, graphClientSecretUri) registered in Partner Center: a managed identity cannot be.')
 @allowed([
   ''
@@ -362,11 +370,15 @@ var hostQueueNames = [
   'export-copy'
   'export-status-poison'
   'export-copy-poison'
+  'export-curate'
+  'export-curate-poison'
 ]
 var ledgerTableNames = [
   'exportRuns'
   'exportRunBlobs'
   'exportRunLocks'
+  'exportCurations'
+  'exportCurationFiles'
 ]
 
 var useExistingDestination = !empty(existingDestinationStorageAccountId)
@@ -524,6 +536,7 @@ var exportAppSettings = {
   DESTINATION_PREFIX_BILLED_USAGE: billedUsagePrefixChecked
   DESTINATION_PREFIX_BILLED_RECONCILIATION: billedReconciliationPrefixChecked
   DESTINATION_PREFIX_BILLED_AGGREGATED_USAGE: billedAggregatedUsagePrefixChecked
+  EXPORT_CURATION: orDefault(exportCuration, 'on')
   EXPORT_INVOICE_DISCOVERY: invoiceDiscoveryChecked
   EXPORT_INVOICE_MONTHS: invoiceMonthsChecked
   EXPORT_POLL_INITIAL_SECONDS: string(pollInitialSeconds)

@@ -13,7 +13,17 @@
 // bin/csp-unbilled-export.js calls buildCli() itself when a source is newer than its output, so
 // `npm start` and `npm run cli` never wait for a compiler. See docs/packaging.md.
 
-const { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } = require('node:fs');
+const {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} = require('node:fs');
 const { join, relative } = require('node:path');
 
 const root = join(__dirname, '..');
@@ -55,6 +65,33 @@ const requireConditionPlugin = {
   },
 };
 
+/**
+ * DuckDB (the curation engine) in the deployment package. Its JavaScript is bundled into core.js like every other
+ * package; its native binding cannot be: the Functions platform (Linux x64, glibc) loads
+ * `duckdb/linux-x64/duckdb.node` next to core.js, with `libduckdb.so` beside it (the binding's RUNPATH is $ORIGIN).
+ * The other platforms' bindings stay unresolved requires, never taken there. The package has no node_modules.
+ */
+const DUCKDB_DIR = 'duckdb/linux-x64';
+const duckdbBindingPlugin = {
+  name: 'duckdb-binding',
+  setup(build) {
+    build.onResolve({ filter: /^@duckdb\/node-bindings-[^/]+\/duckdb\.node$/ }, (args) => ({
+      path: args.path === '@duckdb/node-bindings-linux-x64/duckdb.node' ? `./${DUCKDB_DIR}/duckdb.node` : args.path,
+      external: true,
+    }));
+  },
+};
+
+/** Copies the linux-x64 binding and the FinOps toolkit open data (read by the curation next to core.js). */
+function copyCurationFiles(dir) {
+  const binding = join(root, 'node_modules', '@duckdb', 'node-bindings-linux-x64');
+  mkdirSync(join(dir, DUCKDB_DIR), { recursive: true });
+  for (const name of ['duckdb.node', 'libduckdb.so', 'LICENSE']) {
+    copyFileSync(join(binding, name), join(dir, DUCKDB_DIR, name));
+  }
+  cpSync(join(root, 'src', 'curation', 'data'), join(dir, 'data'), { recursive: true });
+}
+
 /** The command line, bundled (bin/csp-unbilled-export.js runs it). Three folders deep, as dist/src/local/cli.js is:
  * the code finds host.json at ../../.. and the emulator's gzip worker next to itself. */
 const CLI_DIR = join(root, 'dist', 'cli', 'local');
@@ -87,7 +124,8 @@ async function buildCli() {
     platform: 'node',
     format: 'cjs',
     target: TARGET,
-    external: ['@azure/functions-core', 'azurite'],
+    // DuckDB stays a package: its native binding is loaded from node_modules by the commands that convert or query.
+    external: ['@azure/functions-core', 'azurite', '@duckdb/*'],
     plugins: [requireConditionPlugin],
     // Minified (half the bytes to compile at every command); names kept for error names and stack traces.
     minify: true,
@@ -196,8 +234,9 @@ async function buildPackage() {
     stdin: { contents: coreEntry, resolveDir: root, sourcefile: 'core-entry.js', loader: 'js' },
     outfile: join(PACKAGE_DIR, CORE_FILE),
     external: ['@azure/functions-core'],
-    plugins: [requireConditionPlugin],
+    plugins: [duckdbBindingPlugin, requireConditionPlugin],
   });
+  copyCurationFiles(PACKAGE_DIR);
   const project = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
   const manifest = {
     name: project.name,

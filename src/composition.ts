@@ -1,14 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
 import type { ContainerClient } from '@azure/storage-blob';
+import { DuckDbCurationEngine } from './adapters/curation/duckDbCurationEngine';
 import { EMULATOR_DEV_TOKEN, EMULATOR_PARTNER_CENTER_DEV_TOKEN } from './adapters/graph/devToken';
 import { GraphBillingExportApi } from './adapters/graph/graphBillingExportApi';
 import { PartnerCenterInvoiceApi } from './adapters/graph/partnerCenterInvoiceApi';
+import { StorageCurationQueue } from './adapters/queue/storageCurationQueue';
 import { StorageMessageQueue } from './adapters/queue/storageMessageQueue';
 import { ServerSideBlobCopier } from './adapters/storage/blobCopier';
+import { BlobCurationStore } from './adapters/storage/blobCurationStore';
 import { BlobDestination } from './adapters/storage/blobDestination';
 import { createBlobServiceClient, createQueueServiceClient } from './adapters/storage/clients';
 import { BlobFinOpsHubDrop, HUB_INGESTION_CONTAINER } from './adapters/storage/finOpsHubDrop';
+import { TableCurationLedger } from './adapters/storage/tableCurationLedger';
 import { TableRunLedger } from './adapters/storage/tableRunLedger';
 import { type Config, loadConfig } from './config';
 import { processClock } from './crashPoints';
@@ -107,15 +111,27 @@ export function buildSharedDeps(config: Config, env: Record<string, string | und
         })
       : undefined;
   const clock = processClock();
+  const queues = createQueueServiceClient(config.hostStorage);
+  const container = destinationBlobs.getContainerClient(config.destination.container);
+  // DuckDB itself is loaded by the first conversion (DuckDbCurationEngine), not here.
+  const curation = config.curation.enabled
+    ? {
+        ledger: new TableCurationLedger(config.hostStorage),
+        queue: new StorageCurationQueue(queues),
+        engine: new DuckDbCurationEngine(),
+        store: new BlobCurationStore(container),
+      }
+    : undefined;
   return {
     invoices,
     finOpsHub: buildFinOpsHubDrop(config),
+    curation,
     config,
     graph,
     ledger: new TableRunLedger(config.hostStorage, { clock }),
-    queue: new StorageMessageQueue(createQueueServiceClient(config.hostStorage)),
-    destination: new BlobDestination(destinationBlobs.getContainerClient(config.destination.container)),
-    copier: new ServerSideBlobCopier(destinationBlobs.getContainerClient(config.destination.container), config.copy),
+    queue: new StorageMessageQueue(queues),
+    destination: new BlobDestination(container),
+    copier: new ServerSideBlobCopier(container, config.copy),
     clock,
     telemetry: buildTelemetry(config, env),
     manifests: new ManifestCache(),

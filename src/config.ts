@@ -99,6 +99,8 @@ export interface Config {
   };
   /** The FinOps hub drop-in (FINOPS_HUB_STORAGE*): FOCUS files also go to the hub's ingestion container. Absent: off. */
   finOpsHub: FinOpsHubConfig | undefined;
+  /** EXPORT_CURATION: whether a succeeded run's data is also written as typed Parquet and FOCUS (SPEC section 4.1). */
+  curation: { enabled: boolean };
   appInsightsConnectionString: string | undefined;
 }
 
@@ -214,6 +216,13 @@ export const SETTINGS: readonly SettingInfo[] = [
     required: false,
     default: 'billed-aggregated-usage',
     description: 'Folder of the billed aggregated usage dataset (per invoice).',
+  },
+  {
+    name: 'EXPORT_CURATION',
+    required: false,
+    default: 'on',
+    description:
+      'on: after a run succeeds, its data is also written as typed Parquet (curated/) and FOCUS 1.2 (focus/); off: raw files only.',
   },
   {
     name: 'EXPORT_INVOICE_DISCOVERY',
@@ -717,6 +726,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     problems.push(`EXPORT_INVOICE_DISCOVERY: "${discoveryRaw}" is not accepted; off or partnerCenter`);
   }
   const invoiceMonths = number(env, 'EXPORT_INVOICE_MONTHS', 3, 0, 24, problems);
+  const curationRaw = (read(env, 'EXPORT_CURATION') ?? 'on').toLowerCase();
+  if (curationRaw !== 'on' && curationRaw !== 'off') {
+    problems.push(`EXPORT_CURATION: "${read(env, 'EXPORT_CURATION')}" is not accepted; on or off`);
+  }
   const partnerCenterRaw = read(env, 'PARTNER_CENTER_BASE_URL') ?? 'https://api.partnercenter.microsoft.com/v1';
   const partnerCenterBaseUrl = checkUrl(
     partnerCenterRaw,
@@ -764,6 +777,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     supervision: { stallMinutes, maxResumes, maxRunHours: maxWaitHours + COPY_ALLOWANCE_HOURS },
     copy: { singleCopyMaxBytes: singleCopyMaxMiB * MiB, blockSizeBytes: blockMiB * MiB, concurrency },
     finOpsHub,
+    curation: { enabled: curationRaw !== 'off' },
     appInsightsConnectionString: read(env, 'APPLICATIONINSIGHTS_CONNECTION_STRING'),
   };
 }

@@ -74,6 +74,8 @@ export const ErrorCodes = [
   'START_FAILED',
   'HOST_STORAGE_FORBIDDEN',
   'HOST_STORAGE_UNAVAILABLE',
+  'CURATION_TOTALS_MISMATCH',
+  'CURATION_STALLED',
   'UNEXPECTED',
 ] as const;
 export type ErrorCode = (typeof ErrorCodes)[number];

@@ -13,6 +13,8 @@ export const FunctionNames = {
   exportStatusPoison: 'exportStatusPoison',
   exportCopyPoison: 'exportCopyPoison',
   superviseRuns: 'superviseRuns',
+  curateExportFile: 'curateExportFile',
+  exportCuratePoison: 'exportCuratePoison',
 } as const;
 
 /** Schedule of superviseRuns (six-field NCRONTAB, UTC): every 10 minutes. */
@@ -24,6 +26,8 @@ export const QueueNames = {
   copy: 'export-copy',
   statusPoison: 'export-status-poison',
   copyPoison: 'export-copy-poison',
+  curate: 'export-curate',
+  curatePoison: 'export-curate-poison',
 } as const;
 
 /** Azure Table storage tables of the run ledger, in the host storage account. */
@@ -31,6 +35,8 @@ export const TableNames = {
   runs: 'exportRuns',
   blobs: 'exportRunBlobs',
   locks: 'exportRunLocks',
+  curations: 'exportCurations',
+  curationFiles: 'exportCurationFiles',
 } as const;
 
 /** Custom events sent to Application Insights (SPEC section 8). */
@@ -42,6 +48,8 @@ export const TelemetryEvents = {
   runResumed: 'ExportRunResumed',
   runMissing: 'ExportRunMissing',
   runUnreadable: 'ExportRunUnreadable',
+  curationCompleted: 'ExportCurationCompleted',
+  curationFailed: 'ExportCurationFailed',
 } as const;
 
 /** Custom metrics sent to Application Insights. */

@@ -116,6 +116,7 @@ var noSuccessfulRunQuery = replace(
 )
 var messagePoisonedQuery = loadTextContent('../queries/alert-message-poisoned.kql')
 var ledgerIntegrityQuery = loadTextContent('../queries/alert-ledger-integrity.kql')
+var curationFailedQuery = loadTextContent('../queries/alert-curation-failed.kql')
 var runHistoryQuery = loadTextContent('../queries/run-history.kql')
 var durationAndBytesQuery = loadTextContent('../queries/duration-and-bytes-by-currency.kql')
 var runsPerDayQuery = loadTextContent('../queries/runs-per-day-by-status.kql')
@@ -383,6 +384,58 @@ resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
   }
 }
 
+// (d) Any ExportCurationFailed event: a succeeded run's typed Parquet and FOCUS version was not made
+// current. One alert per dataset and currency; every failure notifies (stateless).
+resource curationFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-csp-export-curation-failed-${nameToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'CSP unbilled export: a curation failed'
+    description: 'The curation of a succeeded run (typed Parquet and FOCUS, EXPORT_CURATION) ended failed (ExportCurationFailed). The raw run folder is complete; the previous curated version stays current. The results name the dataset, run, currency, invoice, error code and message; see docs/errors.md for the code.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: curationFailedQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'dataset'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+            {
+              name: 'currency'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: alertActions
+  }
+}
+
 // ----------------------------------------------------------------------------
 // Outputs
 // ----------------------------------------------------------------------------
@@ -396,6 +449,7 @@ output alertRuleNames array = [
   noSuccessfulRunAlert.name
   messagePoisonedAlert.name
   ledgerIntegrityAlert.name
+  curationFailedAlert.name
 ]
 
 @description('Resource id of the workbook.')

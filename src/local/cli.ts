@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { getDeps, resetDeps } from '../composition';
+import { destinationContainerClient, getDeps, resetDeps } from '../composition';
 import {
   type AttributeSet,
   type BillingPeriod,
@@ -14,11 +14,15 @@ import {
 import { layoutFor, runLabel } from '../datasets';
 import { runEmulatorCommand } from '../emulator/main';
 import { classifyError, ExportError, errorMessage } from '../errors';
+import { superviseCurations } from '../pipeline/curateExport';
+import type { CurationRecord } from '../pipeline/curationPorts';
 import { getRunDetails, listRuns, parseRunQuery, publicRun } from '../pipeline/listRuns';
 import type { RunRecord } from '../pipeline/ports';
 import { startExportFailures, startExports } from '../pipeline/startExports';
 import { redact } from '../redact';
+import { waitForCurations } from './curationWait';
 import { FolderBusyError } from './dataFolderLock';
+import { dataSummary } from './dataSummary';
 import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } from './embedded';
 import { commandFiles, howToOpenFiles } from './filesCommand';
 import { LocalFunctionsHost, type QueueHostSettings } from './localHost';
@@ -72,10 +76,16 @@ export interface RunSummary {
     /** Added with issue 10, after the fields above. */
     dataset: DatasetId;
     invoiceId: string | null;
+    /** Rows converted by the run's curation (null: not curated, or curation did not succeed). */
+    rowCount: number | null;
+    /** The series folder of the curated data (`curated/…`; FOCUS under `focus/…`); null when not made current. */
+    curatedPath: string | null;
+    /** The curation's status (null: EXPORT_CURATION off, or the run did not succeed). */
+    curationStatus: string | null;
   }>;
 }
 
-export function summarise(runs: RunRecord[]): RunSummary {
+export function summarise(runs: RunRecord[], curations: Map<string, CurationRecord> = new Map()): RunSummary {
   return {
     runs: runs.map((run) => ({
       runId: run.runId,
@@ -89,11 +99,36 @@ export function summarise(runs: RunRecord[]): RunSummary {
       error: run.status === 'failed' ? (run.error ?? 'failed') : null,
       dataset: run.dataset ?? 'unbilledUsage',
       invoiceId: run.invoiceId ?? null,
+      ...curationSummary(curations.get(run.runId)),
     })),
   };
 }
 
+function curationSummary(curation: CurationRecord | undefined) {
+  const succeeded = curation?.status === 'succeeded';
+  return {
+    rowCount: succeeded ? (curation.rowsConverted ?? 0) : null,
+    curatedPath:
+      succeeded && curation.current !== false && curation.curatedPath ? `curated/${curation.curatedPath}` : null,
+    curationStatus: curation?.status ?? null,
+  };
+}
+
 const OK_STATUSES = new Set(['succeeded', 'unchanged', 'noData']);
+const IN_FLIGHT_CURATIONS = ['pending', 'converting', 'publishing'] as const;
+
+/** `, curated: N rows in curated/…` (or the curation's failure) after a run's status line. */
+function curationLine(curation: CurationRecord | undefined, curating: boolean): string {
+  if (curation === undefined) return curating ? '; curation did not start (see the log lines above)' : '';
+  if (curation.status === 'failed') return `; curation failed (${curation.errorCode ?? ''}) — ${curation.error ?? ''}`;
+  if (curation.status !== 'succeeded') return `; curation ${curation.status} (not finished in time)`;
+  const where =
+    curation.current === false
+      ? 'a newer version is current'
+      : `curated/${curation.curatedPath} and focus/${curation.curatedPath}`;
+  const rejected = (curation.rowsRejected ?? 0) > 0 ? `, ${curation.rowsRejected} rejected` : '';
+  return `; curated ${curation.rowsConverted ?? 0} rows${rejected} (${where})`;
+}
 
 /**
  * Attempts a run started here makes to have Graph accept its export before it fails (the app makes 10, over about
@@ -299,6 +334,22 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
     const deps = getDeps((level, line) => log(level, 'cli', line));
     // `start` keeps serving: it resumes every run an earlier command left in flight, before it starts its own.
     if (mode === 'start') await resumeAtStartUp(deps, embedded, display.log);
+    // `run` on its own host storage also resumes the curations an earlier command left in flight (no other process
+    // works on them) and waits for them too; their outcome is reported, not counted in the exit code.
+    const leftover: RunRecord[] = [];
+    if (mode === 'run' && embedded.ownsHostStorage && deps.config.curation.enabled && deps.curation !== undefined) {
+      try {
+        await superviseCurations(deps, { stallMinutes: 0, ownerGone: true });
+        for (const curation of await deps.curation.ledger.listCurations({ statuses: IN_FLIGHT_CURATIONS })) {
+          const run = (await deps.ledger.getRun(curation.runId))?.value;
+          if (run !== undefined) leftover.push(run);
+        }
+        if (leftover.length > 0)
+          display.log(`Finishing ${leftover.length} curation(s) an earlier command left in flight.`);
+      } catch (error) {
+        display.log(`Could not resume the curations left in flight: ${redact(errorMessage(error))}`);
+      }
+    }
     // A signal waits for the starts to be recorded (a start cut between Graph's 202 and the ledger
     // write would leave an export nobody follows); a second signal does not wait.
     const started = await shutdown.step(() =>
@@ -344,15 +395,37 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
       display,
       timeoutMinutes * 60_000,
     );
+    // Curation follows each succeeded run: the command ends when it has ended too.
+    if (deps.config.curation.enabled && runs.some((run) => run.status === 'succeeded')) {
+      display.log('Curating (typed Parquet and FOCUS)…');
+    }
+    const curations = await waitForCurations([...runs, ...leftover], deps, timeoutMinutes * 60_000);
+    for (const run of leftover) {
+      stderr(`Earlier run ${runLabel(run)} ${run.runId}: ${run.status}${curationLine(curations.get(run.runId), true)}`);
+    }
     display.stop();
     await deps.telemetry.flush();
     for (const run of runs) {
       const detail = run.status === 'failed' || run.status === 'noData' ? ` — ${run.error ?? ''}` : '';
-      stderr(`${runLabel(run)}: ${run.status}${detail}`);
+      const curating = deps.config.curation.enabled && run.status === 'succeeded';
+      stderr(`${runLabel(run)}: ${run.status}${detail}${curationLine(curations.get(run.runId), curating)}`);
     }
     for (const line of whereFilesAre(runs, env, embedded, mode === 'start')) stderr(line);
-    const ok = runs.length === started.length && runs.every((r) => OK_STATUSES.has(r.status));
-    if (flags.json) stdout(JSON.stringify(summarise(runs)));
+    if (mode === 'start' && curations.size > 0) {
+      // A first look at what landed; never a reason for the command to fail.
+      try {
+        const summary = await dataSummary(destinationContainerClient(deps.config), runs, curations);
+        if (summary.length > 0) stderr(['', ...summary].join('\n'));
+      } catch (error) {
+        stderr(`(No summary of the curated data: ${redact(errorMessage(error))})`);
+      }
+    }
+    const curationOk = runs.every(
+      (run) =>
+        run.status !== 'succeeded' || !deps.config.curation.enabled || curations.get(run.runId)?.status === 'succeeded',
+    );
+    const ok = runs.length === started.length && runs.every((r) => OK_STATUSES.has(r.status)) && curationOk;
+    if (flags.json) stdout(JSON.stringify(summarise(runs, curations)));
     if (mode === 'start') {
       stderr(
         `\nStill serving on ${host.httpBaseUrl ?? '(no HTTP)'} with the timer (${loadConfig(env).schedule}, UTC). Ctrl-C to stop.`,

@@ -76,6 +76,8 @@ export interface FunctionHandlers {
   copyExportBlob: QueueHandler;
   exportStatusPoison: QueueHandler;
   exportCopyPoison: QueueHandler;
+  curateExportFile: QueueHandler;
+  exportCuratePoison: QueueHandler;
   superviseRuns: TimerHandler;
 }
 
@@ -99,6 +101,8 @@ export function loadFunctionHandlers(): FunctionHandlers {
       copyExportBlob: require('../functions/copyExportBlob').copyExportBlob,
       exportStatusPoison: require('../functions/exportStatusPoison').exportStatusPoison,
       exportCopyPoison: require('../functions/exportCopyPoison').exportCopyPoison,
+      curateExportFile: require('../functions/curateExportFile').curateExportFile,
+      exportCuratePoison: require('../functions/exportCuratePoison').exportCuratePoison,
       superviseRuns: require('../functions/superviseRuns').superviseRuns,
     };
   } finally {
@@ -528,6 +532,13 @@ export class LocalFunctionsHost {
         `${QueueNames.statusPoison}-poison`,
       ],
       [QueueNames.copyPoison, FunctionNames.exportCopyPoison, h.exportCopyPoison, `${QueueNames.copyPoison}-poison`],
+      [QueueNames.curate, FunctionNames.curateExportFile, h.curateExportFile, QueueNames.curatePoison],
+      [
+        QueueNames.curatePoison,
+        FunctionNames.exportCuratePoison,
+        h.exportCuratePoison,
+        `${QueueNames.curatePoison}-poison`,
+      ],
     ];
     for (const [name, functionName, handler, poisonName] of pairs) {
       const client = await queue(name);

@@ -1,4 +1,5 @@
 import type { Config } from '../config';
+import type { CurationDeps } from './curationPorts';
 import type { PartnerInvoiceSource } from './invoiceDiscovery';
 import type {
   BillingExportApi,
@@ -34,6 +35,8 @@ export interface PipelineDeps {
   invoices?: PartnerInvoiceSource | undefined;
   /** The FinOps hub drop-in (FINOPS_HUB_STORAGE); absent when no hub is configured. */
   finOpsHub?: FinOpsHubDrop | undefined;
+  /** The curation step's ports (SPEC section 4.1); absent when EXPORT_CURATION is off. */
+  curation?: CurationDeps | undefined;
 }
 
 /** In-process cache of the newest manifest of each run, so copy workers need not ask Graph for every blob. */

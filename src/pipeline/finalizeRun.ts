@@ -2,6 +2,7 @@ import { crashPoint } from '../crashPoints';
 import { layoutFor } from '../datasets';
 import { classifyError, ExportError, errorMessage } from '../errors';
 import { redact } from '../redact';
+import { startCuration } from './curateExport';
 import type { PipelineDeps } from './deps';
 import type { BlobRecord, DestinationBlobInfo, RunRecord, Versioned } from './ports';
 import { advance, runLogger, withRun } from './runStateMachine';
@@ -177,8 +178,12 @@ async function finishFrom(deps: PipelineDeps, current: Versioned<RunRecord>, man
     blobCount: manifest.blobCount,
     completedAt: manifest.completedAt,
   });
-  if (moved !== undefined) crashPoint('finalize.afterSucceeded');
-  return moved !== undefined;
+  if (moved === undefined) return false;
+  crashPoint('finalize.afterSucceeded');
+  // After the end state and its event: curation only ever follows a succeeded run, never delays it (a crash before
+  // this line is the supervisor's to mend).
+  await startCuration(deps, moved);
+  return true;
 }
 
 /** An ETag as a header (quoted) or a listing (bare) reports it. */

@@ -1,6 +1,7 @@
 import { isInvoiceId } from '../config';
 import { isDatasetId } from '../datasets';
 import { ExportError } from '../errors';
+import type { CurationRecord } from './curationPorts';
 import type { PipelineDeps } from './deps';
 import { isRunId } from './layout';
 import { type BlobRecord, RUN_STATUSES, type RunQuery, type RunRecord, type RunStatus } from './ports';
@@ -9,6 +10,8 @@ import { type BlobRecord, RUN_STATUSES, type RunQuery, type RunRecord, type RunS
 export interface RunDetails {
   run: RunRecord;
   blobs: BlobRecord[];
+  /** The run's curation (typed Parquet and FOCUS), when it has one. */
+  curation?: Omit<CurationRecord, 'announced' | 'filesQueuedAt'>;
 }
 
 /** Parses the filters of GET /api/exports/runs: since/until (ISO dates), status, currency, dataset, invoiceId, limit (1-500). */
@@ -87,7 +90,13 @@ export async function getRunDetails(runId: string, deps: PipelineDeps): Promise<
   }
   const found = await deps.ledger.getRun(runId);
   if (found === undefined) throw new ExportError('RUN_NOT_FOUND', `No run ${runId} in the ledger.`);
-  return { run: publicRun(found.value), blobs: await deps.ledger.listBlobs(runId) };
+  const details: RunDetails = { run: publicRun(found.value), blobs: await deps.ledger.listBlobs(runId) };
+  const curation = await deps.curation?.ledger.getCuration(runId);
+  if (curation !== undefined) {
+    const { announced: _announced, filesQueuedAt: _queued, ...shown } = curation.value;
+    details.curation = shown;
+  }
+  return details;
 }
 
 /** A run as shown to operators (internal coordination fields left out). */

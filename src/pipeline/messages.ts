@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ExportError } from '../errors';
+import type { CurateMessage } from './curationPorts';
 import { isRunId } from './layout';
 import type { CopyMessage, StatusMessage } from './ports';
 
@@ -26,6 +27,11 @@ const statusSchema = z.discriminatedUnion('kind', [
 ]);
 
 const copySchema = z.object({ version: z.literal(1), runId, blobName: z.string().min(1).max(1024) }).strict();
+
+const curateSchema = z.discriminatedUnion('kind', [
+  z.object({ version: z.literal(1), kind: z.literal('file'), runId, blobName: z.string().min(1).max(1024) }).strict(),
+  z.object({ version: z.literal(1), kind: z.literal('publish'), runId }).strict(),
+]);
 
 function describe(error: z.ZodError): string {
   return error.issues.map((issue) => `${issue.path.join('.') || '(message)'} ${issue.message}`).join('; ');
@@ -67,6 +73,18 @@ export function parseCopyMessage(raw: unknown): CopyMessage {
     throw new ExportError(
       'MESSAGE_INVALID',
       `Invalid export-copy message: ${describe(result.error)}. Accepted: {"version":1,"runId":"<run id>","blobName":"<name>"}.`,
+    );
+  }
+  return result.data;
+}
+
+/** Parses an export-curate message; throws MESSAGE_INVALID naming what is wrong. */
+export function parseCurateMessage(raw: unknown): CurateMessage {
+  const result = curateSchema.safeParse(decodeMessageBody(raw));
+  if (!result.success) {
+    throw new ExportError(
+      'MESSAGE_INVALID',
+      `Invalid export-curate message: ${describe(result.error)}. Accepted: {"version":1,"kind":"file","runId":"<run id>","blobName":"<name>"} or {"version":1,"kind":"publish","runId":"<run id>"}.`,
     );
   }
   return result.data;

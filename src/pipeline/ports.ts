@@ -111,7 +111,26 @@ export interface Telemetry {
   runMissing(details: { runId: string; queue: string; step: string }): void;
   /** A ledger row that cannot be read as a run: the supervisor skips it (and reports it on every sweep). */
   runUnreadable(details: UnreadableRun): void;
+  /** A run's curation ended `succeeded` (ExportCurationCompleted). */
+  curationCompleted(details: CurationEvent): void;
+  /** A run's curation ended `failed` (ExportCurationFailed: the curation alert). */
+  curationFailed(details: CurationEvent & { errorCode: string; error: string }): void;
   flush(): Promise<void>;
+}
+
+/** What the curation events carry. */
+export interface CurationEvent extends RunIdentity {
+  billingMonth: string;
+  curationVersion: string;
+  /** The series folder under curated/ (also under focus/). */
+  curatedPath: string;
+  /** False when a newer version of the series was already current. */
+  current: boolean;
+  fileCount: number;
+  rowsRead: number;
+  rowsConverted: number;
+  rowsRejected: number;
+  durationMs: number;
 }
 
 /** A ledger row that cannot be read as a run: a value written by a newer version, a required field missing. */
@@ -133,6 +152,8 @@ export const noTelemetry: Telemetry = {
   runResumed() {},
   runMissing() {},
   runUnreadable() {},
+  curationCompleted() {},
+  curationFailed() {},
   async flush() {},
 };
 

@@ -1,6 +1,7 @@
 import { crashPoint } from '../crashPoints';
 import { classifyError, errorMessage } from '../errors';
 import { redact } from '../redact';
+import { type CurationSupervisionReport, superviseCurations } from './curateExport';
 import type { PipelineDeps } from './deps';
 import { checkGraphEndpoint, resumeCopying } from './pollExportStatus';
 import type { RunRecord, RunStatus, UnreadableRun } from './ports';
@@ -21,6 +22,8 @@ export interface SupervisionReport {
    * also an ExportRunUnreadable event).
    */
   errors: number;
+  /** What the sweep did to curations (EXPORT_CURATION on). */
+  curations?: CurationSupervisionReport | undefined;
 }
 
 /**
@@ -117,8 +120,24 @@ export async function superviseRuns(
       );
     deps.telemetry.runUnreadable(row);
   }
-  const line = `Supervisor: ${report.checked} run(s) in flight, ${report.resumed} resumed, ${report.ended} ended (stalled, or a final error), ${report.announced} lost end event(s) sent, ${report.errors} error(s).`;
-  if (report.resumed + report.ended + report.announced + report.errors > 0) deps.logger.warn(line);
+  const curations = await superviseCurations(deps, options).catch((error: unknown) => {
+    report.errors += 1;
+    deps.logger.error(`The supervisor could not look after curations: ${redact(errorMessage(error))}`);
+    return undefined;
+  });
+  const curated =
+    curations === undefined
+      ? ''
+      : ` Curations: ${curations.started} started, ${curations.resumed} resumed, ${curations.failed} stalled, ${curations.announced} lost end event(s) sent.`;
+  if (curations !== undefined) report.curations = curations;
+  const line = `Supervisor: ${report.checked} run(s) in flight, ${report.resumed} resumed, ${report.ended} ended (stalled, or a final error), ${report.announced} lost end event(s) sent, ${report.errors} error(s).${
+    curations !== undefined && curations.started + curations.resumed + curations.failed + curations.announced > 0
+      ? curated
+      : ''
+  }`;
+  const curationWork =
+    curations === undefined ? 0 : curations.started + curations.resumed + curations.failed + curations.announced;
+  if (report.resumed + report.ended + report.announced + report.errors + curationWork > 0) deps.logger.warn(line);
   else deps.logger.info(line);
   return report;
 }

@@ -10,7 +10,7 @@
 import type * as AzureFunctions from '@azure/functions';
 import type { TokenCredential } from '@azure/identity';
 import { TelemetryEvents, TelemetryMetrics } from '../names';
-import { noTelemetry, type RunIdentity, type RunStatus, type Telemetry } from '../pipeline/ports';
+import { type CurationEvent, noTelemetry, type RunIdentity, type RunStatus, type Telemetry } from '../pipeline/ports';
 import type { HostTraceContext, RuntimeSettings, TelemetryRuntime } from './openTelemetryRuntime';
 import { finiteMeasurements, redactProperties, redactTelemetryText } from './redaction';
 
@@ -223,6 +223,20 @@ export function createTelemetry(connectionString: string | undefined, options: T
     runUnreadable(details) {
       event(TelemetryEvents.runUnreadable, () => ({ ...details }));
     },
+    curationCompleted(details) {
+      event(
+        TelemetryEvents.curationCompleted,
+        () => curationProperties(details, 'succeeded'),
+        () => curationMeasurements(details),
+      );
+    },
+    curationFailed(details) {
+      event(
+        TelemetryEvents.curationFailed,
+        () => ({ ...curationProperties(details, 'failed'), errorCode: details.errorCode, error: details.error }),
+        () => curationMeasurements(details),
+      );
+    },
     async flush() {
       try {
         await runtime?.flush(flushTimeoutMs);
@@ -230,6 +244,28 @@ export function createTelemetry(connectionString: string | undefined, options: T
         warn('Application Insights flush', error);
       }
     },
+  };
+}
+
+/** The dimensions of the curation events: the run's, and where its curated data is. */
+function curationProperties(details: CurationEvent, status: string): Record<string, string | undefined> {
+  return {
+    ...runProperties(details, 'succeeded'),
+    curationStatus: status,
+    billingMonth: details.billingMonth,
+    curationVersion: details.curationVersion,
+    curatedPath: details.curatedPath,
+    current: String(details.current),
+  };
+}
+
+function curationMeasurements(details: CurationEvent): Record<string, number> {
+  return {
+    fileCount: details.fileCount,
+    rowsRead: details.rowsRead,
+    rowsConverted: details.rowsConverted,
+    rowsRejected: details.rowsRejected,
+    durationMs: details.durationMs,
   };
 }
 

@@ -489,8 +489,8 @@ for (const testCase of CASES) {
         return Array.isArray(all) ? all[0] : undefined;
       };
 
-      it('has four rules on Application Insights, each reading only events and dimensions the code emits', () => {
-        assert.equal(rules.length, 4);
+      it('has five rules on Application Insights, each reading only events and dimensions the code emits', () => {
+        assert.equal(rules.length, 5);
         const appInsights = one(snapshot, 'Microsoft.Insights/components').id;
         for (const r of rules) {
           assert.deepEqual(at(r.properties ?? null, 'scopes'), [appInsights]);
@@ -524,6 +524,17 @@ for (const testCase of CASES) {
         assert.match(query, new RegExp(`name == "${TelemetryEvents.runFailed}"`));
         assert.doesNotMatch(query.replace(/\/\/.*$/gm, ''), /where\s+dataset\b/, 'no dataset is left out');
         assert.match(query, /dataset = iff\(isempty\(dataset\), "unbilledUsage", dataset\)/, 'older events count');
+        const dimensions = at(criterion(r) ?? null, 'dimensions');
+        assert.deepEqual(Array.isArray(dimensions) ? dimensions.map((d) => at(d, 'name')) : [], [
+          'dataset',
+          'currency',
+        ]);
+      });
+
+      it('alerts on every failed curation, one alert per dataset and currency', () => {
+        const r = rule('curation-failed');
+        const query = text(at(criterion(r) ?? null, 'query'));
+        assert.match(query, new RegExp(`name == "${TelemetryEvents.curationFailed}"`));
         const dimensions = at(criterion(r) ?? null, 'dimensions');
         assert.deepEqual(Array.isArray(dimensions) ? dimensions.map((d) => at(d, 'name')) : [], [
           'dataset',

@@ -95,9 +95,38 @@ function glob(pattern) {
       invocation = { ok: false, name: error.name, code: error.code, message: String(error.message).slice(0, 400) };
     }
   }
+  // The curation engine as the curateExportFile function builds it (composition.ts), converting one raw file: DuckDB
+  // must load from the package (its linux-x64 binding next to core.js), never from a node_modules.
+  const nativeBefore = Object.keys(require.cache).filter((file) => file.endsWith('.node'));
+  let curation = null;
+  try {
+    const composition = require(join(appDir, 'core.js'))['src/composition.ts'];
+    const storage = { kind: 'connectionString', connectionString: 'UseDevelopmentStorage=true' };
+    const deps = composition.buildSharedDeps({
+      graph: { baseUrl: 'https://127.0.0.1:1/v1.0', emulator: true, caCertFile: undefined },
+      hostStorage: storage,
+      destination: { connection: storage, container: 'partner-billing', prefix: 'unbilled-usage', prefixes: {} },
+      invoiceDiscovery: { mode: 'off', months: 3 },
+      partnerCenter: { baseUrl: 'https://127.0.0.1:1/v1', emulator: true },
+      copy: { singleCopyMaxBytes: 1, blockSizeBytes: 1, concurrency: 1 },
+      curation: { enabled: true },
+      appInsightsConnectionString: undefined,
+    }, {});
+    const { mkdtempSync, writeFileSync } = require('node:fs');
+    const { gzipSync } = require('node:zlib');
+    const dir = mkdtempSync(join(require('node:os').tmpdir(), 'package-curation-'));
+    const line = JSON.stringify({ CustomerName: 'Contoso', BillingCurrency: 'USD', BillingPreTaxTotal: 1.25, UsageDate: '2026-11-02T00:00:00Z' });
+    writeFileSync(join(dir, 'raw.json.gz'), gzipSync([line, line, ''].join(String.fromCharCode(10))));
+    const result = await deps.curation.engine.convert({ inputPath: join(dir, 'raw.json.gz'), dataset: 'unbilledUsage',
+      attributeSet: 'full', billingMonth: '2026-11', outputDir: join(dir, 'out'), partName: 'p', sourceRunId: 'r', sourceFileName: 'f' });
+    curation = { ok: true, rowsRead: result.rowsRead, focusRows: result.focus.reduce((n, p) => n + p.rowCount, 0),
+      native: Object.keys(require.cache).filter((file) => file.endsWith('.node')).map((file) => relative(appDir, file).split('\\').join('/')) };
+  } catch (error) {
+    curation = { ok: false, message: String(error && error.stack || error).slice(0, 800) };
+  }
   let functionsResolvable = true;
   try { require.resolve('@azure/functions'); } catch { functionsResolvable = false; }
-  process.stdout.write(JSON.stringify({ main, entryFiles, programmingModels, warnings, functionsResolvable, others, invocation,
+  process.stdout.write(JSON.stringify({ main, entryFiles, programmingModels, warnings, functionsResolvable, others, invocation, nativeBefore, curation,
     registrations: registrations.map((r) => ({ name: r.name, bindings: r.bindings, handler: typeof r.callback })) }));
 })().catch((error) => { process.stderr.write(String(error && error.stack || error)); process.exit(1); });
 `;
@@ -110,6 +139,9 @@ interface WorkerReport {
   functionsResolvable: boolean;
   others: Record<string, string[]>;
   invocation: { ok: boolean; name?: string; code?: string; message?: string } | null;
+  /** Native modules loaded before the curation engine was used (none: DuckDB is not loaded at start-up). */
+  nativeBefore: string[];
+  curation: { ok: boolean; rowsRead?: number; focusRows?: number; native?: string[]; message?: string } | null;
   registrations: Array<{ name: string; bindings: Record<string, Binding>; handler: string }>;
 }
 
@@ -217,5 +249,17 @@ describe('the deployment package azd uploads (built here, loaded by a stand-in F
     assert.ok(report.invocation !== null, 'startExportsTimer was invoked');
     assert.equal(report.invocation.ok, false, 'without settings the invocation fails');
     assert.equal(report.invocation.code, 'CONFIG_INVALID', `the settings are named: ${report.invocation.message}`);
+  });
+
+  it('loads DuckDB only when the curation engine converts, from the linux-x64 binding the package carries', () => {
+    assert.ok(report !== undefined);
+    assert.deepEqual(report.nativeBefore, [], 'no native module is loaded by the entry, the functions or their code');
+    assert.ok(report.curation?.ok, `the curation engine converted a file: ${report.curation?.message ?? ''}`);
+    assert.equal(report.curation.rowsRead, 2);
+    assert.deepEqual(report.curation.native, ['duckdb/linux-x64/duckdb.node']);
+    assert.ok(
+      files.some((f) => f.path === 'duckdb/linux-x64/libduckdb.so'),
+      'libduckdb.so is next to the binding',
+    );
   });
 });

@@ -25,6 +25,8 @@ function handlers(copy: FunctionHandlers['copyExportBlob']): FunctionHandlers {
     copyExportBlob: copy,
     exportStatusPoison: none,
     exportCopyPoison: none,
+    curateExportFile: none,
+    exportCuratePoison: none,
     superviseRuns: none,
   };
 }

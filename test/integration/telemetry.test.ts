@@ -500,6 +500,59 @@ describe('Telemetry of the app on OpenTelemetry (one process, the worker played 
     assertNoSecret(items.map((item) => item.raw));
   });
 
+  it('sends the curation events to customEvents with their dimensions and measurements, redacted', async () => {
+    const t = telemetry.createTelemetry(h.ingestion.connectionString);
+    const runId = `${run.runId}-${randomBytes(3).toString('hex')}`;
+    const details = {
+      ...run,
+      runId,
+      billingMonth: '2026-11',
+      curationVersion: '1.0',
+      curatedPath: 'unbilled-usage/exportMonth=2026-11/exportCurrency=USD/exportAttributeSet=full',
+      current: true,
+      fileCount: 2,
+      rowsRead: 80,
+      rowsConverted: 79,
+      rowsRejected: 1,
+      durationMs: 1234,
+    };
+    t.curationCompleted(details);
+    t.curationFailed({
+      ...details,
+      current: false,
+      errorCode: 'CURATION_TOTALS_MISMATCH',
+      error: `Totals differ; source ${SAS_URL}`,
+    });
+    await t.flush();
+
+    const items = h.ingestion.items.filter((item) => item.properties['runId'] === runId);
+    const measurements = { fileCount: 2, rowsRead: 80, rowsConverted: 79, rowsRejected: 1, durationMs: 1234 };
+    const dimensions = {
+      runId,
+      currency: 'USD',
+      billingPeriod: 'current',
+      attributeSet: 'full',
+      status: 'succeeded',
+      trigger: 'schedule',
+      dataset: 'unbilledUsage',
+      billingMonth: '2026-11',
+      curationVersion: '1.0',
+      curatedPath: details.curatedPath,
+    };
+    const completed = only(items, 'EventData', TelemetryEvents.curationCompleted);
+    assert.deepEqual(completed.properties, { ...dimensions, curationStatus: 'succeeded', current: 'true' });
+    assert.deepEqual(completed.measurements, measurements);
+    const failed = only(items, 'EventData', TelemetryEvents.curationFailed);
+    assert.deepEqual(failed.properties, {
+      ...dimensions,
+      curationStatus: 'failed',
+      current: 'false',
+      errorCode: 'CURATION_TOTALS_MISMATCH',
+      error: 'Totals differ; source https://x.blob.core.windows.net/c/b',
+    });
+    assert.deepEqual(failed.measurements, measurements);
+  });
+
   it("correlates an invocation's log lines, custom event, Graph and Storage calls under its operation id", async () => {
     const request = new functions.HttpRequest({
       method: 'POST',

@@ -36,7 +36,12 @@ function isOverride(name: string): boolean {
 export function spawnCli(args: string[], cwd: string, env: Record<string, string> = {}): CliProcess {
   const childEnv: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) if (!isOverride(name)) childEnv[name] = value;
-  Object.assign(childEnv, { NO_PROXY: '127.0.0.1,localhost', no_proxy: '127.0.0.1,localhost' }, env);
+  // Curation (DuckDB) only where a test asks for it (EXPORT_CURATION: 'on'): it costs seconds per run.
+  Object.assign(
+    childEnv,
+    { NO_PROXY: '127.0.0.1,localhost', no_proxy: '127.0.0.1,localhost', EXPORT_CURATION: 'off' },
+    env,
+  );
   const child = spawn(process.execPath, [CLI, ...args], { cwd, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   running.push(child);
   let output = '';

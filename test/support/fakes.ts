@@ -18,6 +18,7 @@ import type {
   CopiedContent,
   CopyMessage,
   CopyMethod,
+  CurationEvent,
   DestinationBlobInfo,
   DestinationStore,
   ExportManifest,
@@ -712,6 +713,8 @@ export class RecordingTelemetry implements Telemetry {
     [];
   readonly missing: Array<{ runId: string; queue: string; step: string }> = [];
   readonly unreadable: UnreadableRun[] = [];
+  readonly curationsCompleted: CurationEvent[] = [];
+  readonly curationsFailed: Array<CurationEvent & { errorCode: string; error: string }> = [];
   flushes = 0;
 
   runStarted(run: RunIdentity): void {
@@ -743,6 +746,14 @@ export class RecordingTelemetry implements Telemetry {
 
   runUnreadable(details: UnreadableRun): void {
     this.unreadable.push(clone(details));
+  }
+
+  curationCompleted(details: CurationEvent): void {
+    this.curationsCompleted.push(clone(details));
+  }
+
+  curationFailed(details: CurationEvent & { errorCode: string; error: string }): void {
+    this.curationsFailed.push(clone(details));
   }
 
   async flush(): Promise<void> {

@@ -214,6 +214,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       EXPORT_MAX_WAIT_HOURS: undefined,
       APPLICATIONINSIGHTS_CONNECTION_STRING: ingestion.connectionString,
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: undefined,
+      // Curation (DuckDB) only where a test asks for it: it is tested on its own, and costs seconds per run.
+      EXPORT_CURATION: 'off',
       ...options.env,
     };
     setEnv(defaults);

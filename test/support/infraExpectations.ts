@@ -109,6 +109,16 @@ const RUN_DIMENSIONS = [
   'dataset',
   'invoiceId',
 ];
+/** Dimensions of the curation events (src/telemetry/appInsightsTelemetry.ts curationProperties). */
+const CURATION_DIMENSIONS = [
+  ...RUN_DIMENSIONS,
+  'curationStatus',
+  'billingMonth',
+  'curationVersion',
+  'curatedPath',
+  'current',
+];
+
 export const EVENT_DIMENSIONS: Readonly<Record<string, readonly string[]>> = {
   ExportRunStarted: RUN_DIMENSIONS,
   ExportRunCompleted: RUN_DIMENSIONS,
@@ -116,6 +126,8 @@ export const EVENT_DIMENSIONS: Readonly<Record<string, readonly string[]>> = {
   ExportMessagePoisoned: ['queue', 'runId', 'reason', 'dataset', 'invoiceId', 'runStatus'],
   ExportRunMissing: ['runId', 'queue', 'step'],
   ExportRunUnreadable: ['runId', 'field', 'problem'],
+  ExportCurationCompleted: CURATION_DIMENSIONS,
+  ExportCurationFailed: [...CURATION_DIMENSIONS, 'errorCode', 'error'],
 };
 
 /** Measurements (customMeasurements) of the run events. */

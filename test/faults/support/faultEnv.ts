@@ -166,6 +166,8 @@ export async function startFaultEnv(options: FaultEnvOptions = {}): Promise<Faul
     FAULTS_RECEIVE_VISIBILITY_SECONDS: '8',
     FAULTS_QUEUE_RETRY_SECONDS: '1',
     FAULTS_MAX_DEQUEUE_COUNT: '5',
+    // The fault cases are the raw run's; curation (DuckDB) only where a case asks for it.
+    EXPORT_CURATION: 'off',
     ...options.settings,
   };
   let hostCounter = 0;

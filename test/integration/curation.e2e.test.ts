@@ -1,0 +1,189 @@
+/**
+ * The curation step through the real command line (spawned `cli.js`, embedded Azurite and emulator, DuckDB):
+ * `run --datasets unbilledUsage,unbilledReconciliation` curates every succeeded run before it exits, and after a
+ * forced rerun a DuckDB glob over each dataset's focus/ folder counts every row once, with BilledCost totals equal
+ * to the raw files' totals (exact decimals), and curated/ likewise.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { PARTNER_DEST_ACCOUNT, startAzurite } from '../../src/local/azurite';
+import { cleanUp, spawnCli, tempWorkFolder } from '../support/cliProcess';
+
+const SMALL = {
+  LOCAL_EMULATOR_BLOB_COUNT: '2',
+  LOCAL_EMULATOR_ROWS_PER_BLOB: '40',
+  LOCAL_EMULATOR_POLLS: '1',
+  EXPORT_CURRENCIES: 'USD',
+  EXPORT_CURATION: 'on',
+};
+
+interface RunRow {
+  runId: string;
+  status: string;
+  path: string | null;
+  dataset: string;
+  rowCount: number | null;
+  curatedPath: string | null;
+  curationStatus: string | null;
+}
+
+const folders: string[] = [];
+after(() => cleanUp(folders));
+
+function lastJson<T>(output: string): T {
+  const line = output
+    .trim()
+    .split('\n')
+    .reverse()
+    .find((candidate) => candidate.startsWith('{'));
+  assert.ok(line !== undefined, `a JSON line was printed:\n${output}`);
+  return JSON.parse(line) as T;
+}
+
+async function cli(args: string[], cwd: string) {
+  const command = spawnCli(args, cwd, SMALL);
+  const { code } = await command.exited;
+  return { code, output: command.output() };
+}
+
+describe('command line: run curates what it landed', { timeout: 600_000 }, () => {
+  const folder = tempWorkFolder('curate');
+  folders.push(folder);
+  const local = join(folder, 'downloaded');
+  let first: RunRow[] = [];
+  let second: RunRow[] = [];
+  let firstOutput = '';
+
+  before(async () => {
+    const one = await cli(['run', '--datasets', 'unbilledUsage,unbilledReconciliation', '--json'], folder);
+    assert.equal(one.code, 0, one.output);
+    firstOutput = one.output;
+    first = lastJson<{ runs: RunRow[] }>(one.output).runs;
+    const two = await cli(['run', '--datasets', 'unbilledUsage,unbilledReconciliation', '--force', '--json'], folder);
+    assert.equal(two.code, 0, two.output);
+    second = lastJson<{ runs: RunRow[] }>(two.output).runs;
+    // Everything of the destination, read through the Storage SDK with an Azurite of the test's own.
+    const azurite = await startAzurite({ location: join(folder, '.azurite') });
+    try {
+      const service = BlobServiceClient.fromConnectionString(azurite.connectionString(PARTNER_DEST_ACCOUNT.name));
+      const container = service.getContainerClient('partner-billing');
+      for await (const blob of container.listBlobsFlat()) {
+        const file = join(local, blob.name);
+        mkdirSync(dirname(file), { recursive: true });
+        await container.getBlobClient(blob.name).downloadToFile(file);
+      }
+    } finally {
+      await azurite.stop();
+    }
+  });
+
+  it('ends each succeeded run with its curation: rowCount and curatedPath in the --json rows', () => {
+    assert.equal(first.length, 2);
+    for (const run of [...first, ...second]) {
+      assert.equal(run.status, 'succeeded');
+      assert.equal(run.curationStatus, 'succeeded');
+      assert.equal(run.rowCount, 80, `${run.dataset}: 2 files of 40 rows`);
+      assert.match(
+        run.curatedPath ?? '',
+        /^curated\/unbilled-(usage|reconciliation)\/exportMonth=\d{4}-\d{2}\/exportCurrency=USD\/exportAttributeSet=full$/,
+      );
+    }
+    assert.match(firstOutput, /curated 80 rows \(curated\/unbilled-usage\//);
+  });
+
+  it('after a forced rerun, a glob over each dataset folder of focus/ and curated/ counts every row once, with the raw totals', async () => {
+    const db = await DuckDBInstance.create(':memory:', {
+      autoinstall_known_extensions: 'false',
+      autoload_known_extensions: 'false',
+      threads: '1',
+    });
+    const connection = await db.connect();
+    const rows = async (sql: string) => (await connection.runAndReadAll(sql)).getRowsJson() as unknown[][];
+    try {
+      for (const run of second) {
+        const prefix = run.dataset === 'unbilledUsage' ? 'unbilled-usage' : 'unbilled-reconciliation';
+        const raw = `read_json('${join(local, run.path as string)}/*.json.gz', format = 'newline_delimited', columns = ${
+          run.dataset === 'unbilledUsage'
+            ? "{BillingPreTaxTotal: 'VARCHAR'}"
+            : "{Subtotal: 'VARCHAR', TaxTotal: 'VARCHAR'}"
+        })`;
+        const [[rawCount, rawTotal]] = (await rows(
+          run.dataset === 'unbilledUsage'
+            ? `SELECT count(*), CAST(sum(CAST(BillingPreTaxTotal AS DECIMAL(38, 18))) AS VARCHAR) FROM ${raw}`
+            : `SELECT count(*), CAST(sum(CAST(Subtotal AS DECIMAL(38, 18))) + sum(CAST(TaxTotal AS DECIMAL(38, 18))) AS VARCHAR) FROM ${raw}`,
+        )) as [[string, string]];
+        assert.equal(Number(rawCount), 80);
+        const focus = `read_parquet('${join(local, 'focus', prefix)}/**/*.parquet')`;
+        const [[focusRuns, focusTotal]] = (await rows(
+          `SELECT string_agg(DISTINCT x_SourceRunId, ','), CAST(CAST(sum(BilledCost) AS DECIMAL(38, 18)) AS VARCHAR) FROM ${focus}`,
+        )) as [[string, string]];
+        assert.equal(focusRuns, run.runId, 'only the current version is in the folder');
+        assert.equal(Number(focusTotal), Number(rawTotal));
+        assert.equal(focusTotal.replace(/\.?0+$/, ''), rawTotal.replace(/\.?0+$/, ''), 'exact decimal totals');
+        const [[curatedCount]] = (await rows(
+          `SELECT count(*) FROM read_parquet('${join(local, 'curated', prefix)}/**/*.parquet')`,
+        )) as [[string]];
+        assert.equal(Number(curatedCount), 80, `${prefix}: every raw row once in curated/`);
+        const usageRows = await rows(`SELECT count(*) FROM ${focus} WHERE ChargeCategory <> 'Tax'`);
+        assert.equal(Number(usageRows[0]?.[0]), 80, `${prefix}: one FOCUS charge row per raw row`);
+      }
+      const staged = await rows(`SELECT count(*) FROM glob('${join(local, '_curation-staging')}/**')`);
+      assert.equal(Number(staged[0]?.[0]), 0, 'staging is empty once curation ended');
+    } finally {
+      connection.closeSync();
+      db.closeSync();
+    }
+  });
+
+  it('npm start ends its first export with the billed cost of the top customers per currency', async () => {
+    const start = spawnCli(['start', '--port', '0', '--force'], folder, SMALL);
+    try {
+      await start.waitFor(/Still serving on/, 120_000);
+      const output = start.output();
+      assert.match(
+        output,
+        /unbilled daily-rated usage: billed cost by customer \(FOCUS BilledCost, top 5 per currency\)/,
+      );
+      const rows = output.split('\n').filter((line) => /^ {2}USD +-?\d+\.\d{2} {2}\S/.test(line));
+      assert.ok(rows.length >= 2 && rows.length <= 10, output);
+    } finally {
+      start.child.kill('SIGINT');
+      await start.exited;
+    }
+  });
+
+  it('finishes, on the next run, a curation a killed command left in flight', async (t) => {
+    const killed = spawnCli(['run', '--datasets', 'unbilledUsage', '--force', '--json'], folder, SMALL);
+    await killed.waitFor(/Curation started/, 120_000);
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    const runId = /\[runId=(\S+) [^\]]*\] Curation started/.exec(killed.output())?.[1];
+    assert.ok(runId !== undefined, killed.output());
+
+    const again = await cli(['run', '--datasets', 'unbilledUsage', '--json'], folder);
+    assert.equal(again.code, 0, again.output);
+    const resumed = again.output.includes('Finishing 1 curation(s)');
+    t.diagnostic(resumed ? 'the curation was resumed by the next run' : 'the curation had ended before the kill');
+    if (resumed) {
+      assert.match(again.output, new RegExp(`Earlier run USD current full ${runId}: succeeded; curated 80 rows`));
+    }
+    // Whether it finished before the kill or on this run: the killed run's version is the current one.
+    const azurite = await startAzurite({ location: join(folder, '.azurite') });
+    try {
+      const container = BlobServiceClient.fromConnectionString(
+        azurite.connectionString(PARTNER_DEST_ACCOUNT.name),
+      ).getContainerClient('partner-billing');
+      const series = (first.find((r) => r.dataset === 'unbilledUsage')?.curatedPath ?? '').replace(/^curated\//, '');
+      const manifest = JSON.parse(
+        (await container.getBlobClient(`focus/${series}/manifest.json`).downloadToBuffer()).toString('utf8'),
+      ) as { source: { runId: string } };
+      assert.equal(manifest.source.runId, runId);
+    } finally {
+      await azurite.stop();
+    }
+  });
+});
