@@ -244,8 +244,15 @@ async function destinationHolds(deps: PipelineDeps, run: RunRecord, copied: Blob
       .join(', ')}${missing.length > 5 ? ', …' : ''}.`,
   );
   await deps.destination.ensureContainer(true);
-  for (const blob of missing) await deps.ledger.markBlobPending(run.runId, blob.name, (blob.recopies ?? 0) + 1);
-  await deps.queue.sendCopies(missing.map((b) => ({ version: 1, runId: run.runId, blobName: b.name })));
+  // Only the finisher whose conditional write set a blob back to pending sends its copy: two finishers that found the
+  // same change would otherwise copy it twice at once, and the later copy's new ETag would look like another change.
+  const reset: BlobRecord[] = [];
+  for (const blob of missing) {
+    if (await deps.ledger.markBlobPending(run.runId, blob.name, (blob.recopies ?? 0) + 1)) reset.push(blob);
+  }
+  if (reset.length > 0) {
+    await deps.queue.sendCopies(reset.map((b) => ({ version: 1, runId: run.runId, blobName: b.name })));
+  }
   return false;
 }
 

@@ -268,7 +268,11 @@ export interface RunLedger {
   /** Creates the blob rows that do not exist yet (pending). */
   addBlobs(runId: string, names: string[]): Promise<void>;
   /** Sets a copied blob back to pending (it went missing from the destination), counting the re-copy. */
-  markBlobPending(runId: string, name: string, recopies: number): Promise<void>;
+  /**
+   * Only while the row is still the copied row with `recopies - 1` re-copies (as the caller read it): of two finishers
+   * that found the same blob changed, one sets it back and sends its copy. Returns false when the row had moved on.
+   */
+  markBlobPending(runId: string, name: string, recopies: number): Promise<boolean>;
   getBlob(runId: string, name: string): Promise<BlobRecord | undefined>;
   markBlobCopied(
     runId: string,

@@ -213,7 +213,9 @@ describe('TableRunLedger runs', () => {
       method: 'copyFromUrl',
       copiedAt: '2026-03-01T06:01:00.000Z',
     });
-    await ledger.markBlobPending(r.runId, 'a.json.gz', 1);
+    assert.equal(await ledger.markBlobPending(r.runId, 'a.json.gz', 1), true);
+    // A second finisher that found the same change: the row is no longer the copied one it read.
+    assert.equal(await ledger.markBlobPending(r.runId, 'a.json.gz', 1), false, 'set back to pending once');
     assert.deepEqual(await ledger.getBlob(r.runId, 'a.json.gz'), {
       runId: r.runId,
       name: 'a.json.gz',

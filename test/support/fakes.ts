@@ -205,11 +205,14 @@ export class InMemoryRunLedger implements RunLedger {
     rows.set(name, { ...row, status: 'copied', ...fields } as BlobRecord);
   }
 
-  async markBlobPending(runId: string, name: string, recopies: number): Promise<void> {
+  async markBlobPending(runId: string, name: string, recopies: number): Promise<boolean> {
     await tick();
     const rows = this.blobs.get(runId);
-    if (rows === undefined || !rows.has(name)) throw new Error(`InMemoryRunLedger: no blob row ${runId}/${name}`);
+    const row = rows?.get(name);
+    if (rows === undefined || row === undefined) throw new Error(`InMemoryRunLedger: no blob row ${runId}/${name}`);
+    if (row.status !== 'copied' || (row.recopies ?? 0) !== recopies - 1) return false;
     rows.set(name, { runId, name, status: 'pending', recopies });
+    return true;
   }
 
   async listBlobs(runId: string): Promise<BlobRecord[]> {

@@ -643,6 +643,23 @@ describe('copyExportBlob and the fan-in', () => {
     assert.equal(written.blobs.find((b) => b.name === blobName)?.contentCrc64, fakeCrc64(`gzip bytes of ${victim}`));
   });
 
+  it('sends one copy of an overwritten blob when two finishers find the change at once, so its re-copy does not look like another change', async () => {
+    const { deps, runId } = await copyingRun();
+    const [first, second, third] = deps.queue.takeCopies();
+    await deliverCopy(deps, first!);
+    const path = expectedPath(runId);
+    const victim = [...deps.destination.blobs.keys()].find((p) => p.startsWith(`${path}/`))!;
+    deps.destination.put(victim, { ...deps.destination.blobs.get(victim)!, body: 'other bytes' });
+    // The last two copies finish together: each finisher lists the folder and finds the overwritten blob.
+    await Promise.all([deliverCopy(deps, second!), deliverCopy(deps, third!)]);
+    const again = deps.queue.takeCopies();
+    assert.equal(again.length, 1, 'one copy message sent again, not one per finisher');
+    const blobName = victim.slice(path.length + 1);
+    assert.equal((await deps.ledger.getBlob(runId, blobName))?.recopies, 1);
+    await deliverCopy(deps, again[0]!);
+    assert.equal(run(deps, runId).status, 'succeeded');
+  });
+
   it(`fails the run with COPY_FAILED naming a blob another writer keeps overwriting with the same length, after ${MAX_RECOPIES} re-copies`, async () => {
     const { deps, runId } = await copyingRun();
     const path = expectedPath(runId);

@@ -561,13 +561,25 @@ export class TableRunLedger implements RunLedger {
     await table.upsertEntity(row, 'Merge');
   }
 
-  async markBlobPending(runId: string, name: string, recopies: number): Promise<void> {
+  async markBlobPending(runId: string, name: string, recopies: number): Promise<boolean> {
     const table = await this.table(this.blobs);
+    const current = await this.getEntity(table, runId, blobRowKey(name));
+    if (current === undefined) return false;
+    const row = readBlob(current, this.names.blobs);
+    if (row.status !== 'copied' || (row.recopies ?? 0) !== recopies - 1) return false;
     // Replace, not Merge: the copy result (length, method, time) of a blob that went missing is no longer true.
-    await table.upsertEntity(
-      entity(runId, blobRowKey(name), { name, status: 'pending', recopies }, this.names.blobs),
-      'Replace',
-    );
+    try {
+      await table.updateEntity(
+        entity(runId, blobRowKey(name), { name, status: 'pending', recopies }, this.names.blobs),
+        'Replace',
+        { etag: current.etag },
+      );
+      return true;
+    } catch (error) {
+      const status = statusOf(error);
+      if (status === 412 || status === 404) return false;
+      throw error;
+    }
   }
 
   async listBlobs(runId: string): Promise<BlobRecord[]> {
