@@ -459,6 +459,7 @@ async function resumeAtStartUp(
     await resumeInterruptedRuns(deps, {
       ownsHostStorage: embedded.ownsHostStorage,
       ...(runIds === undefined ? {} : { runIds }),
+      processStartedAt: new Date(Date.now() - process.uptime() * 1000).toISOString(),
     });
   } catch (error) {
     failed(error);

@@ -20,10 +20,22 @@ import { type SupervisionReport, superviseRuns } from '../pipeline/superviseRuns
  */
 export function resumeInterruptedRuns(
   deps: PipelineDeps,
-  options: { ownsHostStorage: boolean; runIds?: readonly string[] },
+  options: {
+    ownsHostStorage: boolean;
+    runIds?: readonly string[];
+    /**
+     * When this command's process started (ISO). Its own host already takes the queue messages the stopped command
+     * left behind: a run written since is in this process's hands and is not resumed at once (only when overdue),
+     * so a start this process is making is never sent again beside it (a second Graph export).
+     */
+    processStartedAt?: string;
+  },
 ): Promise<SupervisionReport> {
   const runIds = options.runIds === undefined ? {} : { runIds: options.runIds };
-  if (options.ownsHostStorage) return superviseRuns(deps, { ...runIds, stallMinutes: 0, ownerGone: true });
+  if (options.ownsHostStorage) {
+    const since = options.processStartedAt === undefined ? {} : { ownerGoneBefore: options.processStartedAt };
+    return superviseRuns(deps, { ...runIds, ...since, stallMinutes: 0, ownerGone: true });
+  }
   if (options.runIds !== undefined) return superviseRuns(deps, { ...runIds, stallMinutes: 0 });
   return superviseRuns(deps);
 }

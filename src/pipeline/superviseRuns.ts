@@ -72,7 +72,7 @@ const ACTIVE: readonly RunStatus[] = ['starting', 'waiting', 'copying'];
  */
 export async function superviseRuns(
   deps: PipelineDeps,
-  options: { stallMinutes?: number; runIds?: readonly string[]; ownerGone?: boolean } = {},
+  options: { stallMinutes?: number; runIds?: readonly string[]; ownerGone?: boolean; ownerGoneBefore?: string } = {},
 ): Promise<SupervisionReport> {
   const now = deps.clock.now();
   const report: SupervisionReport = { checked: 0, resumed: 0, ended: 0, announced: 0, errors: 0 };
@@ -88,7 +88,12 @@ export async function superviseRuns(
     if (wanted !== undefined && !wanted.has(run.runId)) continue;
     report.checked += 1;
     try {
-      const outcome = await superviseOne(deps, run.runId, options.stallMinutes, options.ownerGone === true);
+      const outcome = await superviseOne(
+        deps,
+        run.runId,
+        options.stallMinutes,
+        options.ownerGone === true ? (options.ownerGoneBefore ?? 'always') : undefined,
+      );
       if (outcome === 'resumed') report.resumed += 1;
       if (outcome === 'ended') report.ended += 1;
     } catch (error) {
@@ -146,13 +151,19 @@ async function superviseOne(
   deps: PipelineDeps,
   runId: string,
   stallMinutesOverride: number | undefined,
-  ownerGone: boolean,
+  /** The caller's process took over from a stopped one: 'always', or the instant before which a write is not its own. */
+  ownerGoneBefore: string | undefined,
 ): Promise<'resumed' | 'ended' | undefined> {
   const { stallMinutes, maxResumes, maxRunHours } = deps.config.supervision;
   const stallMs = (stallMinutesOverride ?? stallMinutes) * 60_000;
   return withRun(deps, runId, async (current) => {
     const run = current.value;
     if (isTerminal(run.status)) return undefined;
+    // Read as it is now (the resume below is conditional on this read): a run written since the caller's process
+    // started is in that process's own hands (its host took a left-over message), so it is not taken for abandoned.
+    const ownerGone =
+      ownerGoneBefore !== undefined &&
+      (ownerGoneBefore === 'always' || Date.parse(run.updatedAt) < Date.parse(ownerGoneBefore));
     const now = deps.clock.now();
     const ageMs = now.getTime() - Date.parse(run.startedAt);
     const lastMove = Math.max(Date.parse(run.nextCheckAt ?? run.updatedAt), Date.parse(run.updatedAt));

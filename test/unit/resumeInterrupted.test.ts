@@ -87,6 +87,27 @@ describe('runs left in flight by a command that stopped', () => {
     assert.equal(deps.ledger.runs.get(runId)?.value.status, 'succeeded');
   });
 
+  it('are left alone when this process has written them since it started (its own host took a left-over message), so no start is sent twice', async () => {
+    const deps = makeDeps(SETTINGS);
+    const runId = await runWithLostCheck(deps);
+    const writtenAt = Date.parse(deps.ledger.runs.get(runId)!.value.updatedAt);
+    const startedBefore = new Date(writtenAt - 1000).toISOString();
+    const report = await resumeInterruptedRuns(deps, {
+      ownsHostStorage: true,
+      runIds: [runId],
+      processStartedAt: startedBefore,
+    });
+    assert.equal(report.resumed, 0, 'a run this process moved is not taken for abandoned');
+    assert.equal(deps.queue.pendingStatus.length, 0);
+    const startedAfter = new Date(writtenAt + 1000).toISOString();
+    const later = await resumeInterruptedRuns(deps, {
+      ownsHostStorage: true,
+      runIds: [runId],
+      processStartedAt: startedAfter,
+    });
+    assert.equal(later.resumed, 1, 'a run last written before this process started is resumed at once');
+  });
+
   it('are not touched when they are not the command’s own', async () => {
     const deps = makeDeps(SETTINGS);
     await runWithLostCheck(deps);
