@@ -1,5 +1,6 @@
 import { CronExpressionParser } from 'cron-parser';
 import { ExportError } from './errors';
+import { safeUrl } from './redact';
 
 /** Billing periods accepted by Graph's unbilled export. */
 export const BILLING_PERIODS = ['current', 'last'] as const;
@@ -614,7 +615,7 @@ function finOpsHubConfig(
   }
   if (connection.kind === 'identity' && !connection.blobServiceUri.startsWith('https://')) {
     problems.push(
-      `FINOPS_HUB_STORAGE__blobServiceUri: "${connection.blobServiceUri}" must use https (the managed identity's token is only sent over TLS)`,
+      `FINOPS_HUB_STORAGE__blobServiceUri: "${safeUrl(connection.blobServiceUri)}" must use https (the managed identity's token is only sent over TLS)`,
     );
   }
   return { connection, scope, local };
@@ -654,7 +655,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   );
   const emulator = isLoopbackUrl(graphBaseUrl);
   if (!graphBaseUrl.startsWith('https://') && problems.every((p) => !p.startsWith('GRAPH_BASE_URL'))) {
-    problems.push(`GRAPH_BASE_URL: "${graphRaw}" must use https (Graph tokens are only sent over TLS)`);
+    problems.push(`GRAPH_BASE_URL: "${safeUrl(graphRaw)}" must use https (Graph tokens are only sent over TLS)`);
   }
   const caCertFile = read(env, 'GRAPH_CA_CERT_FILE');
   if (caCertFile !== undefined && !emulator) {
@@ -738,7 +739,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     'accepted: https://api.partnercenter.microsoft.com/v1, or a loopback https URL of the partner billing emulator',
   );
   if (!partnerCenterBaseUrl.startsWith('https://') && problems.every((p) => !p.startsWith('PARTNER_CENTER_BASE_URL'))) {
-    problems.push(`PARTNER_CENTER_BASE_URL: "${partnerCenterRaw}" must use https (tokens are only sent over TLS)`);
+    problems.push(
+      `PARTNER_CENTER_BASE_URL: "${safeUrl(partnerCenterRaw)}" must use https (tokens are only sent over TLS)`,
+    );
   }
 
   const problemsBeforePolling = problems.length;

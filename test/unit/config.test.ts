@@ -476,6 +476,12 @@ describe('loadConfig', () => {
         'FINOPS_HUB_STORAGE__blobServiceUri',
         /must use https/,
       );
+      // A SAS pasted into the endpoint setting never reaches the error (which is logged and printed).
+      const withSas = problems({
+        FINOPS_HUB_STORAGE__blobServiceUri: 'http://sthub.blob.core.windows.net/?sv=2025-11-05&sig=c2VjcmV0',
+      });
+      assert.ok(withSas.some((p) => /must use https/.test(p)));
+      for (const problem of withSas) assert.doesNotMatch(problem, /sig=|c2VjcmV0/);
       oneProblem(
         { FINOPS_HUB_STORAGE__clientId: '00000000-0000-0000-0000-000000000002' },
         'FINOPS_HUB_STORAGE__clientId',
