@@ -311,7 +311,7 @@ export async function downloadFiles(
       if (localPath === undefined) {
         results[index] = { path: file.path, localPath: '', action: 'refused', bytes: 0, reason: reason ?? '' };
         progress.bytes -= file.size;
-      } else if (sizeOf(localPath) === file.size) {
+      } else if (sizeOf(localPath) === file.size && !rewrittenInPlace(file.path)) {
         results[index] = { path: file.path, localPath, action: 'skipped', bytes: file.size };
         progress.bytesDone += file.size;
       } else {
@@ -346,4 +346,12 @@ export function formatBytes(bytes: number): string {
     unit += 1;
   }
   return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/**
+ * JSON files (latest.json, a curated series' manifest.json) are rewritten in place by later runs, often with the same
+ * length (run ids have a fixed length): they are always downloaded again. Data files never change under their name.
+ */
+function rewrittenInPlace(path: string): boolean {
+  return path.endsWith('.json');
 }

@@ -240,18 +240,20 @@ describe('command line: files lists and downloads what landed', () => {
     const second = await cli(['files', '--all', '--download', target, '--json'], folder);
     assert.equal(second.code, 0, second.output);
     const again = lastJson<{ files: FileRow[] }>(second.output).files;
+    // JSON pointers and manifests are rewritten in place by later runs (often with the same length): fetched again.
+    const isJson = (path: string) => path.endsWith('.json');
     assert.deepEqual(
       again.map((row) => row.download),
-      again.map(() => 'skipped'),
+      again.map((row) => (isJson(row.path) ? 'written' : 'skipped')),
     );
-    assert.deepEqual(
-      rows.map((row) => statSync(row.localPath!).mtimeMs),
-      stamps,
-      'nothing rewritten',
-    );
+    rows.forEach((row, index) => {
+      if (!isJson(row.path)) assert.equal(statSync(row.localPath!).mtimeMs, stamps[index], `${row.path} not rewritten`);
+    });
+    const jsonCount = rows.filter((row) => isJson(row.path)).length;
+    assert.ok(jsonCount > 0);
     assert.match(
       second.output,
-      new RegExp(`Downloaded 0 files \\(0 B\\) into ${target}; ${rows.length} already there`),
+      new RegExp(`Downloaded ${jsonCount} files \\(.+\\) into ${target}; ${rows.length - jsonCount} already there`),
     );
   });
 });

@@ -83,12 +83,14 @@ describe('files: where downloads go', () => {
     assert.equal(readFileSync(join(dir, 'ok', 'a.txt'), 'utf8'), 'alpha');
   });
 
-  it('a file already there with the same size is skipped; one of another size is written again', async () => {
+  it('a file already there with the same size is skipped; one of another size, or a JSON pointer, is written again', async () => {
     const dir = join(root, 'skip');
     mkdirSync(join(dir, 'f'), { recursive: true });
     writeFileSync(join(dir, 'f', 'same.txt'), 'XXXXX');
     writeFileSync(join(dir, 'f', 'other.txt'), 'old');
-    const blobs = { 'f/same.txt': 'hello', 'f/other.txt': 'longer body' };
+    // latest.json of an older run: same length (run ids have a fixed length), other content.
+    writeFileSync(join(dir, 'f', 'latest.json'), '{"runId":"A"}');
+    const blobs = { 'f/same.txt': 'hello', 'f/other.txt': 'longer body', 'f/latest.json': '{"runId":"B"}' };
     const results = await downloadFiles(
       fakeContainer(blobs),
       Object.entries(blobs).map(([path, body]) => file(path, body.length)),
@@ -96,8 +98,9 @@ describe('files: where downloads go', () => {
     );
     assert.deepEqual(
       results.map((result) => result.action),
-      ['skipped', 'written'],
+      ['skipped', 'written', 'written'],
     );
+    assert.equal(readFileSync(join(dir, 'f', 'latest.json'), 'utf8'), '{"runId":"B"}', 'the current pointer');
     assert.equal(readFileSync(join(dir, 'f', 'same.txt'), 'utf8'), 'XXXXX');
     assert.equal(readFileSync(join(dir, 'f', 'other.txt'), 'utf8'), 'longer body');
   });
