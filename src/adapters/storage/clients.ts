@@ -227,3 +227,19 @@ export function destinationError(error: unknown, what: string): ExportError {
     status: info.status,
   });
 }
+
+/**
+ * The client once its table exists: the table is created once per process, remembered in `ready` (a failed attempt
+ * is forgotten, so the next call tries again).
+ */
+export function tableCreatedOnce(ready: Map<string, Promise<void>>, client: TableClient): Promise<TableClient> {
+  let created = ready.get(client.tableName);
+  if (created === undefined) {
+    created = client.createTable().catch((error: unknown) => {
+      ready.delete(client.tableName);
+      throw error;
+    });
+    ready.set(client.tableName, created);
+  }
+  return created.then(() => client);
+}

@@ -11,7 +11,7 @@ import {
   type FileCurationResult,
 } from '../../pipeline/curationPorts';
 import type { Versioned } from '../../pipeline/ports';
-import { createTableClient, type StorageClientOptions, storageErrorInfo } from './clients';
+import { createTableClient, type StorageClientOptions, storageErrorInfo, tableCreatedOnce } from './clients';
 import { assertNoSecret, blobRowKey, type TableClientFactory } from './tableRunLedger';
 
 const CURATION_PARTITION = 'curation';
@@ -125,15 +125,7 @@ export class TableCurationLedger implements CurationLedger {
   }
 
   private table(client: TableClient): Promise<TableClient> {
-    let ready = this.ready.get(client.tableName);
-    if (ready === undefined) {
-      ready = client.createTable().catch((error: unknown) => {
-        this.ready.delete(client.tableName);
-        throw error;
-      });
-      this.ready.set(client.tableName, ready);
-    }
-    return ready.then(() => client);
+    return tableCreatedOnce(this.ready, client);
   }
 
   async createCuration(record: CurationRecord, files: string[]): Promise<Versioned<CurationRecord>> {

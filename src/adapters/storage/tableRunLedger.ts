@@ -32,7 +32,7 @@ import type {
 } from '../../pipeline/ports';
 import { RUN_STATUSES } from '../../pipeline/ports';
 import { redact } from '../../redact';
-import { createTableClient, type StorageClientOptions, storageErrorInfo } from './clients';
+import { createTableClient, type StorageClientOptions, storageErrorInfo, tableCreatedOnce } from './clients';
 
 /** Builds the client of one table of the ledger. */
 export type TableClientFactory = (tableName: string) => TableClient;
@@ -370,15 +370,7 @@ export class TableRunLedger implements RunLedger {
 
   /** Creates the table once per process (a failed attempt is tried again on the next call). */
   private table(client: TableClient): Promise<TableClient> {
-    let ready = this.ready.get(client.tableName);
-    if (ready === undefined) {
-      ready = client.createTable().catch((error: unknown) => {
-        this.ready.delete(client.tableName);
-        throw error;
-      });
-      this.ready.set(client.tableName, ready);
-    }
-    return ready.then(() => client);
+    return tableCreatedOnce(this.ready, client);
   }
 
   async createRun(run: RunRecord): Promise<void> {
