@@ -27,6 +27,7 @@ import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } 
 import { commandFiles, howToOpenFiles } from './filesCommand';
 import { LocalFunctionsHost, type QueueHostSettings } from './localHost';
 import { createProgressDisplay, waitForRuns } from './progress';
+import { commandQuery } from './queryCommand';
 import { resumeInterruptedRuns, resumeOnceDue } from './resumeInterrupted';
 import { readLocalSettings } from './settings';
 import { installShutdown, type Shutdown, shuttingDown } from './shutdown';
@@ -49,6 +50,8 @@ Commands:
              --dataset D  --invoice ID  --limit N  --json
   files    What landed in the destination (raw, curated/, focus/): lists, or downloads with
            --download DIR.  --run ID | --all  --dataset D  --json  (files --help)
+  query    DuckDB SQL over the current curated data: a view per dataset (unbilled_usage, …) and
+           focus_costs.  "SQL"  --json  --destination DIR|URL  (query --help)
   emulator The partner billing emulator (HTTPS), standalone. See docs/emulator.md.
 
 Settings come from the environment, then local.settings.json's Values. Absent storage settings
@@ -582,6 +585,8 @@ export async function main(argv: string[]): Promise<number> {
       return commandRuns(rest);
     case 'files':
       return commandFiles(rest);
+    case 'query':
+      return commandQuery(rest);
     case 'emulator': {
       await runEmulatorCommand(rest);
       return 0;

@@ -6,6 +6,7 @@ import type * as DuckDb from '@duckdb/node-api';
 import { datasetOf } from '../datasets';
 import type { CurationRecord } from '../pipeline/curationPorts';
 import type { RunRecord } from '../pipeline/ports';
+import { QUERY_EXAMPLE } from './curatedViews';
 
 /** Customers shown per currency. */
 const TOP = 5;
@@ -71,6 +72,12 @@ export async function dataSummary(
     } finally {
       connection.closeSync();
       instance.closeSync();
+    }
+    if (lines.length > 0) {
+      lines.push(
+        'Go further with SQL over every current dataset (views unbilled_usage, …, focus_costs; "query --help"):',
+        `  npm run cli -- query "${QUERY_EXAMPLE}"`,
+      );
     }
     return lines;
   } finally {
