@@ -231,7 +231,7 @@ function cellText(value: unknown): string {
 }
 
 function fit(text: string, width: number): string {
-  return text.length <= width ? text : `${text.slice(0, width - 1)}…`;
+  return text.length <= width ? text : `${text.slice(0, width - 1).trimEnd()}…`;
 }
 
 /** The result as a fixed-width table: columns cut at CELL_WIDTH characters, numbers right-aligned, TABLE_ROWS rows. */
