@@ -13,9 +13,12 @@ import type { CuratedKind } from '../pipeline/curationLayout';
 /** The view of all FOCUS rows, every dataset (union by column name). */
 export const FOCUS_VIEW = 'focus_costs';
 
-/** A query that works on any curated data (printed by `npm start` and `query --help`). */
+/**
+ * A query that works on any curated data (printed by `npm start` and `query --help`, the first example of docs/data.md
+ * "The query command"): grouped by dataset (`x_SourceType`), since usage and reconciliation restate the same charges.
+ */
 export const QUERY_EXAMPLE =
-  'SELECT BillingCurrency, x_CustomerName, sum(BilledCost) AS billed_cost FROM focus_costs GROUP BY ALL ORDER BY BillingCurrency, billed_cost DESC LIMIT 10';
+  'SELECT x_SourceType, BillingCurrency, x_CustomerName, sum(BilledCost) AS billed_cost FROM focus_costs GROUP BY ALL ORDER BY x_SourceType, BillingCurrency, billed_cost DESC LIMIT 20';
 
 /** The view of a dataset's curated rows: its id in snake case (`unbilledUsage` → `unbilled_usage`). */
 export function datasetView(dataset: DatasetId): string {
