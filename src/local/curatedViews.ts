@@ -73,12 +73,13 @@ function datasetOfFolder(config: Pick<Config, 'destination'>, folder: string): D
   return prefixes.find(([, prefix]) => rest.startsWith(`${prefix}/exportMonth=`))?.[0];
 }
 
-interface ManifestFiles {
+export interface ManifestFiles {
   runId: string;
   files: Array<{ name: string; rowCount: number }>;
 }
 
-function parseManifest(value: unknown): ManifestFiles | undefined {
+/** The run and the part names a curated manifest.json names (undefined: not a curated manifest). */
+export function parseManifest(value: unknown): ManifestFiles | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const { source, files } = value as { source?: { runId?: unknown }; files?: unknown };
   if (typeof source?.runId !== 'string' || !Array.isArray(files)) return undefined;
