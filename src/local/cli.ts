@@ -23,6 +23,7 @@ import { redact } from '../redact';
 import { waitForCurations } from './curationWait';
 import { FolderBusyError } from './dataFolderLock';
 import { dataSummary } from './dataSummary';
+import { commandDoctor } from './doctorCommand';
 import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } from './embedded';
 import { commandFiles, howToOpenFiles } from './filesCommand';
 import { LocalFunctionsHost, type QueueHostSettings } from './localHost';
@@ -49,6 +50,8 @@ Commands:
              --dataset D  --invoice ID  --limit N  --json
   files    What landed in the destination (raw, curated/, focus/): lists, or downloads with
            --download DIR.  --run ID | --all  --dataset D  --json  (files --help)
+  doctor   Checks the configuration end to end (settings, Graph token and permission, storage,
+           destination write), each check with its fix.  --json  (doctor --help)
   emulator The partner billing emulator (HTTPS), standalone. See docs/emulator.md.
 
 Settings come from the environment, then local.settings.json's Values. Absent storage settings
@@ -582,6 +585,8 @@ export async function main(argv: string[]): Promise<number> {
       return commandRuns(rest);
     case 'files':
       return commandFiles(rest);
+    case 'doctor':
+      return commandDoctor(rest);
     case 'emulator': {
       await runEmulatorCommand(rest);
       return 0;
