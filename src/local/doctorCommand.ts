@@ -131,7 +131,7 @@ export function permissionCheck(claims: AccessTokenClaims | undefined): DoctorCh
   return fail(
     name,
     `the token of ${describeIdentity(claims)} has no ${PARTNER_BILLING_ROLE} in its roles claim (roles: ${roles})`,
-    `Add the Microsoft Graph application permission ${PARTNER_BILLING_ROLE} to this identity and grant admin consent in the partner tenant; then wait a few minutes (tokens are cached up to an hour) and run doctor again. See docs/deploy.md#grant-the-graph-permission.`,
+    `Add the Microsoft Graph application permission ${PARTNER_BILLING_ROLE} to this identity and grant admin consent in the partner tenant; then run doctor again (each run asks for a new token; the deployed app's managed identity may keep an older token for up to 24 hours). See docs/deploy.md#grant-the-graph-permission.`,
   );
 }
 
@@ -298,7 +298,7 @@ async function partnerCenterChecks(
 ): Promise<DoctorCheck[]> {
   const credential = options.partnerCenterCredential ?? partnerCenterCredential(config, env);
   const fix =
-    'Register the app in Partner Center (Account settings > App management) and use its app-only credentials of the partner tenant; see docs/deploy.md#partner-center.';
+    'Register the app in Partner Center (Account settings > App management) and use its app-only credentials of the partner tenant; see docs/deploy.md#the-partner-center-side.';
   let token: string;
   try {
     const got = await credential.getToken(PARTNER_CENTER_SCOPE);
