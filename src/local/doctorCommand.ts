@@ -135,6 +135,11 @@ export function permissionCheck(claims: AccessTokenClaims | undefined): DoctorCh
   );
 }
 
+/** A credential error's text without the settings hint, which the check prints as its fix. */
+function withoutHint(message: string): string {
+  return message.replace(CREDENTIAL_SETTINGS_HINT, '').trim();
+}
+
 async function getToken(credential: TokenCredential, scope: string, service: string, code: 'GRAPH_CREDENTIAL') {
   try {
     const token = await credential.getToken(scope);
@@ -151,7 +156,7 @@ async function graphChecks(config: Config, env: Record<string, string | undefine
   const origin = new URL(config.graph.baseUrl).origin;
   const got = await getToken(credential, `${origin}/.default`, 'Microsoft Graph', 'GRAPH_CREDENTIAL');
   if (got.token === undefined) {
-    checks.push(fail('Graph token', got.error.message, CREDENTIAL_SETTINGS_HINT));
+    checks.push(fail('Graph token', withoutHint(got.error.message), CREDENTIAL_SETTINGS_HINT));
     checks.push(fail('Graph permission', 'not checked: no Graph token', 'Fix the Graph token first.'));
     checks.push(fail('Graph call', 'not made: no Graph token', 'Fix the Graph token first.'));
     return checks;
@@ -310,7 +315,7 @@ async function partnerCenterChecks(
       transient: 'PARTNER_CENTER_UNAVAILABLE',
     });
     return [
-      fail('Partner Center token', classified.message, CREDENTIAL_SETTINGS_HINT),
+      fail('Partner Center token', withoutHint(classified.message), CREDENTIAL_SETTINGS_HINT),
       fail('Partner Center call', 'not made: no Partner Center token', 'Fix the Partner Center token first.'),
     ];
   }

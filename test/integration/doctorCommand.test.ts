@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CredentialUnavailableError, type TokenCredential } from '@azure/identity';
 import {
@@ -22,6 +23,7 @@ import {
   runDoctor,
 } from '../../src/local/doctorCommand';
 import { uniqueName, useAzurite } from '../support/azurite';
+import { cleanUp, spawnCli, tempWorkFolder } from '../support/cliProcess';
 import { json, send } from '../support/http';
 
 const azurite = useAzurite();
@@ -218,6 +220,32 @@ describe('doctor', () => {
     assert.equal(code, 2);
     assert.match(lines[0] ?? '', /^✗ settings: .*EXPORT_CURRENCIES.*EXPORT_ATTRIBUTE_SET/);
     assert.match(lines[1] ?? '', /^ {4}fix: /);
+  });
+
+  it('asks the credential the app builds for a Graph token and, with none configured, exits 2 with the settings to set (nothing leaves the machine)', async () => {
+    const folder = tempWorkFolder('doctor');
+    try {
+      const values = settings();
+      const cli = spawnCli(['doctor', '--json'], folder, {
+        // Every connection but loopback throws: the managed identity probe and Microsoft Entra ID included.
+        NODE_OPTIONS: `--require ${join(__dirname, '..', 'support', 'loopbackOnly.js')}`,
+        AzureWebJobsStorage: values.AzureWebJobsStorage ?? '',
+        DESTINATION_STORAGE: values.DESTINATION_STORAGE ?? '',
+        GRAPH_BASE_URL: 'https://graph.microsoft.com/v1.0',
+        EXPORT_CURRENCIES: 'USD',
+        AZURE_TENANT_ID: '',
+        AZURE_CLIENT_ID: '',
+        AZURE_CLIENT_SECRET: '',
+      });
+      const { code } = await cli.exited;
+      const report = JSON.parse(cli.stdout().trim().split('\n').at(-1) ?? '{}') as { checks: DoctorCheck[] };
+      assert.equal(code, 2, cli.output());
+      assert.deepEqual(failedNames(report.checks), ['Graph token', 'Graph permission', 'Graph call']);
+      assert.match(check(report.checks, 'Graph token').fix ?? '', /AZURE_TENANT_ID/);
+      assert.match(cli.output(), /✗ Graph token: .*\n {4}fix: /);
+    } finally {
+      cleanUp([folder]);
+    }
   });
 
   it('answers --help with every check, its flags and an example', async () => {
