@@ -68,8 +68,8 @@ export interface DoctorCheck {
   ok: boolean;
   /** What was found (never a token, a key or a SAS). */
   detail: string;
-  /** What to do when the check failed. */
-  fix: string | undefined;
+  /** What to do when the check failed (null when it passed). */
+  fix: string | null;
 }
 
 /** Replaceable credentials (tests); by default the ones the app builds (composition.ts). */
@@ -92,7 +92,7 @@ const ROLE_FIX = {
 };
 
 function pass(name: string, detail: string): DoctorCheck {
-  return { name, ok: true, detail, fix: undefined };
+  return { name, ok: true, detail, fix: null };
 }
 
 function fail(name: string, detail: string, fix: string): DoctorCheck {
@@ -393,7 +393,7 @@ export function formatChecks(checks: DoctorCheck[]): string[] {
   const lines: string[] = [];
   for (const check of checks) {
     lines.push(`${check.ok ? '✓' : '✗'} ${check.name}: ${check.detail}`);
-    if (!check.ok && check.fix !== undefined) lines.push(`    fix: ${check.fix}`);
+    if (!check.ok && check.fix !== null) lines.push(`    fix: ${check.fix}`);
   }
   const failed = checks.filter((check) => !check.ok).length;
   lines.push(failed === 0 ? 'All checks passed.' : `${failed} check(s) failed.`);

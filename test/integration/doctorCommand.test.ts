@@ -90,6 +90,10 @@ describe('doctor', () => {
     assert.deepEqual(failedNames(report.checks), []);
     assert.equal(report.ok, true);
     assert.equal(code, 0);
+    assert.ok(
+      report.checks.every((c) => Object.keys(c).join() === 'name,ok,detail,fix' && c.fix === null),
+      'each JSON check has name, ok, detail and fix (null when it passed)',
+    );
     for (const name of [
       'settings',
       'Graph token',
