@@ -80,6 +80,9 @@ export interface DoctorOptions {
   maxInlineRetries?: number;
 }
 
+/** The host storage setting (queues, ledger tables, the Functions host's blobs). */
+const HOST = 'AzureWebJobsStorage';
+
 const ROLE_FIX = {
   queues:
     'Grant the app identity "Storage Queue Data Contributor" on the host storage account (or fix AzureWebJobsStorage).',
@@ -209,21 +212,34 @@ async function graphChecks(config: Config, env: Record<string, string | undefine
   return checks;
 }
 
+/** Does this connection name Azurite's default ports (`UseDevelopmentStorage=true`)? */
+function developmentStorage(connection: StorageConnection): boolean {
+  return connection.kind === 'connectionString' && /UseDevelopmentStorage=true/i.test(connection.connectionString);
+}
+
 /** A storage failure as a check line, with the role that would fix a 401/403. */
-function storageFailure(name: string, what: string, error: unknown, roleFix: string, setting: string): DoctorCheck {
+export function storageFailure(
+  name: string,
+  what: string,
+  error: unknown,
+  roleFix: string,
+  setting: string,
+  connection: StorageConnection,
+): DoctorCheck {
   const info = storageErrorInfo(error);
   const refused = info.status === 401 || info.status === 403;
   const fix = refused
     ? roleFix
-    : info.status === undefined
-      ? `The account did not answer: check ${setting} (a connection string on a closed port, a wrong account name, the network).`
-      : `Check ${setting}; see docs/errors.md.`;
+    : info.status === undefined && developmentStorage(connection)
+      ? `${setting}=UseDevelopmentStorage=true needs your own Azurite on the default ports 10000-10002 (e.g. "npx azurite --skipApiVersionCheck"); or leave ${setting} unset and the command line starts one.`
+      : info.status === undefined
+        ? `The account did not answer: check ${setting} (a connection string on a closed port, a wrong account name, the network).`
+        : `Check ${setting}; see docs/errors.md.`;
   return fail(name, `${what} failed: ${describeError(info)}`, fix);
 }
 
-async function hostStorageChecks(connection: StorageConnection, curation: boolean): Promise<DoctorCheck[]> {
-  const checks: DoctorCheck[] = [];
-  const queueNames = [
+async function queuesCheck(connection: StorageConnection, curation: boolean): Promise<DoctorCheck> {
+  const names = [
     QueueNames.status,
     QueueNames.copy,
     QueueNames.statusPoison,
@@ -233,14 +249,15 @@ async function hostStorageChecks(connection: StorageConnection, curation: boolea
   const queues = createQueueServiceClient(connection);
   let queue: string | undefined;
   try {
-    for (queue of queueNames) await queues.getQueueClient(queue).createIfNotExists();
-    checks.push(pass('host queues', `${queueNames.join(', ')} exist`));
+    for (queue of names) await queues.getQueueClient(queue).createIfNotExists();
+    return pass('host queues', `${names.join(', ')} exist`);
   } catch (error) {
-    checks.push(
-      storageFailure('host queues', `creating queue ${queue}`, error, ROLE_FIX.queues, 'AzureWebJobsStorage'),
-    );
+    return storageFailure('host queues', `creating queue ${queue}`, error, ROLE_FIX.queues, HOST, connection);
   }
-  const tableNames = [
+}
+
+async function tablesCheck(connection: StorageConnection, curation: boolean): Promise<DoctorCheck> {
+  const names = [
     TableNames.runs,
     TableNames.blobs,
     TableNames.locks,
@@ -248,7 +265,7 @@ async function hostStorageChecks(connection: StorageConnection, curation: boolea
   ];
   let table: string | undefined;
   try {
-    for (table of tableNames) {
+    for (table of names) {
       const client = createTableClient(connection, table);
       await client.createTable();
       // Creating proves little where the table already exists: reading it is what the ledger does.
@@ -257,17 +274,19 @@ async function hostStorageChecks(connection: StorageConnection, curation: boolea
         .byPage({ maxPageSize: 1 })
         .next();
     }
-    checks.push(pass('host tables', `${tableNames.join(', ')} exist and can be read`));
+    return pass('host tables', `${names.join(', ')} exist and can be read`);
   } catch (error) {
-    checks.push(storageFailure('host tables', `table ${table}`, error, ROLE_FIX.tables, 'AzureWebJobsStorage'));
+    return storageFailure('host tables', `table ${table}`, error, ROLE_FIX.tables, HOST, connection);
   }
+}
+
+async function hostBlobsCheck(connection: StorageConnection): Promise<DoctorCheck> {
   try {
     await createBlobServiceClient(connection).listContainers().byPage({ maxPageSize: 1 }).next();
-    checks.push(pass('host blobs', 'containers can be listed'));
+    return pass('host blobs', 'containers can be listed');
   } catch (error) {
-    checks.push(storageFailure('host blobs', 'listing containers', error, ROLE_FIX.blobs, 'AzureWebJobsStorage'));
+    return storageFailure('host blobs', 'listing containers', error, ROLE_FIX.blobs, HOST, connection);
   }
-  return checks;
 }
 
 async function destinationCheck(config: Config): Promise<DoctorCheck> {
@@ -292,7 +311,7 @@ async function destinationCheck(config: Config): Promise<DoctorCheck> {
   } catch (error) {
     const setting =
       config.destination.connection.kind === 'identity' ? 'DESTINATION_STORAGE__blobServiceUri' : 'DESTINATION_STORAGE';
-    return storageFailure(name, step, error, ROLE_FIX.destination, setting);
+    return storageFailure(name, step, error, ROLE_FIX.destination, setting, config.destination.connection);
   }
 }
 
@@ -380,11 +399,17 @@ export async function runDoctor(
       `valid: currencies ${config.currencies.join(',')}, datasets ${config.datasets.join(',')}, Graph ${safeUrl(config.graph.baseUrl)}${config.graph.emulator ? ' (emulator mode)' : ''}`,
     ),
   ];
-  checks.push(...(await graphChecks(config, env, options)));
-  checks.push(...(await hostStorageChecks(config.hostStorage, config.curation.enabled)));
-  checks.push(await destinationCheck(config));
-  if (config.invoiceDiscovery.mode === 'partnerCenter')
-    checks.push(...(await partnerCenterChecks(config, env, options)));
+  // The checks are independent: run together, an account that does not answer costs its retries once, not per check.
+  const curation = config.curation.enabled;
+  const results = await Promise.all([
+    graphChecks(config, env, options),
+    queuesCheck(config.hostStorage, curation).then((check) => [check]),
+    tablesCheck(config.hostStorage, curation).then((check) => [check]),
+    hostBlobsCheck(config.hostStorage).then((check) => [check]),
+    destinationCheck(config).then((check) => [check]),
+    config.invoiceDiscovery.mode === 'partnerCenter' ? partnerCenterChecks(config, env, options) : [],
+  ]);
+  for (const result of results) checks.push(...result);
   return checks;
 }
 

@@ -21,6 +21,7 @@ import {
   formatChecks,
   permissionCheck,
   runDoctor,
+  storageFailure,
 } from '../../src/local/doctorCommand';
 import { uniqueName, useAzurite } from '../support/azurite';
 import { cleanUp, spawnCli, tempWorkFolder } from '../support/cliProcess';
@@ -147,6 +148,26 @@ describe('doctor', () => {
     assert.match(result.detail, /user ops@contoso\.example/);
     assert.match(result.fix ?? '', /AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET/);
     assert.match(result.fix ?? '', /"az login" token never carries it/);
+  });
+
+  it('says UseDevelopmentStorage=true needs an Azurite of your own on the default ports when nothing answers there', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:10001'), { code: 'ECONNREFUSED' });
+    const result = storageFailure(
+      'host queues',
+      'creating queue export-status',
+      refused,
+      'grant a role',
+      'AzureWebJobsStorage',
+      {
+        kind: 'connectionString',
+        connectionString: 'UseDevelopmentStorage=true',
+      },
+    );
+    assert.equal(result.ok, false);
+    assert.match(
+      result.fix ?? '',
+      /UseDevelopmentStorage=true needs your own Azurite on the default ports 10000-10002/,
+    );
   });
 
   it('fails the Graph token check with the settings to set when no credential is configured, and skips the Graph checks after it', async () => {
