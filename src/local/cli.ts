@@ -23,6 +23,7 @@ import { redact } from '../redact';
 import { waitForCurations } from './curationWait';
 import { FolderBusyError } from './dataFolderLock';
 import { dataSummary } from './dataSummary';
+import { commandDoctor } from './doctorCommand';
 import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } from './embedded';
 import { commandFiles, howToOpenFiles } from './filesCommand';
 import { LocalFunctionsHost, type QueueHostSettings } from './localHost';
@@ -52,6 +53,8 @@ Commands:
            --download DIR.  --run ID | --all  --dataset D  --json  (files --help)
   query    DuckDB SQL over the current curated data: a view per dataset (unbilled_usage, …) and
            focus_costs.  "SQL"  --json  --destination DIR|URL  (query --help)
+  doctor   Checks the configuration end to end (settings, Graph token and permission, storage,
+           destination write), each check with its fix.  --json  (doctor --help)
   emulator The partner billing emulator (HTTPS), standalone. See docs/emulator.md.
 
 Settings come from the environment, then local.settings.json's Values. Absent storage settings
@@ -587,6 +590,8 @@ export async function main(argv: string[]): Promise<number> {
       return commandFiles(rest);
     case 'query':
       return commandQuery(rest);
+    case 'doctor':
+      return commandDoctor(rest);
     case 'emulator': {
       await runEmulatorCommand(rest);
       return 0;
