@@ -2,7 +2,8 @@
  * The curation step through the real command line (spawned `cli.js`, embedded Azurite and emulator, DuckDB):
  * `run --datasets unbilledUsage,unbilledReconciliation` curates every succeeded run before it exits, and after a
  * forced rerun a DuckDB glob over each dataset's focus/ folder counts every row once, with BilledCost totals equal
- * to the raw files' totals (exact decimals), and curated/ likewise.
+ * to the raw files' totals (exact decimals), and curated/ likewise. With FINOPS_HUB_STORAGE=UseDevelopmentStorage=true
+ * the FOCUS files also land in the embedded Azurite's FinOps hub account, the newer run's replacing the older's.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { PARTNER_DEST_ACCOUNT, startAzurite } from '../../src/local/azurite';
+import { FINOPS_HUB_ACCOUNT, PARTNER_DEST_ACCOUNT, startAzurite } from '../../src/local/azurite';
 import { cleanUp, spawnCli, tempWorkFolder } from '../support/cliProcess';
 
 const SMALL = {
@@ -19,6 +20,7 @@ const SMALL = {
   LOCAL_EMULATOR_POLLS: '1',
   EXPORT_CURRENCIES: 'USD',
   EXPORT_CURATION: 'on',
+  FINOPS_HUB_STORAGE: 'UseDevelopmentStorage=true',
 };
 
 interface RunRow {
@@ -57,6 +59,8 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
   let first: RunRow[] = [];
   let second: RunRow[] = [];
   let firstOutput = '';
+  /** The FinOps hub's ingestion container after the forced rerun: blob name → length. */
+  const hub = new Map<string, number>();
 
   before(async () => {
     const one = await cli(['run', '--datasets', 'unbilledUsage,unbilledReconciliation', '--json'], folder);
@@ -76,6 +80,10 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
         mkdirSync(dirname(file), { recursive: true });
         await container.getBlobClient(blob.name).downloadToFile(file);
       }
+      const ingestion = BlobServiceClient.fromConnectionString(
+        azurite.connectionString(FINOPS_HUB_ACCOUNT.name),
+      ).getContainerClient('ingestion');
+      for await (const blob of ingestion.listBlobsFlat()) hub.set(blob.name, blob.properties.contentLength ?? 0);
     } finally {
       await azurite.stop();
     }
@@ -137,6 +145,22 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
       connection.closeSync();
       db.closeSync();
     }
+  });
+
+  it('drops the FOCUS files of the current version into the local FinOps hub, the rerun replacing the first run', () => {
+    for (const run of second) {
+      const prefix = run.dataset === 'unbilledUsage' ? 'unbilled-usage' : 'unbilled-reconciliation';
+      const folder = new RegExp(`^Costs/\\d{4}/\\d{2}/csp/[0-9a-f-]{36}/${prefix}/USD/`);
+      const names = [...hub.keys()]
+        .filter((name) => folder.test(name))
+        .map((name) => name.replace(folder, ''))
+        .sort();
+      assert.equal(names.length, 3, names.join(', '));
+      assert.match(names[0] ?? '', new RegExp(`^${run.runId}__part-\\d{5}-.*-0\\.parquet$`));
+      assert.match(names[1] ?? '', new RegExp(`^${run.runId}__part-\\d{5}-.*-0\\.parquet$`));
+      assert.equal(names[2], 'manifest.json');
+    }
+    assert.equal(hub.size, 6, 'one folder per dataset, nothing of the first runs left');
   });
 
   it('npm start ends its first export with the billed cost of the top customers per currency', async () => {
