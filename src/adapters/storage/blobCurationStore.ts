@@ -47,6 +47,8 @@ export class BlobCurationStore implements CurationStore {
         const body = response.readableStreamBody as Readable | undefined;
         if (body === undefined) throw new Error(`${path} has no body`);
         body.on('error', (error) => out.destroy(destinationError(error, `Reading ${this.where(path)}`)));
+        // A reader that gives up (a failed upload) must not leave the download's socket open.
+        out.on('close', () => body.destroy());
         body.pipe(out);
       })
       .catch((error: unknown) => out.destroy(destinationError(error, `Reading ${this.where(path)}`)));
