@@ -184,8 +184,19 @@ export async function curateExportFile(message: CurateMessage, deps: PipelineDep
     }
     log.info(`Transient curation problem (${classified.code}), the queue retries: ${redact(classified.message)}`);
     await noteCurationError(c, run.runId, `${classified.code}: ${classified.message}`).catch(() => undefined);
+    if (message.kind === 'file') await retryPublishing(c, run.runId).catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * A file message whose publish failed transiently would, redelivered, find the curation `publishing` and leave it to
+ * the supervisor's resume (EXPORT_STALL_MINUTES later): a publish message is sent instead, which the queue retries
+ * (and poisons) itself. Beside a publisher that is still alive it is safe: every publishing step is idempotent.
+ */
+async function retryPublishing(deps: CuratingDeps, runId: string): Promise<void> {
+  if ((await deps.curation.ledger.getCuration(runId))?.value.status !== 'publishing') return;
+  await deps.curation.queue.sendCurate([{ version: 1, kind: 'publish', runId }]);
 }
 
 /** Converts one raw file into staged parts and records its result. Redone after a crash, it gives the same parts. */

@@ -127,9 +127,16 @@ describe('the FinOps hub drop-in of the curation fan-in', () => {
       }
       return written;
     };
+    // A dead process sends nothing more.
+    const send = deps.curation.queue.sendCurate.bind(deps.curation.queue);
+    deps.curation.queue.sendCurate = async (messages) => {
+      if (stopped) throw new Error('the process died');
+      return send(messages);
+    };
     const errors = await drainCuration(deps);
     assert.equal(errors.length, 1);
     assert.equal(deps.curation.ledger.curation(runId).status, 'publishing');
+    deps.curation.queue.sendCurate = send;
     assert.equal(deps.curation.ledger.curation(runId).hubIngestionId, runId);
 
     await superviseCurations(deps, { runIds: [runId], ownerGone: true });
@@ -139,19 +146,20 @@ describe('the FinOps hub drop-in of the curation fan-in', () => {
     assert.equal(deps.telemetry.curationsCompleted[0]?.hubIngestionId, runId);
   });
 
-  it('a transient hub failure is retried: the redone fan-in drops the same version and ends the curation', async () => {
+  it('a transient hub failure is retried at once by a publish message: the redone fan-in drops the same version and ends the curation', async () => {
     const deps = makeHubDeps();
     const runId = await succeededRun(deps);
     deps.finOpsHub.failNext = new ExportError('FINOPS_HUB_UNAVAILABLE', 'FinOps hub drop: 503', { retryable: true });
     const errors = await drainCuration(deps);
-    assert.equal(errors.length, 1, 'the queue retries');
-    const waiting = deps.curation.ledger.curation(runId);
-    assert.equal(waiting.status, 'publishing');
-    assert.match(waiting.lastError ?? '', /^FINOPS_HUB_UNAVAILABLE/);
+    assert.equal(errors.length, 1, 'the failed message is retried by the queue');
+    assert.deepEqual(
+      deps.curation.queue.sent.slice(-1).map((m) => m.kind),
+      ['publish'],
+    );
 
-    await superviseCurations(deps, { runIds: [runId], ownerGone: true });
-    assert.deepEqual(await drainCuration(deps), []);
-    assert.equal(deps.curation.ledger.curation(runId).status, 'succeeded');
+    const curation = deps.curation.ledger.curation(runId);
+    assert.equal(curation.status, 'succeeded', 'without waiting for the supervisor');
+    assert.match(curation.lastError ?? '', /^FINOPS_HUB_UNAVAILABLE/);
     assert.equal(deps.finOpsHub.folders.get(HUB_FOLDER)?.ingestionId, runId);
     assert.deepEqual(
       deps.finOpsHub.publishes.map((v) => v.ingestionId),
