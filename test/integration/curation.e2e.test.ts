@@ -161,6 +161,10 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
       assert.equal(names[2], 'manifest.json');
     }
     assert.equal(hub.size, 6, 'one folder per dataset, nothing of the first runs left');
+    assert.match(
+      firstOutput,
+      /curated 80 rows \(curated\/unbilled-usage\/[^)]*\); FinOps hub: ingestion\/Costs\/\d{4}\/\d{2}\/csp\//,
+    );
   });
 
   it('npm start ends its first export with the billed cost of the top customers per currency', async () => {
