@@ -133,7 +133,8 @@ function curationLine(curation: CurationRecord | undefined, curating: boolean): 
       ? 'a newer version is current'
       : `curated/${curation.curatedPath} and focus/${curation.curatedPath}`;
   const rejected = (curation.rowsRejected ?? 0) > 0 ? `, ${curation.rowsRejected} rejected` : '';
-  return `; curated ${curation.rowsConverted ?? 0} rows${rejected} (${where})`;
+  const hub = curation.hubIngestionId === undefined ? '' : `; FinOps hub: ingestion/${curation.hubFolder ?? ''}`;
+  return `; curated ${curation.rowsConverted ?? 0} rows${rejected} (${where})${hub}`;
 }
 
 /**

@@ -3,7 +3,9 @@
  * `run --datasets unbilledUsage,unbilledReconciliation` curates every succeeded run before it exits, and after a
  * forced rerun a DuckDB glob over each dataset's focus/ folder counts every row once, with BilledCost totals equal
  * to the raw files' totals (exact decimals), and curated/ likewise; the query command's views count every row once,
- * even with an older version's parts beside the current ones, and the query npm start suggests works.
+ * even with an older version's parts beside the current ones, and the query npm start suggests works. With
+ * FINOPS_HUB_STORAGE=UseDevelopmentStorage=true the FOCUS files also land in the embedded Azurite's FinOps hub
+ * account, the newer run's replacing the older's.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -11,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { PARTNER_DEST_ACCOUNT, startAzurite } from '../../src/local/azurite';
+import { FINOPS_HUB_ACCOUNT, PARTNER_DEST_ACCOUNT, startAzurite } from '../../src/local/azurite';
 import { QUERY_EXAMPLE } from '../../src/local/curatedViews';
 import { cleanUp, spawnCli, tempWorkFolder } from '../support/cliProcess';
 
@@ -21,6 +23,7 @@ const SMALL = {
   LOCAL_EMULATOR_POLLS: '1',
   EXPORT_CURRENCIES: 'USD',
   EXPORT_CURATION: 'on',
+  FINOPS_HUB_STORAGE: 'UseDevelopmentStorage=true',
 };
 
 interface RunRow {
@@ -62,6 +65,8 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
   let firstOutput = '';
   /** Parts of the first run put back beside the current version (as while a version replaces another). */
   const stale: string[] = [];
+  /** The FinOps hub's ingestion container after the forced rerun: blob name → length. */
+  const hub = new Map<string, number>();
 
   before(async () => {
     const one = await cli(['run', '--datasets', 'unbilledUsage,unbilledReconciliation', '--json'], folder);
@@ -97,6 +102,10 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
           break;
         }
       }
+      const ingestion = BlobServiceClient.fromConnectionString(
+        azurite.connectionString(FINOPS_HUB_ACCOUNT.name),
+      ).getContainerClient('ingestion');
+      for await (const blob of ingestion.listBlobsFlat()) hub.set(blob.name, blob.properties.contentLength ?? 0);
     } finally {
       await azurite.stop();
     }
@@ -180,6 +189,26 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
       },
       { rows_of: 'unbilledUsage', n: '80', runs: second.find((run) => run.dataset === 'unbilledUsage')?.runId },
     ]);
+  });
+
+  it('drops the FOCUS files of the current version into the local FinOps hub, the rerun replacing the first run', () => {
+    for (const run of second) {
+      const prefix = run.dataset === 'unbilledUsage' ? 'unbilled-usage' : 'unbilled-reconciliation';
+      const folder = new RegExp(`^Costs/\\d{4}/\\d{2}/csp/[0-9a-f-]{36}/${prefix}/USD/`);
+      const names = [...hub.keys()]
+        .filter((name) => folder.test(name))
+        .map((name) => name.replace(folder, ''))
+        .sort();
+      assert.equal(names.length, 3, names.join(', '));
+      assert.match(names[0] ?? '', new RegExp(`^${run.runId}__part-\\d{5}-.*-0\\.parquet$`));
+      assert.match(names[1] ?? '', new RegExp(`^${run.runId}__part-\\d{5}-.*-0\\.parquet$`));
+      assert.equal(names[2], 'manifest.json');
+    }
+    assert.equal(hub.size, 6, 'one folder per dataset, nothing of the first runs left');
+    assert.match(
+      firstOutput,
+      /curated 80 rows \(curated\/unbilled-usage\/[^)]*\); FinOps hub: ingestion\/Costs\/\d{4}\/\d{2}\/csp\//,
+    );
   });
 
   it('npm start ends its first export with the billed cost of the top customers per currency', async () => {
