@@ -234,6 +234,9 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
+@description('Optional. When this deployment runs (UTC; leave the default): the no-success alert counts a series without a recent success from this time, so that it does not fire before a new deployment had its first runs. A parameter because utcNow() is allowed only as a parameter default.')
+param deploymentTime string = utcNow('yyyy-MM-ddTHH:mm:ssZ')
+
 // ----------------------------------------------------------------------------
 // Empty strings and the values in effect
 // ----------------------------------------------------------------------------
@@ -361,6 +364,7 @@ var resourceToken = toLower(uniqueString(subscription().id, environmentName, loc
 var tags = {
   'azd-env-name': environmentName
 }
+var appInsightsName = 'appi-${resourceToken}'
 var appName = toLower(empty(functionAppName) ? 'func-${resourceToken}' : functionAppName)
 var deploymentContainerName = 'app-package-${take(appName, 32)}-${take(resourceToken, 7)}'
 
@@ -405,7 +409,7 @@ var finOpsHubScopeChecked = !startsWith(finOpsHubScopeInEffect, '/') && !endsWit
 // Resource group
 // ----------------------------------------------------------------------------
 
-resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
+resource rg 'Microsoft.Resources/resourceGroups@2025-04-01' = {
   name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
   location: location
   tags: tags
@@ -435,6 +439,10 @@ module hostStorage 'modules/hostStorage.bicep' = {
     deploymentContainerName: deploymentContainerName
     queueNames: hostQueueNames
     tableNames: ledgerTableNames
+    // Names the module's role assignments, guid(scope, principalId, role), known only once the identity exists. Kept:
+    // a new name for an existing assignment fails the next provision (RoleAssignmentExists). What-if therefore
+    // predicts this module less precisely.
+    #disable-next-line what-if-short-circuiting
     principalId: identity.outputs.principalId
   }
 }
@@ -444,11 +452,15 @@ module monitoring 'modules/monitoring.bicep' = {
   scope: rg
   params: {
     workspaceName: 'log-${resourceToken}'
-    appInsightsName: 'appi-${resourceToken}'
+    appInsightsName: appInsightsName
     location: location
     tags: tags
     retentionInDays: logRetentionInDays
     disableLocalAuth: appInsightsDisableLocalAuth
+    // Names the module's role assignments, guid(scope, principalId, role), known only once the identity exists. Kept:
+    // a new name for an existing assignment fails the next provision (RoleAssignmentExists). What-if therefore
+    // predicts this module less precisely.
+    #disable-next-line what-if-short-circuiting
     principalId: identity.outputs.principalId
   }
 }
@@ -472,6 +484,10 @@ module newDestination 'modules/destinationStorage.bicep' = if (!useExistingDesti
     ]
     enableRetention: enableRetention
     retentionDays: retentionDays
+    // Names the module's role assignments, guid(scope, principalId, role), known only once the identity exists. Kept:
+    // a new name for an existing assignment fails the next provision (RoleAssignmentExists). What-if therefore
+    // predicts this module less precisely.
+    #disable-next-line what-if-short-circuiting
     principalId: identity.outputs.principalId
   }
 }
@@ -482,6 +498,10 @@ module existingDestination 'modules/existingDestination.bicep' = if (useExisting
   params: {
     accountName: last(existingDestinationChecked)
     containerName: containerChecked
+    // Names the module's role assignments, guid(scope, principalId, role), known only once the identity exists. Kept:
+    // a new name for an existing assignment fails the next provision (RoleAssignmentExists). What-if therefore
+    // predicts this module less precisely.
+    #disable-next-line what-if-short-circuiting
     principalId: identity.outputs.principalId
   }
 }
@@ -492,6 +512,10 @@ module finOpsHub 'modules/finOpsHub.bicep' = if (useFinOpsHub) {
   scope: resourceGroup(finOpsHubChecked[2], finOpsHubChecked[4])
   params: {
     accountName: last(finOpsHubChecked)
+    // Names the module's role assignments, guid(scope, principalId, role), known only once the identity exists. Kept:
+    // a new name for an existing assignment fails the next provision (RoleAssignmentExists). What-if therefore
+    // predicts this module less precisely.
+    #disable-next-line what-if-short-circuiting
     principalId: identity.outputs.principalId
   }
 }
@@ -594,19 +618,25 @@ module functionApp 'modules/functionApp.bicep' = {
 // Alerts and workbook
 // ----------------------------------------------------------------------------
 
+// The alerts module names Application Insights rather than taking its id from the monitoring module's outputs
+// (a runtime value would keep what-if from predicting the rules); hence the explicit dependency.
 module alerts 'modules/alerts.bicep' = {
   name: 'alerts'
   scope: rg
+  dependsOn: [
+    monitoring
+  ]
   params: {
     location: location
     tags: tags
     nameToken: resourceToken
-    appInsightsId: monitoring.outputs.appInsightsId
+    appInsightsName: appInsightsName
     currencies: exportCurrencies
     billingPeriods: billingPeriodsInEffect
     attributeSet: attributeSetInEffect
     dailyDatasets: dailyDatasets
     maxWaitHours: maxWaitHours
+    deploymentTime: deploymentTime
     alertEmailAddress: alertEmailAddress
     existingActionGroupId: existingActionGroupId
   }

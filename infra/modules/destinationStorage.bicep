@@ -54,7 +54,7 @@ var blobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 // Account and container
 // ----------------------------------------------------------------------------
 
-resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+resource account 'Microsoft.Storage/storageAccounts@2026-09-01' = {
   name: name
   location: location
   tags: tags
@@ -80,12 +80,12 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
 }
 
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2026-09-01' = {
   parent: account
   name: 'default'
 }
 
-resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@2026-09-01' = {
   parent: blobService
   name: containerName
   properties: {
@@ -99,7 +99,7 @@ resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@20
 // points at; see docs/deploy.md for why retentionDays must stay well above one day.
 // ----------------------------------------------------------------------------
 
-resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = if (enableRetention) {
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2026-09-01' = if (enableRetention) {
   parent: account
   name: 'default'
   properties: {
