@@ -44,12 +44,6 @@ param enableRetention bool = true
 @maxValue(3650)
 param retentionDays int = 90
 
-@description('Required. Principal (object) id of the app identity that writes the exports.')
-param principalId string
-
-// Storage Blob Data Contributor: read, write and list blobs of the destination container
-var blobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
-
 // ----------------------------------------------------------------------------
 // Account and container
 // ----------------------------------------------------------------------------
@@ -127,20 +121,6 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2026-09
         }
       ]
     }
-  }
-}
-
-// ----------------------------------------------------------------------------
-// Role assignment (container scope: least privilege)
-// ----------------------------------------------------------------------------
-
-resource blobDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(container.id, principalId, blobDataContributorRoleId)
-  scope: container
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', blobDataContributorRoleId)
-    principalId: principalId
-    principalType: 'ServicePrincipal'
   }
 }
 
