@@ -82,7 +82,11 @@ describe('DuckDB stays out of the entry points', () => {
     const script = `for (const f of JSON.parse(process.argv[1])) require(f);
 process.stdout.write(JSON.stringify(Object.keys(require.cache).filter((k) => /[\\\\/]@?duckdb|duckdb\\.node$/.test(k))));`;
     const loaded = JSON.parse(
-      execFileSync(process.execPath, ['-e', script, JSON.stringify(files)], { cwd: root, encoding: 'utf8' }),
+      execFileSync(process.execPath, ['-e', script, JSON.stringify(files)], {
+        cwd: root,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
     ) as string[];
     assert.ok(files.length > 1);
     assert.deepEqual(loaded, []);
@@ -97,7 +101,7 @@ process.stdout.write(JSON.stringify(Object.keys(require.cache).filter((k) => /[\
             join(built, 'curation', 'convertFile.js'),
           ]),
         ],
-        { cwd: root, encoding: 'utf8' },
+        { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
       ),
     ) as string[];
     assert.ok(probe.length > 0, 'the probe sees DuckDB when convertFile is loaded');
