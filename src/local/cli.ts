@@ -383,6 +383,17 @@ export function checkSettingsBeforeServices(
   if (options.host) localQueueSettings(values);
 }
 
+/**
+ * The settings of run and start, checked before anything starts. `--currencies` stands in for EXPORT_CURRENCIES
+ * when that setting is absent (written into `values`: the timer of start uses it too).
+ */
+export function checkRunSettings(values: Record<string, string | undefined>, currencies: string[] | undefined): void {
+  if (currencies !== undefined && !hasSetting(values, 'EXPORT_CURRENCIES')) {
+    values['EXPORT_CURRENCIES'] = currencies.join(',');
+  }
+  checkSettingsBeforeServices(values, { withEmulator: true, host: true });
+}
+
 /** Refuses a port that is taken before anything starts (the host's own listen still checks again). */
 async function checkPortFree(port: number): Promise<void> {
   if (port === 0) return;
@@ -411,12 +422,7 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
   }
   const flags = runFlags(spec, parsed);
   const settings = readLocalSettings();
-  const { values } = settings;
-  // --currencies stands in for the setting when it is absent (the timer of start uses it too).
-  if (flags.currencies !== undefined && !hasSetting(values, 'EXPORT_CURRENCIES')) {
-    values['EXPORT_CURRENCIES'] = flags.currencies.join(',');
-  }
-  checkSettingsBeforeServices(values, { withEmulator: true, host: true });
+  checkRunSettings(settings.values, flags.currencies);
   if (flags.port !== undefined) await checkPortFree(flags.port);
   const { currencies, billingPeriods, attributeSet, datasets, invoiceIds, timeoutMinutes } = flags;
   const commandStartedAt = new Date().toISOString();
