@@ -3,6 +3,7 @@ import { destinationContainerClient, getDeps, resetDeps } from '../composition';
 import {
   type AttributeSet,
   type BillingPeriod,
+  type Config,
   checkIsoCurrencies,
   type DatasetId,
   loadConfig,
@@ -12,12 +13,12 @@ import {
   parseDatasets,
   parseInvoiceIds,
 } from '../config';
-import { layoutFor, runLabel } from '../datasets';
+import { isBilled, layoutFor, runLabel } from '../datasets';
 import { EMULATOR_FLAGS, EMULATOR_USAGE, parseEmulatorArgs, runEmulatorCommand } from '../emulator/main';
 import { ExportError, errorMessage, isExportError } from '../errors';
 import { superviseCurations } from '../pipeline/curateExport';
 import type { CurationRecord } from '../pipeline/curationPorts';
-import type { SkippedDatasets } from '../pipeline/exportTargets';
+import { NO_INVOICES_REASON, type SkippedDatasets } from '../pipeline/exportTargets';
 import { isRunId } from '../pipeline/layout';
 import { getRunDetails, listRuns, parseRunQuery, publicRun } from '../pipeline/listRuns';
 import type { RunQuery, RunRecord } from '../pipeline/ports';
@@ -367,7 +368,7 @@ function runFlags(spec: CommandSpec, parsed: ParsedCommandLine) {
 export function checkSettingsBeforeServices(
   values: Record<string, string | undefined>,
   options: { withEmulator: boolean; host: boolean },
-): void {
+): Config {
   const placeholders: Record<string, string> = {};
   const local = 'UseDevelopmentStorage=true';
   if (!hasSetting(values, 'AzureWebJobsStorage')) placeholders['AzureWebJobsStorage'] = local;
@@ -379,19 +380,20 @@ export function checkSettingsBeforeServices(
     if (options.withEmulator) embeddedScenario(values);
   }
   if (!options.host && !hasSetting(values, 'EXPORT_CURRENCIES')) placeholders['EXPORT_CURRENCIES'] = 'USD';
-  loadConfig({ ...values, ...placeholders });
+  const config = loadConfig({ ...values, ...placeholders });
   if (options.host) localQueueSettings(values);
+  return config;
 }
 
 /**
  * The settings of run and start, checked before anything starts. `--currencies` stands in for EXPORT_CURRENCIES
  * when that setting is absent (written into `values`: the timer of start uses it too).
  */
-export function checkRunSettings(values: Record<string, string | undefined>, currencies: string[] | undefined): void {
+export function checkRunSettings(values: Record<string, string | undefined>, currencies: string[] | undefined): Config {
   if (currencies !== undefined && !hasSetting(values, 'EXPORT_CURRENCIES')) {
     values['EXPORT_CURRENCIES'] = currencies.join(',');
   }
-  checkSettingsBeforeServices(values, { withEmulator: true, host: true });
+  return checkSettingsBeforeServices(values, { withEmulator: true, host: true });
 }
 
 /** Refuses a port that is taken before anything starts (the host's own listen still checks again). */
@@ -422,7 +424,20 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
   }
   const flags = runFlags(spec, parsed);
   const settings = readLocalSettings();
-  checkRunSettings(settings.values, flags.currencies);
+  const config = checkRunSettings(settings.values, flags.currencies);
+  // Only billed datasets, no invoice ids and no discovery: nothing can start, known before anything starts.
+  const asked = flags.datasets ?? config.datasets;
+  if (
+    mode === 'run' &&
+    flags.invoiceIds === undefined &&
+    config.invoiceDiscovery.mode === 'off' &&
+    asked.every(isBilled)
+  ) {
+    const skipped: SkippedDatasets[] = [{ datasets: asked, kind: 'needsInvoices', reason: NO_INVOICES_REASON }];
+    for (const skip of skipped) stderr(`Skipped ${skip.datasets.join(', ')}: ${skip.reason}.`);
+    if (flags.json) stdout(JSON.stringify(summarise([], new Map(), skipped)));
+    return nothingStarted(skipped);
+  }
   if (flags.port !== undefined) await checkPortFree(flags.port);
   const { currencies, billingPeriods, attributeSet, datasets, invoiceIds, timeoutMinutes } = flags;
   const commandStartedAt = new Date().toISOString();

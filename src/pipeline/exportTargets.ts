@@ -28,6 +28,10 @@ export interface TargetRequest {
   onSkipped?: ((skipped: SkippedDatasets) => void) | undefined;
 }
 
+/** Why billed datasets start nothing without invoice ids and without invoice discovery. */
+export const NO_INVOICES_REASON =
+  'no invoice ids given (--invoices, or "invoiceIds" over HTTP) and EXPORT_INVOICE_DISCOVERY is off';
+
 /** Billed datasets a start left out: no invoice ids to export (`needsInvoices`), or none new (`upToDate`). */
 export interface SkippedDatasets {
   datasets: DatasetId[];
@@ -80,7 +84,7 @@ export async function exportTargets(
     return { targets, problems };
   }
   if (config.invoiceDiscovery.mode !== 'partnerCenter' || deps.invoices === undefined) {
-    const reason = 'no invoice ids given (--invoices, or "invoiceIds" over HTTP) and EXPORT_INVOICE_DISCOVERY is off';
+    const reason = NO_INVOICES_REASON;
     deps.logger.warn(`The billed datasets ${billed.join(', ')} need invoice ids: ${reason}; nothing started for them.`);
     request.onSkipped?.({ datasets: billed, kind: 'needsInvoices', reason });
     return { targets, problems };

@@ -25,17 +25,22 @@ async function refused(args: string[], env: Record<string, string> = {}, seconds
     ).unref(),
   );
   const { code } = await Promise.race([cli.exited, timer]);
-  return { code, output: cli.output(), started: existsSync(join(folder, '.azurite')) };
+  return { code, output: cli.output(), stdout: cli.stdout(), started: existsSync(join(folder, '.azurite')) };
 }
 
 describe('command line: refused before anything starts', () => {
   // More flags and commands are refused in test/unit/commandLine.test.ts, without a process each.
-  it('a bad flag or setting: one "error CODE:" line, exit code 2, no Azurite or emulator started', {
+  it('a bad flag or setting, or nothing to start: one "error CODE:" line, exit code 2, no Azurite or emulator started', {
     timeout: 120_000,
   }, async () => {
     const cases: Array<[string[], Record<string, string>, RegExp]> = [
       [['serve', '--port', 'abc'], {}, /^error USAGE_INVALID: serve: --port: "abc" is not a port\. Accepted: /m],
       [['run', '--currencies', 'USD,XYZ'], {}, /^error USAGE_INVALID: run: --currencies: "XYZ" is not an ISO 4217/m],
+      [
+        ['run', '--datasets', 'billedUsage', '--json'],
+        {},
+        /^error USAGE_INVALID: run: nothing could start: billedUsage need invoice ids/m,
+      ],
       [
         ['run'],
         { EXPORT_CURRENCIES: 'USD,XYZ' },
@@ -51,6 +56,13 @@ describe('command line: refused before anything starts', () => {
       assert.doesNotMatch(output, /Azurite started|emulator started|ERR_PARSE_ARGS|Unknown option/, name);
       assert.equal(started, false, `${name}: nothing was started`);
     });
+    // run --json still prints its summary: the skipped dataset and why, no runs.
+    const summary = JSON.parse(results[2]?.stdout.trim().split('\n').pop() ?? '') as Record<string, unknown>;
+    assert.deepEqual(summary['runs'], []);
+    assert.deepEqual(
+      (summary['skipped'] as Array<Record<string, string>>).map((s) => [s['dataset'], s['kind']]),
+      [['billedUsage', 'needsInvoices']],
+    );
   });
 
   it('an explicitly requested port that is taken is PORT_IN_USE (exit code 2) before anything starts', {
