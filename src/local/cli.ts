@@ -348,7 +348,6 @@ function runFlags(spec: CommandSpec, parsed: ParsedCommandLine) {
   if (problems.length > 0) throw usageError(spec, problems.join('; '));
   return {
     currencies,
-    currenciesText,
     billingPeriods,
     attributeSet,
     datasets,

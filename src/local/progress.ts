@@ -86,8 +86,10 @@ export function createProgressDisplay(stream: NodeJS.WriteStream = process.stder
       Presets.shades_classic,
     );
     const bars = new Map<string, SingleBar>();
+    let stopped = false;
     return {
-      log: (line) => multibar.log(`${line}\n`),
+      // Once the bars stopped (start keeps serving), lines go straight to the terminal: no render would show them.
+      log: (line) => (stopped ? stream.write(`${line}\n`) : multibar.log(`${line}\n`)),
       update: (runs, folders = new Map()) => {
         for (const run of runs) {
           const payload = {
@@ -109,7 +111,10 @@ export function createProgressDisplay(stream: NodeJS.WriteStream = process.stder
           bar.update(done ? total : run.blobsCopied, payload);
         }
       },
-      stop: () => multibar.stop(),
+      stop: () => {
+        stopped = true;
+        multibar.stop();
+      },
     };
   }
   const last = new Map<string, string>();

@@ -184,6 +184,15 @@ describe('progress display', () => {
     );
   });
 
+  it('on a terminal, a line logged after the bars stopped still shows (start keeps serving after its export)', () => {
+    const stream = fakeStream(true);
+    const display = createProgressDisplay(stream);
+    display.update([waiting]);
+    display.stop();
+    display.log('[run X, HTTP] USD current full waiting 0/? blobs');
+    assert.match(stream.text(), /\[run X, HTTP\] USD current full waiting/);
+  });
+
   it('in a log: the same, one line per change', () => {
     const stream = fakeStream(false);
     const display = createProgressDisplay(stream);
