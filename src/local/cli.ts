@@ -91,9 +91,6 @@ export function summarise(
   currentFolders: ReadonlyMap<string, string> = new Map(),
 ): RunSummary {
   return {
-    skipped: skipped.flatMap((skip) =>
-      skip.datasets.map((dataset) => ({ dataset, kind: skip.kind, reason: skip.reason })),
-    ),
     runs: runs.map((run) => ({
       runId: run.runId,
       currency: run.currency,
@@ -114,6 +111,9 @@ export function summarise(
       invoiceId: run.invoiceId ?? null,
       ...curationSummary(curations.get(run.runId)),
     })),
+    skipped: skipped.flatMap((skip) =>
+      skip.datasets.map((dataset) => ({ dataset, kind: skip.kind, reason: skip.reason })),
+    ),
   };
 }
 
