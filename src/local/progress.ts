@@ -187,9 +187,9 @@ export function followRuns(
         if (last.get(run.runId) === line) continue;
         last.set(run.runId, line);
         const by = run.trigger === 'schedule' ? 'timer' : 'HTTP';
-        options.log(
-          `${new Date().toISOString()} [run ${run.runId}, ${by}] ${line}${run.error ? ` — ${run.error}` : ''}`,
-        );
+        const landed = run.status === 'succeeded' && run.path !== undefined ? ` in ${run.path}/` : '';
+        const error = run.error ? ` — ${run.error}` : '';
+        options.log(`${new Date().toISOString()} [run ${run.runId}, ${by}] ${line}${landed}${error}`);
       }
       warned = false;
     } catch (error) {
