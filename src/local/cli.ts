@@ -763,11 +763,13 @@ async function commandEmulator(argv: string[]): Promise<number> {
     stdout(formatHelp(EMULATOR_COMMAND));
     return 0;
   }
+  let port: number;
   try {
-    parseEmulatorArgs(argv);
+    ({ port } = parseEmulatorArgs(argv));
   } catch (error) {
     throw usageError(EMULATOR_COMMAND, errorMessage(error).replace(/\.$/, ''));
   }
+  await checkPortFree(port);
   await runEmulatorCommand(argv);
   return 0;
 }

@@ -3,6 +3,7 @@
  * answered before Azurite, the emulator or the host would start.
  */
 import assert from 'node:assert/strict';
+import { type AddressInfo, createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { ExportError, isExportError } from '../../src/errors';
 import { checkRunSettings, main } from '../../src/local/cli';
@@ -132,6 +133,29 @@ describe('command line: usage errors name what was wrong and what is accepted (e
       ],
     ];
     for (const [argv, pattern] of cases) assert.match(await usageProblem(argv), pattern, argv.join(' '));
+  });
+});
+
+describe('command line: a port asked for that is taken', () => {
+  it('is PORT_IN_USE (exit code 2) for serve, start and emulator, before anything starts', async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      for (const command of ['serve', 'start', 'emulator']) {
+        await assert.rejects(
+          main([command, '--port', String(port)]),
+          (error: unknown) =>
+            isExportError(error) &&
+            error.code === 'PORT_IN_USE' &&
+            error.message.startsWith(`port ${port} on localhost is in use`) &&
+            describeFailure(error).exitCode === 2,
+          command,
+        );
+      }
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
 
