@@ -111,7 +111,7 @@ describe('command line: usage errors name what was wrong and what is accepted (e
     const message = await usageProblem(['foo']);
     assert.equal(
       message,
-      'unknown command "foo". Accepted: run, start, serve, runs, files, emulator, help. See "csp-unbilled-export --help".',
+      'unknown command "foo". Accepted: run, start, serve, runs, files, query, doctor, emulator, help. See "csp-unbilled-export --help".',
     );
   });
 
