@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { crashPoint } from '../crashPoints';
 import type * as Totals from '../curation/totals';
 import { classifyError, ExportError, errorMessage } from '../errors';
 import { redact } from '../redact';
@@ -214,6 +215,7 @@ async function convertOne(deps: CuratingDeps, run: RunRecord, blobName: string):
         const name = basename(part.path);
         const { byteCount } = await deps.curation.store.upload(part.path, `${stagingFolder(run.runId, kind)}/${name}`);
         parts.push({ kind, name, rowCount: part.rowCount, byteCount });
+        crashPoint('curate.afterStagedPart');
       }
     }
     const result: FileCurationResult = {
@@ -226,6 +228,7 @@ async function convertOne(deps: CuratingDeps, run: RunRecord, blobName: string):
       focusVersion: converted.focusVersion,
     };
     await deps.curation.ledger.markFileConverted(run.runId, blobName, result, deps.clock.now().toISOString());
+    crashPoint('curate.afterFileRow');
     const rejected = converted.rejected.count > 0 ? `, ${converted.rejected.count} rejected` : '';
     runLogger(deps, run).info(
       `Converted ${blobName}: ${converted.rowsConverted} rows${rejected}, ${parts.length} part(s).`,
@@ -388,6 +391,7 @@ async function publish(
       await deps.curation.store.delete(blob.path);
     }
   }
+  crashPoint('publish.afterOldPartsDeleted');
   await withCuration(deps, run.runId, async (found) => {
     if (isCurationFinal(found.value.status)) return undefined;
     const moved = await advanceCuration(
@@ -432,12 +436,16 @@ async function publishTable(
     for (const file of manifest.files) {
       await deps.curation.store.copy(`${staging}/${file.name}`, `${folder}/${file.name}`);
     }
+    crashPoint('publish.afterPartsCopied');
     const written = await deps.destination.writeJson(
       manifestPath,
       manifest,
       found === undefined ? { ifNoneMatch: '*' } : { ifMatch: found.etag },
     );
-    if (written) break;
+    if (written) {
+      crashPoint('publish.afterManifest');
+      break;
+    }
     if (attempt >= 5) {
       throw new ExportError('DESTINATION_UNAVAILABLE', `Could not write ${manifestPath}: it kept changing under us.`, {
         retryable: true,
