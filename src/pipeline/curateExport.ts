@@ -170,6 +170,13 @@ export async function curateExportFile(message: CurateMessage, deps: PipelineDep
       if (file.status !== 'converted') {
         if (found.value.status === 'pending') await advanceCuration(c, found, 'converting', {}, run);
         await convertOne(c, run, message.blobName);
+        // A duplicate delivery converting beside the first can finish after the curation ended (and its staging
+        // was emptied): what it just staged would stay there for good.
+        const now = await c.curation.ledger.getCuration(run.runId);
+        if (now !== undefined && isCurationFinal(now.value.status)) {
+          await emptyStaging(c, run.runId);
+          return;
+        }
       } else {
         log.info(`${message.blobName} was already converted; redelivered message ignored.`);
       }
@@ -385,14 +392,17 @@ async function publish(
     };
     const outcome = await publishTable(deps, folder, manifest, stagingFolder(run.runId, kind));
     if (outcome === 'superseded') isCurrent = false;
-  }
-  for (const kind of CURATED_KINDS) {
-    for (const blob of await deps.curation.store.list(`${stagingFolder(run.runId, kind)}/`)) {
-      await deps.curation.store.delete(blob.path);
+    if (outcome === 'ended') {
+      runLogger(deps, run).warn(
+        `The curation ended while this worker published it: its parts are withdrawn from ${folder} and the folders not made current yet.`,
+      );
+      await withdrawUnpublished(deps, run);
+      return;
     }
   }
+  await emptyStaging(deps, run.runId);
   crashPoint('publish.afterOldPartsDeleted');
-  await withCuration(deps, run.runId, async (found) => {
+  const ended = await withCuration(deps, run.runId, async (found) => {
     if (isCurationFinal(found.value.status)) return undefined;
     const moved = await advanceCuration(
       deps,
@@ -407,21 +417,48 @@ async function publish(
       },
       run,
     );
-    return moved === undefined ? { done: false } : { done: true, value: undefined };
+    return moved === undefined ? { done: false } : { done: true, value: true };
   });
+  // Again after `succeeded`: a duplicate conversion may have staged its (identical) parts after the first emptying.
+  if (ended === true) await emptyStaging(deps, run.runId);
+}
+
+/** Deletes the staged parts of a run (idempotent). */
+async function emptyStaging(deps: CuratingDeps, runId: string): Promise<void> {
+  for (const kind of CURATED_KINDS) {
+    for (const blob of await deps.curation.store.list(`${stagingFolder(runId, kind)}/`)) {
+      await deps.curation.store.delete(blob.path);
+    }
+  }
+}
+
+/**
+ * Marks the publication's progress on the curation row (an ETag-conditional write), just before a manifest.json is
+ * written. False when the curation ended meanwhile: a supervisor that failed it has withdrawn (or will withdraw) this
+ * version's parts, and a manifest written after that would name parts that are gone. A supervisor that read the row
+ * before this write loses its own conditional write; one that reads it after sees fresh progress, not a stall.
+ */
+async function stillPublishing(deps: CuratingDeps, runId: string): Promise<boolean> {
+  const marked = await withCuration(deps, runId, async (found) => {
+    if (found.value.status !== 'publishing') return { done: true, value: false };
+    const moved = await advanceCuration(deps, found, 'publishing');
+    return moved === undefined ? { done: false } : { done: true, value: true };
+  });
+  return marked === true;
 }
 
 /**
  * Makes a version current in one table's series folder: its parts copied in, then manifest.json (only ever moved to
  * a newer run), then the parts of older versions deleted. 'superseded' when a newer run's version is current (this
- * version's parts are then removed from the folder again).
+ * version's parts are then removed from the folder again); 'ended' when the curation ended (failed) meanwhile, before
+ * this manifest.json was written.
  */
 async function publishTable(
   deps: CuratingDeps,
   folder: string,
   manifest: CuratedManifest,
   staging: string,
-): Promise<'current' | 'superseded'> {
+): Promise<'current' | 'superseded' | 'ended'> {
   const runId = manifest.source.runId;
   const manifestPath = `${folder}/manifest.json`;
   let outcome: 'current' | 'superseded' = 'current';
@@ -437,6 +474,7 @@ async function publishTable(
       await deps.curation.store.copy(`${staging}/${file.name}`, `${folder}/${file.name}`);
     }
     crashPoint('publish.afterPartsCopied');
+    if (!(await stillPublishing(deps, runId))) return 'ended';
     const written = await deps.destination.writeJson(
       manifestPath,
       manifest,
@@ -468,7 +506,8 @@ async function publishTable(
 
 /**
  * After a curation failed: removes from the series folders the parts of this run that a publisher had copied in
- * before its manifest.json was written (they would be counted beside the current version's). Best effort: logged,
+ * before its manifest.json was written (they would be counted beside the current version's), and empties its
+ * staging. Best effort: logged,
  * never thrown (a part left behind is removed by the next version's publication).
  */
 export async function withdrawUnpublished(deps: CuratingDeps, run: RunRecord): Promise<void> {
@@ -486,6 +525,7 @@ export async function withdrawUnpublished(deps: CuratingDeps, run: RunRecord): P
         }
       }
     }
+    await emptyStaging(deps, run.runId);
   } catch (error) {
     runLogger(deps, run).warn(
       `Parts of the failed curation may be left in curated/${series} or focus/${series} (the next version removes them): ${redact(errorMessage(error))}`,
