@@ -148,4 +148,31 @@ describe('curation on Azurite and DuckDB', () => {
     for await (const blob of container.listBlobsFlat({ prefix: `curated/${series}/` })) parts.push(blob.name);
     assert.equal(parts.filter((p) => p.endsWith('.parquet')).length, 2);
   });
+
+  it('copies a staged part into its series folder on the service side, replacing an older copy whole', async () => {
+    const az = azurite();
+    const container = BlobServiceClient.fromConnectionString(
+      az.connectionString(PARTNER_DEST_ACCOUNT.name),
+    ).getContainerClient(uniqueName('copy'));
+    await container.createIfNotExists();
+    const staged = '_curation-staging/r/curated/part-0.parquet';
+    const target = 'curated/series/part-0.parquet';
+    const body = Buffer.from('PAR1 the part PAR1');
+    await container.getBlockBlobClient(target).upload('an older, longer copy of the part', 33);
+    await container
+      .getBlockBlobClient(staged)
+      .upload(body, body.length, { blobHTTPHeaders: { blobContentType: 'application/vnd.apache.parquet' } });
+
+    await new BlobCurationStore(container).copy(staged, target);
+
+    const properties = await container.getBlobClient(target).getProperties();
+    assert.equal(properties.copyStatus, 'success', 'a Copy Blob of the service, not bytes streamed through us');
+    assert.equal(properties.copySource, container.getBlobClient(staged).url);
+    assert.equal(properties.contentType, 'application/vnd.apache.parquet');
+    assert.deepEqual(await container.getBlobClient(target).downloadToBuffer(), body);
+    await assert.rejects(new BlobCurationStore(container).copy('_curation-staging/r/curated/gone.parquet', target), {
+      code: 'COPY_FAILED',
+      retryable: true,
+    });
+  });
 });
