@@ -18,7 +18,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { TableCurationLedger } from '../../src/adapters/storage/tableCurationLedger';
 import { CURATION_CRASH_POINTS } from '../../src/crashPoints';
 import { DEV_STORE_ACCOUNT } from '../../src/local/azurite';
-import { QueueNames } from '../../src/names';
+import { QueueNames, TelemetryEvents } from '../../src/names';
 import { addDecimals, type CuratedManifest } from '../../src/pipeline/curateExport';
 import type { CurationRecord } from '../../src/pipeline/curationPorts';
 import type { RunRecord } from '../../src/pipeline/ports';
@@ -38,6 +38,9 @@ function reducedPoints(): string[] {
 }
 
 const ONLY = process.env['FAULTS_ONLY'];
+/** The full suite's case of duplicate deliveries (its own series). */
+const DUPLICATES = 'duplicates';
+const WITH_DUPLICATES = FULL && (ONLY === undefined || DUPLICATES.includes(ONLY));
 const POINTS = (FULL ? [...CURATION_CRASH_POINTS] : reducedPoints()).filter(
   (p) => ONLY === undefined || p.includes(ONLY),
 );
@@ -48,7 +51,9 @@ describe(`curation crash and resume: SIGKILL at ${POINTS.length} curation crash 
   let work: string;
   let duck: DuckDBInstance;
   const nextCurrency = currencyFactory('C');
-  const series = new Map<string, string>(POINTS.map((point) => [point, nextCurrency()]));
+  const series = new Map<string, string>(
+    [...POINTS, ...(WITH_DUPLICATES ? [DUPLICATES] : [])].map((c) => [c, nextCurrency()]),
+  );
   const baselineRuns = new Map<string, string>();
 
   const curationOf = async (runId: string): Promise<CurationRecord | undefined> =>
@@ -184,6 +189,82 @@ describe(`curation crash and resume: SIGKILL at ${POINTS.length} curation crash 
     return lines;
   }
 
+  /**
+   * The invariants of an ended curation of a forced rerun: `succeeded` and current; each series folder holds exactly
+   * the parts its manifest names, all the rerun's; a DuckDB glob counts every raw line once; parts that were staged
+   * before (`staged`, `{kind}/{name}`) are byte-identical; the totals are the raw lines' own sums; staging is empty;
+   * the raw run is `succeeded` and its folder as it was. Returns the raw lines.
+   */
+  async function checkCuratedOnce(
+    runId: string,
+    runAtKill: RunRecord,
+    rawAtKill: Array<{ path: string; byteCount: number }>,
+    staged: Map<string, Buffer>,
+  ): Promise<Array<Record<string, unknown>>> {
+    const curation = await curationOf(runId);
+    assert.equal(curation?.status, 'succeeded', `${JSON.stringify(curation)}\n${env.recentLogs(30)}`);
+    assert.equal(curation?.current, true);
+    const lines = await rawLines(runAtKill);
+    assert.equal(curation?.rowsRead, lines.length);
+    assert.equal(curation?.rowsConverted, lines.length);
+    const path = curation?.curatedPath as string;
+    for (const kind of KINDS) {
+      const folder = `${kind}/${path}`;
+      const manifest = await readManifest(folder);
+      assert.equal(manifest.source.runId, runId, `${folder}: the rerun's version is current`);
+      const inFolder = await parquetIn(folder);
+      assert.deepEqual(
+        inFolder,
+        manifest.files.map((f) => ({ name: f.name, byteCount: f.byteCount })),
+        `${folder} holds exactly the parts its manifest names`,
+      );
+      assert.ok(
+        inFolder.every((p) => p.name.startsWith(runId)),
+        `${folder}: no part of an older version is left`,
+      );
+      assert.equal(
+        manifest.files.reduce((n, f) => n + f.rowCount, 0),
+        lines.length,
+        `${folder}: manifest row counts`,
+      );
+      assert.equal(await globCount(folder), lines.length, `${folder}: a DuckDB glob counts every raw row once`);
+      for (const part of inFolder) {
+        const before = staged.get(`${kind}/${part.name}`);
+        if (before === undefined) continue;
+        assert.ok(
+          (await env.downloadDestination(`${folder}/${part.name}`)).equals(before),
+          `${folder}/${part.name}: redone after the kill, byte-identical to the part the killed process staged`,
+        );
+      }
+      // The totals the manifest states are the raw lines' own exact sums.
+      for (const [totalsCurrency, measures] of Object.entries(manifest.totals.raw)) {
+        for (const [measure, value] of Object.entries(measures)) {
+          const key = (row: Record<string, unknown>) =>
+            Object.keys(row).find((k) => k.toLowerCase() === measure.toLowerCase());
+          const sum = lines.reduce((total, row) => {
+            const k = key(row);
+            const cell = k === undefined ? undefined : row[k];
+            return cell === undefined || cell === null || cell === '' ? total : addDecimals(total, String(cell));
+          }, '0');
+          assert.equal(addDecimals(value, '0'), sum, `${folder}: raw ${totalsCurrency} ${measure}`);
+          assert.equal(
+            addDecimals(manifest.totals.curated[totalsCurrency]?.[measure] ?? '0', '0'),
+            sum,
+            `${folder}: curated ${totalsCurrency} ${measure}`,
+          );
+        }
+      }
+    }
+    assert.deepEqual(await env.listDestination(`_curation-staging/${runId}/`), [], 'staging is emptied');
+    const runAfter = (await env.ledger.getRun(runId))?.value as RunRecord;
+    assert.equal(runAfter.status, 'succeeded');
+    assert.equal(runAfter.completedAt, runAtKill.completedAt);
+    assert.deepEqual(await env.listDestination(`${runAtKill.path}/`), rawAtKill, 'the raw run folder is untouched');
+    const baseline = baselineRuns.get(runAtKill.currency) as string;
+    assert.equal((await curationOf(baseline))?.status, 'succeeded', 'the older curation stays as it ended');
+    return lines;
+  }
+
   before(async () => {
     env = await startFaultEnv({
       settings: { EXPORT_CURATION: 'on', FAULTS_RECEIVE_VISIBILITY_SECONDS: String(VISIBILITY_SECONDS) },
@@ -280,70 +361,51 @@ describe(`curation crash and resume: SIGKILL at ${POINTS.length} curation crash 
         await resumed.stop();
       }
 
-      const curation = await curationOf(runId);
-      assert.equal(curation?.status, 'succeeded', `${JSON.stringify(curation)}\n${env.recentLogs(30)}`);
-      assert.equal(curation?.current, true);
-      const lines = await rawLines(runAtKill);
-      assert.equal(curation?.rowsRead, lines.length);
-      assert.equal(curation?.rowsConverted, lines.length);
-      const path = curation?.curatedPath as string;
-      for (const kind of KINDS) {
-        const folder = `${kind}/${path}`;
-        const manifest = await readManifest(folder);
-        assert.equal(manifest.source.runId, runId, `${folder}: the rerun's version is current`);
-        const inFolder = await parquetIn(folder);
-        assert.deepEqual(
-          inFolder,
-          manifest.files.map((f) => ({ name: f.name, byteCount: f.byteCount })),
-          `${folder} holds exactly the parts its manifest names`,
-        );
-        assert.ok(
-          inFolder.every((p) => p.name.startsWith(runId)),
-          `${folder}: no part of an older version is left`,
-        );
-        assert.equal(
-          manifest.files.reduce((n, f) => n + f.rowCount, 0),
-          lines.length,
-          `${folder}: manifest row counts`,
-        );
-        assert.equal(await globCount(folder), lines.length, `${folder}: a DuckDB glob counts every raw row once`);
-        for (const part of inFolder) {
-          const before = staged.get(`${kind}/${part.name}`);
-          if (before === undefined) continue;
-          assert.ok(
-            (await env.downloadDestination(`${folder}/${part.name}`)).equals(before),
-            `${folder}/${part.name}: redone after the kill, byte-identical to the part the killed process staged`,
-          );
-        }
-        // The totals the manifest states are the raw lines' own exact sums.
-        for (const [totalsCurrency, measures] of Object.entries(manifest.totals.raw)) {
-          for (const [measure, value] of Object.entries(measures)) {
-            const key = (row: Record<string, unknown>) =>
-              Object.keys(row).find((k) => k.toLowerCase() === measure.toLowerCase());
-            const sum = lines.reduce((total, row) => {
-              const k = key(row);
-              const cell = k === undefined ? undefined : row[k];
-              return cell === undefined || cell === null || cell === '' ? total : addDecimals(total, String(cell));
-            }, '0');
-            assert.equal(addDecimals(value, '0'), sum, `${folder}: raw ${totalsCurrency} ${measure}`);
-            assert.equal(
-              addDecimals(manifest.totals.curated[totalsCurrency]?.[measure] ?? '0', '0'),
-              sum,
-              `${folder}: curated ${totalsCurrency} ${measure}`,
-            );
-          }
-        }
-      }
-      assert.deepEqual(await env.listDestination(`_curation-staging/${runId}/`), [], 'staging is emptied');
-      const runAfter = (await env.ledger.getRun(runId))?.value as RunRecord;
-      assert.equal(runAfter.status, 'succeeded');
-      assert.equal(runAfter.completedAt, runAtKill.completedAt);
-      assert.deepEqual(await env.listDestination(`${runAtKill.path}/`), rawAtKill, 'the raw run folder is untouched');
-      const baseline = baselineRuns.get(currency) as string;
-      assert.equal((await curationOf(baseline))?.status, 'succeeded', 'the older curation stays as it ended');
+      const lines = await checkCuratedOnce(runId, runAtKill, rawAtKill, staged);
       console.log(
         `curation crash ${point}: ${lines.length} rows, ${staged.size} part(s) staged at the kill, supervisor calls ${supervisorCalls}`,
       );
+    });
+  }
+  if (WITH_DUPLICATES) {
+    it('two hosts given every file message and the fan-in twice at once curate the rerun once, exactly', async () => {
+      const currency = series.get(DUPLICATES) as string;
+      const hosts = [await env.spawnHost({ name: 'duplicates-a' }), await env.spawnHost({ name: 'duplicates-b' })];
+      try {
+        const posted = await env.post(hosts[0] as (typeof hosts)[number], { currencies: [currency], force: true });
+        assert.equal(posted.status, 202, JSON.stringify(posted.json));
+        const runId = (posted.json as { runs: Array<{ runId: string }> }).runs[0]?.runId as string;
+        // As soon as the curation's own messages are out: a copy of each, and the fan-in twice (the supervisor's
+        // publish message beside a publisher, at-least-once delivery), to the two hosts serving export-curate.
+        await env.waitUntil('the curation to start', async () => (await curationOf(runId))?.filesQueuedAt);
+        const files = await curations.listFiles(runId);
+        const duplicates = [
+          ...files.map((file) => ({ version: 1, kind: 'file', runId, blobName: file.name })),
+          { version: 1, kind: 'publish', runId },
+          { version: 1, kind: 'publish', runId },
+        ];
+        await Promise.all(duplicates.map((message) => env.sendMessage(QueueNames.curate, message)));
+        assert.ok(await waitCurations([runId], 90_000), env.recentLogs(30));
+        await drainCurate();
+        const run = (await env.ledger.getRun(runId))?.value as RunRecord;
+        const raw = await env.listDestination(`${run.path}/`);
+        await checkCuratedOnce(runId, run, raw, new Map());
+        // The live hosts flush telemetry every 300 ms.
+        await sleep(1500);
+        const events = env.ingestion.items.filter(
+          (item) =>
+            item.baseType === 'EventData' &&
+            (item.name === TelemetryEvents.curationCompleted || item.name === TelemetryEvents.curationFailed) &&
+            item.properties['runId'] === runId,
+        );
+        assert.deepEqual(
+          events.map((e) => e.name),
+          [TelemetryEvents.curationCompleted],
+          'one end event',
+        );
+      } finally {
+        await Promise.all(hosts.map((host) => host.stop()));
+      }
     });
   }
 });
