@@ -11,6 +11,7 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import { DuckDbCurationEngine } from '../../src/adapters/curation/duckDbCurationEngine';
 import { BlobCurationStore } from '../../src/adapters/storage/blobCurationStore';
 import { BlobDestination } from '../../src/adapters/storage/blobDestination';
+import { createTableClient } from '../../src/adapters/storage/clients';
 import { TableCurationLedger } from '../../src/adapters/storage/tableCurationLedger';
 import { datasetBlobChunks } from '../../src/emulator/datasetData';
 import { DEV_STORE_ACCOUNT, PARTNER_DEST_ACCOUNT } from '../../src/local/azurite';
@@ -147,6 +148,68 @@ describe('curation on Azurite and DuckDB', () => {
     const parts: string[] = [];
     for await (const blob of container.listBlobsFlat({ prefix: `curated/${series}/` })) parts.push(blob.name);
     assert.equal(parts.filter((p) => p.endsWith('.parquet')).length, 2);
+  });
+
+  it('never resets a converted file when a second start of the same curation races the first (ledger file rows)', async () => {
+    const az = azurite();
+    const connection = {
+      kind: 'connectionString' as const,
+      connectionString: az.connectionString(DEV_STORE_ACCOUNT.name),
+    };
+    const names = { curations: uniqueName('curations'), files: uniqueName('curationFiles') };
+    // The second start lists the file rows before the first start writes them, then writes its own after the first
+    // start's worker converted a file (the supervisor starting a curation whose finisher was slow).
+    let between: (() => Promise<void>) | undefined;
+    const factory = (name: string) => {
+      const client = createTableClient(connection, name);
+      if (name !== names.files) return client;
+      const list = client.listEntities.bind(client);
+      client.listEntities = ((options?: Parameters<typeof list>[0]) => {
+        const pause = between;
+        between = undefined;
+        const rows = list(options);
+        return (async function* () {
+          const listed = [];
+          for await (const row of rows) listed.push(row);
+          if (pause !== undefined) await pause();
+          yield* listed;
+        })();
+      }) as unknown as typeof client.listEntities;
+      return client;
+    };
+    const second = new TableCurationLedger(factory, { tableNames: names });
+    const first = new TableCurationLedger(connection, { tableNames: names });
+    const record = {
+      runId: RUN_ID,
+      status: 'pending' as const,
+      curationVersion: '1.0',
+      fileCount: 2,
+      startedAt: '2026-11-25T11:46:00.000Z',
+      updatedAt: '2026-11-25T11:46:00.000Z',
+    };
+    const result = {
+      rowsRead: 1,
+      rowsConverted: 1,
+      rejected: { count: 0, reasons: {} },
+      parts: [],
+      totals: { raw: {}, curated: {}, focus: {} },
+      focusVersion: '1.2',
+    };
+    between = async () => {
+      await first.createCuration(record, FILES);
+      await first.markFileConverted(RUN_ID, FILES[0] as string, result, '2026-11-25T11:47:00.000Z');
+    };
+    await second.createCuration(record, FILES);
+
+    const files = await first.listFiles(RUN_ID);
+    assert.deepEqual(
+      files.map((file) => [file.name, file.status]),
+      [
+        [FILES[0], 'converted'],
+        [FILES[1], 'pending'],
+      ],
+    );
+    assert.deepEqual(files[0]?.result, result);
   });
 
   it('copies a staged part into its series folder on the service side, replacing an older copy whole', async () => {
