@@ -234,6 +234,9 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
+@description('Optional. When this deployment runs (UTC; leave the default): the no-success alert counts a series without a recent success from this time, so that it does not fire before a new deployment had its first runs. A parameter because utcNow() is allowed only as a parameter default.')
+param deploymentTime string = utcNow('yyyy-MM-ddTHH:mm:ssZ')
+
 // ----------------------------------------------------------------------------
 // Empty strings and the values in effect
 // ----------------------------------------------------------------------------
@@ -361,6 +364,9 @@ var resourceToken = toLower(uniqueString(subscription().id, environmentName, loc
 var tags = {
   'azd-env-name': environmentName
 }
+var appInsightsName = 'appi-${resourceToken}'
+var hostStorageAccountName = 'st${resourceToken}'
+var newDestinationAccountName = 'stbill${resourceToken}'
 var appName = toLower(empty(functionAppName) ? 'func-${resourceToken}' : functionAppName)
 var deploymentContainerName = 'app-package-${take(appName, 32)}-${take(resourceToken, 7)}'
 
@@ -405,7 +411,7 @@ var finOpsHubScopeChecked = !startsWith(finOpsHubScopeInEffect, '/') && !endsWit
 // Resource group
 // ----------------------------------------------------------------------------
 
-resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
+resource rg 'Microsoft.Resources/resourceGroups@2025-04-01' = {
   name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
   location: location
   tags: tags
@@ -429,13 +435,12 @@ module hostStorage 'modules/hostStorage.bicep' = {
   name: 'hostStorage'
   scope: rg
   params: {
-    name: 'st${resourceToken}'
+    name: hostStorageAccountName
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
     queueNames: hostQueueNames
     tableNames: ledgerTableNames
-    principalId: identity.outputs.principalId
   }
 }
 
@@ -444,12 +449,11 @@ module monitoring 'modules/monitoring.bicep' = {
   scope: rg
   params: {
     workspaceName: 'log-${resourceToken}'
-    appInsightsName: 'appi-${resourceToken}'
+    appInsightsName: appInsightsName
     location: location
     tags: tags
     retentionInDays: logRetentionInDays
     disableLocalAuth: appInsightsDisableLocalAuth
-    principalId: identity.outputs.principalId
   }
 }
 
@@ -461,7 +465,7 @@ module newDestination 'modules/destinationStorage.bicep' = if (!useExistingDesti
   name: 'destinationStorage'
   scope: rg
   params: {
-    name: 'stbill${resourceToken}'
+    name: newDestinationAccountName
     location: location
     tags: tags
     skuName: destinationStorageSku
@@ -472,7 +476,6 @@ module newDestination 'modules/destinationStorage.bicep' = if (!useExistingDesti
     ]
     enableRetention: enableRetention
     retentionDays: retentionDays
-    principalId: identity.outputs.principalId
   }
 }
 
@@ -482,6 +485,10 @@ module existingDestination 'modules/existingDestination.bicep' = if (useExisting
   params: {
     accountName: last(existingDestinationChecked)
     containerName: containerChecked
+    // Names the module's role assignments, guid(scope, principalId, role), known only once the identity exists. Kept:
+    // a new name for an existing assignment fails the next provision (RoleAssignmentExists). What-if therefore
+    // predicts this module less precisely.
+    #disable-next-line what-if-short-circuiting
     principalId: identity.outputs.principalId
   }
 }
@@ -492,6 +499,84 @@ module finOpsHub 'modules/finOpsHub.bicep' = if (useFinOpsHub) {
   scope: resourceGroup(finOpsHubChecked[2], finOpsHubChecked[4])
   params: {
     accountName: last(finOpsHubChecked)
+    // Names the module's role assignments, guid(scope, principalId, role), known only once the identity exists. Kept:
+    // a new name for an existing assignment fails the next provision (RoleAssignmentExists). What-if therefore
+    // predicts this module less precisely.
+    #disable-next-line what-if-short-circuiting
+    principalId: identity.outputs.principalId
+  }
+}
+
+// ----------------------------------------------------------------------------
+// Roles of the app identity on what this deployment creates. In modules of their own, given the
+// names (not the creating modules' outputs) and depending on those modules: their names need the
+// identity's principal id, a runtime value, so what-if cannot predict them; kept apart, it still
+// predicts the accounts, queues, tables and Application Insights. (The existing destination's and
+// the FinOps hub's role stay in their modules, which hold nothing else to predict.)
+// ----------------------------------------------------------------------------
+
+var hostStorageRoleIds = [
+  // Storage Blob Data Owner: host coordination blobs, timer schedule monitor and locks, deployment package
+  'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  // Storage Queue Data Contributor: queue triggers, poison queues, the app's delayed status-check messages
+  '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  // Storage Table Data Contributor: the run ledger (runs, per-blob progress, start locks)
+  '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+]
+// Storage Blob Data Contributor: read, write and list blobs of the destination container
+var destinationRoleIds = ['ba92f5b4-2d11-453d-a403-e96b0029c9fe']
+// Monitoring Metrics Publisher: send telemetry to a component whose local authentication is disabled
+var telemetryRoleIds = ['3913510d-42f4-4e42-8a64-420c390055eb']
+
+module hostStorageRoles 'modules/storageRoles.bicep' = {
+  name: 'hostStorageRoles'
+  scope: rg
+  dependsOn: [
+    hostStorage
+  ]
+  params: {
+    accountName: hostStorageAccountName
+    roleIds: hostStorageRoleIds
+    // Names the module's role assignments, guid(scope, principalId, role), known only once the identity exists. Kept:
+    // a new name for an existing assignment fails the next provision (RoleAssignmentExists). What-if therefore
+    // predicts this module less precisely.
+    #disable-next-line what-if-short-circuiting
+    principalId: identity.outputs.principalId
+  }
+}
+
+module newDestinationRoles 'modules/storageRoles.bicep' = if (!useExistingDestination) {
+  name: 'destinationStorageRoles'
+  scope: rg
+  dependsOn: [
+    newDestination
+  ]
+  params: {
+    accountName: newDestinationAccountName
+    // Container scope: least privilege.
+    containerName: containerChecked
+    roleIds: destinationRoleIds
+    // Names the module's role assignments, guid(scope, principalId, role), known only once the identity exists. Kept:
+    // a new name for an existing assignment fails the next provision (RoleAssignmentExists). What-if therefore
+    // predicts this module less precisely.
+    #disable-next-line what-if-short-circuiting
+    principalId: identity.outputs.principalId
+  }
+}
+
+module telemetryRoles 'modules/appInsightsRoles.bicep' = {
+  name: 'telemetryRoles'
+  scope: rg
+  dependsOn: [
+    monitoring
+  ]
+  params: {
+    appInsightsName: appInsightsName
+    roleIds: telemetryRoleIds
+    // Names the module's role assignments, guid(scope, principalId, role), known only once the identity exists. Kept:
+    // a new name for an existing assignment fails the next provision (RoleAssignmentExists). What-if therefore
+    // predicts this module less precisely.
+    #disable-next-line what-if-short-circuiting
     principalId: identity.outputs.principalId
   }
 }
@@ -573,9 +658,15 @@ var appSettings = union(hostAppSettings, exportAppSettings, graphIdentityAppSett
 // Function app
 // ----------------------------------------------------------------------------
 
+// After the roles: the host starts with its identity's access to host storage, the destination and telemetry granted.
 module functionApp 'modules/functionApp.bicep' = {
   name: 'functionApp'
   scope: rg
+  dependsOn: [
+    hostStorageRoles
+    newDestinationRoles
+    telemetryRoles
+  ]
   params: {
     name: appName
     planName: 'plan-${resourceToken}'
@@ -594,19 +685,25 @@ module functionApp 'modules/functionApp.bicep' = {
 // Alerts and workbook
 // ----------------------------------------------------------------------------
 
+// The alerts module names Application Insights rather than taking its id from the monitoring module's outputs
+// (a runtime value would keep what-if from predicting the rules); hence the explicit dependency.
 module alerts 'modules/alerts.bicep' = {
   name: 'alerts'
   scope: rg
+  dependsOn: [
+    monitoring
+  ]
   params: {
     location: location
     tags: tags
     nameToken: resourceToken
-    appInsightsId: monitoring.outputs.appInsightsId
+    appInsightsName: appInsightsName
     currencies: exportCurrencies
     billingPeriods: billingPeriodsInEffect
     attributeSet: attributeSetInEffect
     dailyDatasets: dailyDatasets
     maxWaitHours: maxWaitHours
+    deploymentTime: deploymentTime
     alertEmailAddress: alertEmailAddress
     existingActionGroupId: existingActionGroupId
   }

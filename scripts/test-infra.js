@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// `npm run test:infra`: the infrastructure checks that need the Bicep CLI (scripts/bicep.js finds it; `.ci/run`
-// installs the pinned one with `dotnet restore infra/tools/bicep.csproj`). Runs the compiled test/infra/*.infra.ts
-// files with Node's test runner: bicep build and lint with zero diagnostics, the committed snapshots of
-// infra/snapshots/*.bicepparam validated, refused parameter files refused, and the snapshots checked against the code.
+// `npm run test:infra`: the infrastructure checks that need the Bicep CLI (scripts/bicep.js finds it; when the pinned
+// one is not restored yet and `dotnet` exists, this script runs `dotnet restore infra/tools/bicep.csproj` first, so a
+// fresh clone needs no separate step). Runs the compiled test/infra/*.infra.ts files with Node's test runner: bicep
+// build and lint with zero diagnostics, the committed snapshots of infra/snapshots/*.bicepparam validated, refused
+// parameter files refused, the snapshots checked against the code, and every KQL text (alert rules, workbook,
+// infra/queries, the docs' KQL blocks) analysed with Microsoft's Kusto language service (test/infra/kql.ts).
 // Not part of `npm test`, which must pass on a machine with Node alone.
 //
 // Usage: node scripts/test-infra.js                     run the tests (after `npm run build`)
@@ -12,7 +14,7 @@
 const { spawnSync } = require('node:child_process');
 const { readdirSync, readFileSync, existsSync } = require('node:fs');
 const { join } = require('node:path');
-const { runBicep, resolveBicep, PINNED_VERSION } = require('./bicep.js');
+const { runBicep, resolveBicep, PINNED_VERSION, restoredPath } = require('./bicep.js');
 
 const root = join(__dirname, '..');
 const snapshotsDir = join(root, 'infra', 'snapshots');
@@ -35,7 +37,21 @@ function snapshotArgs(paramFile, mode) {
   ];
 }
 
+/** Restores the pinned Bicep CLI (infra/tools/bicep.csproj) when it is missing and the .NET SDK is installed. */
+function restorePinnedBicep() {
+  if (existsSync(restoredPath)) return;
+  const dotnet = spawnSync('dotnet', ['--version'], { encoding: 'utf8' });
+  if (dotnet.error !== undefined || dotnet.status !== 0) return; // no .NET SDK: resolveBicep says what to install
+  console.log(`Restoring the pinned Bicep CLI ${PINNED_VERSION}: dotnet restore infra/tools/bicep.csproj`);
+  const restore = spawnSync('dotnet', ['restore', join('infra', 'tools', 'bicep.csproj'), '--nologo'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+  if (restore.status !== 0) throw new Error('dotnet restore infra/tools/bicep.csproj failed (see above).');
+}
+
 function main() {
+  restorePinnedBicep();
   const cli = resolveBicep();
   const version = runBicep(['--version']).stdout.trim();
   console.log(`Bicep CLI: ${cli.description}: ${version}`);

@@ -21,8 +21,8 @@ param tags object = {}
 @description('Required. Short token used in resource names (the azd environment token).')
 param nameToken string
 
-@description('Required. Resource id of Application Insights: the scope of the rules and the workbook.')
-param appInsightsId string
+@description('Required. Name of Application Insights (in this resource group): the scope of the rules and the workbook. A name, not the resource id from the monitoring module\'s outputs, so that what-if can predict the rules and the workbook (their ids and the workbook\'s name derive from it).')
+param appInsightsName string
 
 @description('Required. The configured currencies (EXPORT_CURRENCIES, comma-separated): each one is a series of the no-success rule.')
 param currencies string
@@ -51,11 +51,20 @@ param schedulePeriodHours int = 24
 @maxValue(6)
 param copyAllowanceHours int = 2
 
+@description('Required. When this deployment ran, ISO 8601 UTC (yyyy-MM-ddTHH:mm:ssZ; main.bicep passes utcNow()): the no-success rule counts a series that has no success in its look-back from this time, so that a new deployment, or a series added by this one, does not fire before it had its whole window.')
+param deploymentTime string
+
 @description('Optional. E-mail address notified by the alerts; empty creates no action group (the alerts still show in the portal).')
 param alertEmailAddress string = ''
 
 @description('Optional. Resource id of an existing action group to notify as well (e.g. the team\'s on-call group).')
 param existingActionGroupId string = ''
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+var appInsightsId = appInsights.id
 
 // ----------------------------------------------------------------------------
 // Action group
@@ -107,10 +116,17 @@ var expectedSeriesRows = map(range(0, length(dailyDatasets) * seriesPerDataset),
 // far itself, within the rule's 2-day window (the log alert maximum).
 var noSuccessWindowHours = schedulePeriodHours + maxWaitHours + copyAllowanceHours
 
+// The deployment time as KQL reads it; dateTimeToEpoch refuses a value that is not a date and time.
+var deploymentTimeUtc = dateTimeFromEpoch(dateTimeToEpoch(deploymentTime))
+
 var runFailedQuery = loadTextContent('../queries/alert-run-failed.kql')
 var noSuccessfulRunTemplate = loadTextContent('../queries/alert-no-successful-run.kql')
 var noSuccessfulRunQuery = replace(
-  replace(noSuccessfulRunTemplate, 'let successWindow = 32h;', 'let successWindow = ${noSuccessWindowHours}h;'),
+  replace(
+    replace(noSuccessfulRunTemplate, 'let successWindow = 32h;', 'let successWindow = ${noSuccessWindowHours}h;'),
+    'let deployedAt = datetime(2026-01-01T00:00:00Z);',
+    'let deployedAt = datetime(${deploymentTimeUtc});'
+  ),
   '    "unbilledUsage", "USD", "current", "full"\n',
   '    ${join(expectedSeriesRows, ',\n    ')}\n'
 )
@@ -125,25 +141,55 @@ var failuresByCodeQuery = loadTextContent('../queries/failures-by-code.kql')
 
 // ----------------------------------------------------------------------------
 // Alert rules
+//
+// Severities: 1 (error) only when a series' data is overdue beyond what a healthy schedule allows
+// (the no-success rule, counted from its last success or from this deployment); 2 (warning) for
+// one failed run, curation or a run the app lost: each needs a look, none means the data is stale
+// yet (a failed run is retried by the next day's timer, billed ones too); 3 (informational) for a
+// poisoned message, which always comes with the failed run or curation it caused.
+//
+// Late events: the rules that alert on events look back eventWindow (6 h) every 15 minutes, so an
+// event ingested up to 5 h 45 min after its timestamp is still seen. They are stateful and split
+// by run (the queries keep one row per run): an event seen by many evaluations alerts once, and
+// the alert resolves by itself once the event has left the window.
+//
+// skipQueryValidation: the rules are created in the same deployment as a brand-new Application
+// Insights resource and workspace, whose query endpoint may not know them (or their tables) yet,
+// so the service's validation at creation can fail an otherwise good deployment. The queries are
+// instead checked offline by `npm run test:infra` with Microsoft's Kusto language service against
+// the Application Insights schema (docs/deploy.md, "Checking the infrastructure").
 // ----------------------------------------------------------------------------
 
-// (a) Any ExportRunFailed event, of any dataset: one alert per dataset and currency; every
-// failure notifies (stateless).
-resource runFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+var eventWindow = 'PT6H'
+var eventFrequency = 'PT15M'
+
+@description('A dimension of an alert rule that splits by every value of a column of its query.')
+func splitBy(column string) object => {
+  name: column
+  operator: 'Include'
+  values: [
+    '*'
+  ]
+}
+
+// (a) Any ExportRunFailed event, of any dataset: one alert per failed run (with its dataset and
+// currency), once.
+resource runFailedAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
   name: 'alert-csp-export-run-failed-${nameToken}'
   location: location
   tags: tags
   kind: 'LogAlert'
   properties: {
     displayName: 'CSP unbilled export: a run failed'
-    description: 'An export run ended failed (ExportRunFailed), of any dataset. The results name the dataset, run, currency, period, invoice, error code and message; see docs/errors.md for the code.'
-    severity: 1
+    description: 'An export run ended failed (ExportRunFailed), of any dataset; one alert per run. The results name the dataset, run, currency, period, invoice, error code and message; see docs/errors.md for the code. The next daily run tries again; the no-success alert (severity 1) fires if the series stays without a success.'
+    severity: 2
     enabled: true
     scopes: [
       appInsightsId
     ]
-    evaluationFrequency: 'PT15M'
-    windowSize: 'PT15M'
+    evaluationFrequency: eventFrequency
+    windowSize: eventWindow
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {
@@ -152,20 +198,9 @@ resource runFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
           operator: 'GreaterThan'
           threshold: 0
           dimensions: [
-            {
-              name: 'dataset'
-              operator: 'Include'
-              values: [
-                '*'
-              ]
-            }
-            {
-              name: 'currency'
-              operator: 'Include'
-              values: [
-                '*'
-              ]
-            }
+            splitBy('dataset')
+            splitBy('currency')
+            splitBy('runId')
           ]
           failingPeriods: {
             numberOfEvaluationPeriods: 1
@@ -174,27 +209,27 @@ resource runFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
         }
       ]
     }
-    autoMitigate: false
+    autoMitigate: true
     actions: alertActions
   }
 }
 
-// (b) A configured daily series (dataset x currency x period x attribute set) without
-// ExportRunCompleted (succeeded, unchanged or noData) within its window, including one that never
-// succeeded: one alert per series. The query looks back noSuccessWindowHours itself; the rule's
-// window (2 days, the largest allowed) only has to contain it. Stateful: resolves once a run of
-// the series succeeds.
+// (b) A configured daily series (dataset x currency x period x attribute set) whose last
+// ExportRunCompleted (succeeded, unchanged or noData) is older than its window; a series without
+// one in the look-back (the rule's 2-day window, the largest allowed) counts from this
+// deployment's time instead, so a new deployment, or a series it adds, has its whole window before
+// it can fire. One alert per series. Stateful: resolves once a run of the series succeeds.
 // With no daily dataset configured the expected list is empty: the rule is kept (so that a
 // provision after dropping the daily datasets updates an existing rule instead of leaving its old
 // series in place) but disabled.
-resource noSuccessfulRunAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+resource noSuccessfulRunAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
   name: 'alert-csp-export-no-success-${nameToken}'
   location: location
   tags: tags
   kind: 'LogAlert'
   properties: {
     displayName: 'CSP unbilled export: no successful run of a series in ${noSuccessWindowHours} hours'
-    description: 'No ExportRunCompleted with status succeeded, unchanged or noData for a configured daily series (dataset, currency, billing period, attribute set) in the last ${noSuccessWindowHours} hours (24 h between runs + EXPORT_MAX_WAIT_HOURS ${maxWaitHours} h + ${copyAllowanceHours} h to copy): the daily timer may have stopped, a run may be stuck, or every run of that series failed. Daily datasets expected: ${empty(dailyDatasets) ? 'none (only billed datasets are configured; the rule is disabled)' : join(dailyDatasets, ', ')}.'
+    description: 'No ExportRunCompleted with status succeeded, unchanged or noData for a configured daily series (dataset, currency, billing period, attribute set) in the last ${noSuccessWindowHours} hours (24 h between runs + EXPORT_MAX_WAIT_HOURS ${maxWaitHours} h + ${copyAllowanceHours} h to copy), counted from its last success, or from the deployment (${deploymentTimeUtc}) for a series without a success in the last 2 days: the daily timer may have stopped, a run may be stuck, or every run of that series failed. Daily datasets expected: ${empty(dailyDatasets) ? 'none (only billed datasets are configured; the rule is disabled)' : join(dailyDatasets, ', ')}.'
     severity: 1
     enabled: !empty(dailyDatasets)
     scopes: [
@@ -202,6 +237,7 @@ resource noSuccessfulRunAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
     ]
     evaluationFrequency: 'PT1H'
     windowSize: 'P2D'
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {
@@ -210,13 +246,7 @@ resource noSuccessfulRunAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
           operator: 'GreaterThan'
           threshold: 0
           dimensions: [
-            {
-              name: 'series'
-              operator: 'Include'
-              values: [
-                '*'
-              ]
-            }
+            splitBy('series')
           ]
           failingPeriods: {
             numberOfEvaluationPeriods: 1
@@ -232,8 +262,9 @@ resource noSuccessfulRunAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
 
 // (c) An ExportMessagePoisoned event of a run that had not ended: a status check or a blob copy
 // failed maxDequeueCount times. A poisoned late duplicate of an ended run does not alert (the
-// query filters on runStatus).
-resource messagePoisonedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+// query filters on runStatus). One alert per run and poison queue, once; informational, as the
+// run's own failure alerts too.
+resource messagePoisonedAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
   name: 'alert-csp-export-message-poisoned-${nameToken}'
   location: location
   tags: tags
@@ -241,13 +272,14 @@ resource messagePoisonedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
   properties: {
     displayName: 'CSP unbilled export: a message reached a poison queue'
     description: 'A queue message of the export (status check or blob copy) of a run that had not ended failed repeatedly and was moved to export-status-poison or export-copy-poison; its run is marked failed with the reason.'
-    severity: 2
+    severity: 3
     enabled: true
     scopes: [
       appInsightsId
     ]
-    evaluationFrequency: 'PT15M'
-    windowSize: 'PT15M'
+    evaluationFrequency: eventFrequency
+    windowSize: eventWindow
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {
@@ -256,13 +288,8 @@ resource messagePoisonedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
           operator: 'GreaterThan'
           threshold: 0
           dimensions: [
-            {
-              name: 'queue'
-              operator: 'Include'
-              values: [
-                '*'
-              ]
-            }
+            splitBy('queue')
+            splitBy('runId')
           ]
           failingPeriods: {
             numberOfEvaluationPeriods: 1
@@ -271,14 +298,15 @@ resource messagePoisonedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
         }
       ]
     }
-    autoMitigate: false
+    autoMitigate: true
     actions: alertActions
   }
 }
 
 // (d) An ExportRunMissing or ExportRunUnreadable event: a run whose ledger row was deleted while it
-// was in flight, or a row the app cannot read. Nothing will end such a run by itself.
-resource ledgerIntegrityAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+// was in flight, or a row the app cannot read. Nothing will end such a run by itself. One alert per
+// event name and run, once (an unreadable row is reported on every sweep until it is fixed).
+resource ledgerIntegrityAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
   name: 'alert-csp-export-ledger-integrity-${nameToken}'
   location: location
   tags: tags
@@ -291,8 +319,9 @@ resource ledgerIntegrityAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
     scopes: [
       appInsightsId
     ]
-    evaluationFrequency: 'PT15M'
-    windowSize: 'PT15M'
+    evaluationFrequency: eventFrequency
+    windowSize: eventWindow
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {
@@ -301,13 +330,8 @@ resource ledgerIntegrityAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
           operator: 'GreaterThan'
           threshold: 0
           dimensions: [
-            {
-              name: 'name'
-              operator: 'Include'
-              values: [
-                '*'
-              ]
-            }
+            splitBy('name')
+            splitBy('runId')
           ]
           failingPeriods: {
             numberOfEvaluationPeriods: 1
@@ -316,7 +340,7 @@ resource ledgerIntegrityAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01
         }
       ]
     }
-    autoMitigate: false
+    autoMitigate: true
     actions: alertActions
   }
 }
@@ -384,9 +408,9 @@ resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
   }
 }
 
-// (d) Any ExportCurationFailed event: a succeeded run's typed Parquet and FOCUS version was not made
-// current. One alert per dataset and currency; every failure notifies (stateless).
-resource curationFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+// (e) Any ExportCurationFailed event: a succeeded run's typed Parquet and FOCUS version was not made
+// current. One alert per run (with its dataset and currency), once.
+resource curationFailedAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
   name: 'alert-csp-export-curation-failed-${nameToken}'
   location: location
   tags: tags
@@ -399,8 +423,9 @@ resource curationFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01'
     scopes: [
       appInsightsId
     ]
-    evaluationFrequency: 'PT15M'
-    windowSize: 'PT15M'
+    evaluationFrequency: eventFrequency
+    windowSize: eventWindow
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {
@@ -409,20 +434,9 @@ resource curationFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01'
           operator: 'GreaterThan'
           threshold: 0
           dimensions: [
-            {
-              name: 'dataset'
-              operator: 'Include'
-              values: [
-                '*'
-              ]
-            }
-            {
-              name: 'currency'
-              operator: 'Include'
-              values: [
-                '*'
-              ]
-            }
+            splitBy('dataset')
+            splitBy('currency')
+            splitBy('runId')
           ]
           failingPeriods: {
             numberOfEvaluationPeriods: 1
@@ -431,7 +445,7 @@ resource curationFailedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01'
         }
       ]
     }
-    autoMitigate: false
+    autoMitigate: true
     actions: alertActions
   }
 }

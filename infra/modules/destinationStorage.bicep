@@ -44,17 +44,11 @@ param enableRetention bool = true
 @maxValue(3650)
 param retentionDays int = 90
 
-@description('Required. Principal (object) id of the app identity that writes the exports.')
-param principalId string
-
-// Storage Blob Data Contributor: read, write and list blobs of the destination container
-var blobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
-
 // ----------------------------------------------------------------------------
 // Account and container
 // ----------------------------------------------------------------------------
 
-resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+resource account 'Microsoft.Storage/storageAccounts@2026-09-01' = {
   name: name
   location: location
   tags: tags
@@ -80,12 +74,12 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
 }
 
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2026-09-01' = {
   parent: account
   name: 'default'
 }
 
-resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@2026-09-01' = {
   parent: blobService
   name: containerName
   properties: {
@@ -99,7 +93,7 @@ resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@20
 // points at; see docs/deploy.md for why retentionDays must stay well above one day.
 // ----------------------------------------------------------------------------
 
-resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = if (enableRetention) {
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2026-09-01' = if (enableRetention) {
   parent: account
   name: 'default'
   properties: {
@@ -127,20 +121,6 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
         }
       ]
     }
-  }
-}
-
-// ----------------------------------------------------------------------------
-// Role assignment (container scope: least privilege)
-// ----------------------------------------------------------------------------
-
-resource blobDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(container.id, principalId, blobDataContributorRoleId)
-  scope: container
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', blobDataContributorRoleId)
-    principalId: principalId
-    principalType: 'ServicePrincipal'
   }
 }
 

@@ -17,16 +17,16 @@ param principalId string
 // Storage Blob Data Contributor: read, write, list and delete blobs of the hub's ingestion container
 var blobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 
-resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+resource account 'Microsoft.Storage/storageAccounts@2026-09-01' existing = {
   name: accountName
 }
 
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2026-09-01' existing = {
   parent: account
   name: 'default'
 }
 
-resource ingestion 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+resource ingestion 'Microsoft.Storage/storageAccounts/blobServices/containers@2026-09-01' existing = {
   parent: blobService
   name: 'ingestion'
 }

@@ -47,7 +47,7 @@ param instanceMemoryMB int = 2048
 // Plan
 // ----------------------------------------------------------------------------
 
-resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
   name: planName
   location: location
   tags: tags
@@ -65,7 +65,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 // Function app
 // ----------------------------------------------------------------------------
 
-resource site 'Microsoft.Web/sites@2024-04-01' = {
+resource site 'Microsoft.Web/sites@2025-03-01' = {
   name: name
   location: location
   tags: union(tags, {

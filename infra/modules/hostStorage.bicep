@@ -1,7 +1,7 @@
 // ============================================================================
 // Host storage (AzureWebJobsStorage): the Functions host, the export queues, the run ledger
 // tables and the Flex Consumption deployment package. Reached with the managed identity only:
-// shared key access is disabled.
+// shared key access is disabled (its roles: storageRoles.bicep, from main.bicep).
 // ============================================================================
 
 @description('Required. Storage account name: 3-24 lowercase letters and digits, globally unique.')
@@ -24,27 +24,11 @@ param queueNames array
 @description('Required. Tables of the run ledger to create (src/names.ts TableNames).')
 param tableNames array
 
-@description('Required. Principal (object) id of the app identity that gets the data roles below.')
-param principalId string
-
-// ----------------------------------------------------------------------------
-// Roles the host and the code need on this account
-// ----------------------------------------------------------------------------
-
-var hostStorageRoleIds = [
-  // Storage Blob Data Owner: host coordination blobs, timer schedule monitor and locks, deployment package
-  'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-  // Storage Queue Data Contributor: queue triggers, poison queues, the app's delayed status-check messages
-  '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
-  // Storage Table Data Contributor: the run ledger (runs, per-blob progress, start locks)
-  '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
-]
-
 // ----------------------------------------------------------------------------
 // Account
 // ----------------------------------------------------------------------------
 
-resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+resource account 'Microsoft.Storage/storageAccounts@2026-09-01' = {
   name: name
   location: location
   tags: tags
@@ -68,12 +52,12 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
 }
 
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2026-09-01' = {
   parent: account
   name: 'default'
 }
 
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2026-09-01' = {
   parent: blobService
   name: deploymentContainerName
   properties: {
@@ -85,43 +69,27 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 // Queues and ledger tables (created up front so that no listener starts on a missing queue)
 // ----------------------------------------------------------------------------
 
-resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2026-09-01' = {
   parent: account
   name: 'default'
 }
 
-resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2026-09-01' = [
   for queueName in queueNames: {
     parent: queueService
     name: queueName
   }
 ]
 
-resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2026-09-01' = {
   parent: account
   name: 'default'
 }
 
-resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [
+resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2026-09-01' = [
   for tableName in tableNames: {
     parent: tableService
     name: tableName
-  }
-]
-
-// ----------------------------------------------------------------------------
-// Role assignments
-// ----------------------------------------------------------------------------
-
-resource roleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
-  for roleId in hostStorageRoleIds: {
-    name: guid(account.id, principalId, roleId)
-    scope: account
-    properties: {
-      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
-      principalId: principalId
-      principalType: 'ServicePrincipal'
-    }
   }
 ]
 

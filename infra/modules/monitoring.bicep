@@ -2,7 +2,7 @@
 // Log Analytics workspace and workspace-based Application Insights.
 // Local (instrumentation key) authentication is disabled: the host and the app send telemetry
 // with the managed identity (APPLICATIONINSIGHTS_AUTHENTICATION_STRING), which gets the
-// Monitoring Metrics Publisher role here.
+// Monitoring Metrics Publisher role from main.bicep (appInsightsRoles.bicep).
 // ============================================================================
 
 @description('Required. Name of the Log Analytics workspace.')
@@ -25,17 +25,11 @@ param retentionInDays int = 30
 @description('Optional. Disable local (instrumentation key) authentication of Application Insights, so that only Microsoft Entra identities can send telemetry.')
 param disableLocalAuth bool = true
 
-@description('Required. Principal (object) id of the app identity that sends telemetry.')
-param principalId string
-
-// Monitoring Metrics Publisher: send telemetry to a component whose local authentication is disabled
-var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
-
 // ----------------------------------------------------------------------------
 // Resources
 // ----------------------------------------------------------------------------
 
-resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+resource workspace 'Microsoft.OperationalInsights/workspaces@2026-03-01' = {
   name: workspaceName
   location: location
   tags: tags
@@ -61,16 +55,6 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
     DisableLocalAuth: disableLocalAuth
     publicNetworkAccessForIngestion: 'Enabled'
     publicNetworkAccessForQuery: 'Enabled'
-  }
-}
-
-resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(appInsights.id, principalId, monitoringMetricsPublisherRoleId)
-  scope: appInsights
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
-    principalId: principalId
-    principalType: 'ServicePrincipal'
   }
 }
 

@@ -8,3 +8,5 @@ param location = 'westeurope'
 param exportCurrencies = 'USD'
 param finOpsHubStorageAccountId = '/subscriptions/55555555-5555-5555-5555-555555555555/resourceGroups/rg-finops-hub/providers/Microsoft.Storage/storageAccounts/stfinopshubx7'
 param finOpsHubScope = 'partners/contoso/{partnerTenantId}'
+// The default, utcNow(), would leave the no-success query an expression: a fixed deployment time.
+param deploymentTime = '2026-12-01T06:00:00Z'

@@ -26,3 +26,5 @@ param existingActionGroupId = ''
 param graphTenantId = '33333333-3333-3333-3333-333333333333'
 param graphClientId = '44444444-4444-4444-4444-444444444444'
 param graphClientSecretUri = 'https://kv-partner.vault.azure.net/secrets/graph-client-secret'
+// The default, utcNow(), would leave the no-success query an expression: a fixed deployment time.
+param deploymentTime = '2026-12-01T06:00:00Z'

@@ -7,3 +7,5 @@ param location = 'westeurope'
 param exportCurrencies = 'USD,EUR'
 param exportBillingPeriods = 'current,last'
 param alertEmailAddress = 'billing-ops@contoso.example'
+// The default, utcNow(), would leave the no-success query an expression: a fixed deployment time.
+param deploymentTime = '2026-12-01T06:00:00Z'

@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { EMULATOR_DEV_TOKEN, EMULATOR_PARTNER_CENTER_DEV_TOKEN } from '../adapters/graph/devToken';
+import {
+  EMULATOR_DEV_TOKEN,
+  EMULATOR_PARTNER_CENTER_DEV_TOKEN,
+  EMULATOR_TOKEN_ISSUER,
+  PARTNER_BILLING_ROLE,
+} from '../adapters/graph/devToken';
+import { readAccessTokenClaims } from '../adapters/graph/tokenClaims';
 import type { DatasetId } from '../config';
 import { redact } from '../redact';
 import { createEmulatorCertificate } from './certificate';
@@ -818,8 +824,13 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
     const authorization = request.headers.authorization;
     const bearer = authorization === undefined ? undefined : /^Bearer\s+(.+)$/i.exec(authorization.trim())?.[1];
     const target = route(path);
-    // Each API has its own token: a Graph token is refused by Partner Center and the other way round.
-    const authorized = bearer !== undefined && bearer === (target.kind === 'invoices' ? partnerCenterToken : token);
+    // Each API has its own token: a Graph token is refused by Partner Center and the other way round. Graph also
+    // takes any development token the emulator issues (emulatorDevToken), whatever roles it carries.
+    const claims = bearer === undefined ? undefined : readAccessTokenClaims(bearer);
+    const issuedHere = claims?.issuer === EMULATOR_TOKEN_ISSUER && claims.audience === 'https://graph.microsoft.com';
+    const authorized =
+      bearer !== undefined &&
+      (target.kind === 'invoices' ? bearer === partnerCenterToken : bearer === token || issuedHere);
     const record: EmulatorRequest = { method, path, authorized, status: 0 };
     requests.push(record);
     if (requests.length > REQUEST_LOG_LIMIT) requests.splice(0, requests.length - REQUEST_LOG_LIMIT);
@@ -848,6 +859,19 @@ export async function startPartnerBillingEmulator(options: EmulatorOptions): Pro
           'WWW-Authenticate':
             'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"',
         },
+      );
+      return;
+    }
+    // Authenticated but not granted the application permission: Graph's 403 (an opaque token given as `token` is
+    // taken to carry it).
+    const billing = target.kind !== 'unknown' && target.kind !== 'invoices';
+    if (billing && claims !== undefined && !claims.roles.includes(PARTNER_BILLING_ROLE)) {
+      request.resume();
+      sendError(
+        response,
+        403,
+        'Forbidden',
+        `The caller isn't authorized to make the request: the token has no ${PARTNER_BILLING_ROLE} role.`,
       );
       return;
     }

@@ -53,6 +53,15 @@ export const MS_BILLING_ACCOUNT: AzuriteAccount = {
   key: Buffer.from('csp-unbilled-export/msbilling/development-key/not-a-secret/00001').toString('base64'),
 };
 
+/**
+ * A FinOps hub's storage account, for the local hub drop-in (`FINOPS_HUB_STORAGE=UseDevelopmentStorage=true` on the
+ * command line) and its tests.
+ */
+export const FINOPS_HUB_ACCOUNT: AzuriteAccount = {
+  name: 'finopshub',
+  key: Buffer.from('csp-unbilled-export/finopshub/development-key/not-a-secret/000001').toString('base64'),
+};
+
 /** Microsoft's export storage on a running Azurite (the account the partner billing emulator writes to). */
 export function exportSourceStorage(azurite: Pick<AzuriteInstance, 'blobEndpoint' | 'accountKey'>): {
   blobEndpoint: string;
@@ -66,11 +75,12 @@ export function exportSourceStorage(azurite: Pick<AzuriteInstance, 'blobEndpoint
   };
 }
 
-/** Host storage (queues, tables), the destination, and Microsoft's export storage. */
+/** Host storage (queues, tables), the destination, Microsoft's export storage, and a FinOps hub's storage. */
 export const AZURITE_ACCOUNTS: readonly AzuriteAccount[] = [
   DEV_STORE_ACCOUNT,
   PARTNER_DEST_ACCOUNT,
   MS_BILLING_ACCOUNT,
+  FINOPS_HUB_ACCOUNT,
 ];
 
 const PROXY_VARIABLES = ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy'];
@@ -160,8 +170,9 @@ async function terminate(child: ChildProcess): Promise<void> {
 }
 
 /**
- * Starts Azurite 3.35 (the devDependency) as a child process on free loopback ports, with three accounts:
- * `devstoreaccount1` (host storage), `partnerdest` (destination) and `msbilling` (Microsoft's export storage).
+ * Starts Azurite 3.35 (the devDependency) as a child process on free loopback ports, with four accounts:
+ * `devstoreaccount1` (host storage), `partnerdest` (destination), `msbilling` (Microsoft's export storage) and
+ * `finopshub` (a FinOps hub's storage).
  * Throws, with Azurite's output, when it does not listen within the timeout: callers must never skip.
  */
 export async function startAzurite(options: AzuriteOptions = {}): Promise<AzuriteInstance> {

@@ -23,10 +23,12 @@ import { redact } from '../redact';
 import { waitForCurations } from './curationWait';
 import { FolderBusyError } from './dataFolderLock';
 import { dataSummary } from './dataSummary';
+import { commandDoctor } from './doctorCommand';
 import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } from './embedded';
 import { commandFiles, howToOpenFiles } from './filesCommand';
 import { LocalFunctionsHost, type QueueHostSettings } from './localHost';
 import { createProgressDisplay, waitForRuns } from './progress';
+import { commandQuery } from './queryCommand';
 import { resumeInterruptedRuns, resumeOnceDue } from './resumeInterrupted';
 import { readLocalSettings } from './settings';
 import { installShutdown, type Shutdown, shuttingDown } from './shutdown';
@@ -49,6 +51,10 @@ Commands:
              --dataset D  --invoice ID  --limit N  --json
   files    What landed in the destination (raw, curated/, focus/): lists, or downloads with
            --download DIR.  --run ID | --all  --dataset D  --json  (files --help)
+  query    DuckDB SQL over the current curated data: a view per dataset (unbilled_usage, …) and
+           focus_costs.  "SQL"  --json  --destination DIR|URL  (query --help)
+  doctor   Checks the configuration end to end (settings, Graph token and permission, storage,
+           destination write), each check with its fix.  --json  (doctor --help)
   emulator The partner billing emulator (HTTPS), standalone. See docs/emulator.md.
 
 Settings come from the environment, then local.settings.json's Values. Absent storage settings
@@ -127,7 +133,8 @@ function curationLine(curation: CurationRecord | undefined, curating: boolean): 
       ? 'a newer version is current'
       : `curated/${curation.curatedPath} and focus/${curation.curatedPath}`;
   const rejected = (curation.rowsRejected ?? 0) > 0 ? `, ${curation.rowsRejected} rejected` : '';
-  return `; curated ${curation.rowsConverted ?? 0} rows${rejected} (${where})`;
+  const hub = curation.hubIngestionId === undefined ? '' : `; FinOps hub: ingestion/${curation.hubFolder ?? ''}`;
+  return `; curated ${curation.rowsConverted ?? 0} rows${rejected} (${where})${hub}`;
 }
 
 /**
@@ -582,6 +589,10 @@ export async function main(argv: string[]): Promise<number> {
       return commandRuns(rest);
     case 'files':
       return commandFiles(rest);
+    case 'query':
+      return commandQuery(rest);
+    case 'doctor':
+      return commandDoctor(rest);
     case 'emulator': {
       await runEmulatorCommand(rest);
       return 0;

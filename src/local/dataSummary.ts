@@ -6,13 +6,14 @@ import type * as DuckDb from '@duckdb/node-api';
 import { datasetOf } from '../datasets';
 import type { CurationRecord } from '../pipeline/curationPorts';
 import type { RunRecord } from '../pipeline/ports';
+import { parseManifest, QUERY_EXAMPLE } from './curatedViews';
 
 /** Customers shown per currency. */
 const TOP = 5;
 
 /**
  * A few readable lines about the data a command just curated (`npm start`): for each dataset, the billed cost of the
- * top customers per currency, read from the FOCUS parts of the current versions (downloaded to a temporary folder and
+ * top customers per currency, read from the FOCUS parts each series' manifest.json names (downloaded to a temporary folder and
  * summed by DuckDB, loaded here and only here). Amounts of different currencies are never added.
  */
 export async function dataSummary(
@@ -28,16 +29,20 @@ export async function dataSummary(
   try {
     const byDataset = new Map<string, string[]>();
     for (const [i, { run, curation }] of series.entries()) {
-      const folder = join(dir, String(i));
-      await mkdir(folder, { recursive: true });
-      for await (const blob of container.listBlobsFlat({ prefix: `focus/${curation?.curatedPath}/` })) {
-        if (!blob.name.endsWith('.parquet')) continue;
-        await container
-          .getBlobClient(blob.name)
-          .downloadToFile(join(folder, blob.name.slice(blob.name.lastIndexOf('/') + 1)));
+      const local = join(dir, String(i));
+      await mkdir(local, { recursive: true });
+      // The parts the series' manifest.json names: a part beside them (an older version not deleted yet, a newer one
+      // being copied in) is not the current data.
+      const folder = `focus/${curation?.curatedPath}`;
+      const manifest = parseManifest(
+        JSON.parse((await container.getBlobClient(`${folder}/manifest.json`).downloadToBuffer()).toString('utf8')),
+      );
+      if (manifest === undefined || manifest.files.length === 0) continue;
+      for (const { name } of manifest.files) {
+        await container.getBlobClient(`${folder}/${name}`).downloadToFile(join(local, name));
       }
       const title = datasetOf(run).title;
-      byDataset.set(title, [...(byDataset.get(title) ?? []), join(folder, '*.parquet')]);
+      byDataset.set(title, [...(byDataset.get(title) ?? []), join(local, '*.parquet')]);
     }
     const { DuckDBInstance } = require('@duckdb/node-api') as typeof DuckDb;
     const instance = await DuckDBInstance.create(':memory:', {
@@ -71,6 +76,12 @@ export async function dataSummary(
     } finally {
       connection.closeSync();
       instance.closeSync();
+    }
+    if (lines.length > 0) {
+      lines.push(
+        'Go further with SQL over every current dataset (views unbilled_usage, …, focus_costs; "query --help"):',
+        `  npm run cli -- query "${QUERY_EXAMPLE}"`,
+      );
     }
     return lines;
   } finally {

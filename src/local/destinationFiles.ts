@@ -48,7 +48,7 @@ const RAW_PATH =
  * A failed read of the destination, for a person at the command line (not the pipeline's "will be retried"):
  * refused → DESTINATION_FORBIDDEN naming the role a reader needs; anything else → DESTINATION_UNAVAILABLE.
  */
-function readError(error: unknown, what: string): ExportError {
+export function readError(error: unknown, what: string): ExportError {
   const info = storageErrorInfo(error);
   if (info.status === 401 || info.status === 403) {
     return new ExportError(

@@ -10,6 +10,7 @@ import {
   type AzuriteInstance,
   DEV_STORE_ACCOUNT,
   exportSourceStorage,
+  FINOPS_HUB_ACCOUNT,
   PARTNER_DEST_ACCOUNT,
   runningAzurite,
   startAzurite,
@@ -194,6 +195,10 @@ export async function startEmbeddedServices(
     }
     if (azurite !== undefined && !hasSetting(values, 'DESTINATION_STORAGE')) {
       filled['DESTINATION_STORAGE'] = azurite.connectionString(PARTNER_DEST_ACCOUNT.name);
+    }
+    // A FinOps hub on the development storage means this Azurite's hub account (its ports are not the default ones).
+    if (azurite !== undefined && /^UseDevelopmentStorage=true;?$/i.test(values['FINOPS_HUB_STORAGE']?.trim() ?? '')) {
+      filled['FINOPS_HUB_STORAGE'] = azurite.connectionString(FINOPS_HUB_ACCOUNT.name);
     }
     if (needEmulator && azurite !== undefined) {
       options.signal?.throwIfAborted();

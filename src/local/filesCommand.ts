@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
+import type { ContainerClient } from '@azure/storage-blob';
 import { destinationContainerClient } from '../composition';
-import { type DatasetId, loadConfig, parseDatasets } from '../config';
+import { type Config, type DatasetId, loadConfig, parseDatasets } from '../config';
 import { ExportError } from '../errors';
 import { isRunId } from '../pipeline/layout';
 import { PARTNER_DEST_ACCOUNT } from './azurite';
@@ -14,7 +15,7 @@ import {
 } from './destinationFiles';
 import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } from './embedded';
 import { hasSetting, readLocalSettings } from './settings';
-import { installShutdown } from './shutdown';
+import { installShutdown, type Shutdown } from './shutdown';
 
 /**
  * `files`: lists and downloads what landed in the destination container (raw run folders, `curated/`,
@@ -187,6 +188,57 @@ export function formatListing(files: DestinationFile[], selection: FileSelection
 
 type Out = (line: string) => void;
 
+/** The destination container a reading command (files, query) reads, and what it says about it. */
+export interface OpenedDestination {
+  config: Config;
+  container: ContainerClient;
+  /** The embedded services started (or attached to) for it; undefined for a configured destination. */
+  embedded: EmbeddedServices | undefined;
+}
+
+/**
+ * Opens the destination for reading: DESTINATION_STORAGE (or its identity-based form) as it is, else the embedded
+ * Azurite of `.azurite/` (the running command's when one owns the folder, else its own, stopped by `shutdown`).
+ * Settings only other commands need are filled with harmless placeholders when absent. Logs where the files are.
+ */
+export async function openDestination(
+  values: Record<string, string | undefined>,
+  command: string,
+  shutdown: Shutdown,
+  log: Out,
+): Promise<OpenedDestination> {
+  const destinationIsEmbedded = !hasSetting(values, 'DESTINATION_STORAGE');
+  const settings = (filled: Record<string, string>): Record<string, string | undefined> => ({
+    ...values,
+    ...filled,
+    AzureWebJobsStorage: hasSetting(values, 'AzureWebJobsStorage')
+      ? values['AzureWebJobsStorage']
+      : (filled['AzureWebJobsStorage'] ?? 'UseDevelopmentStorage=true'),
+    GRAPH_BASE_URL: values['GRAPH_BASE_URL'] ?? 'https://127.0.0.1:1/v1.0',
+    EXPORT_CURRENCIES: values['EXPORT_CURRENCIES'] ?? 'USD',
+  });
+  // Every setting is checked before Azurite starts (the embedded destination stands in as a placeholder).
+  if (destinationIsEmbedded) loadConfig(settings({ DESTINATION_STORAGE: 'UseDevelopmentStorage=true' }));
+  const embedded = destinationIsEmbedded
+    ? await shutdown.step(
+        () =>
+          startEmbeddedServices(values, {
+            azuriteLocation: defaultAzuriteLocation(),
+            withoutEmulator: true,
+            attach: true,
+            command,
+            signal: shutdown.signal,
+            log,
+          }),
+        (services) => () => services.stop(),
+      )
+    : undefined;
+  const config = loadConfig(settings(embedded?.filled ?? {}));
+  const container = destinationContainerClient(config);
+  log(describeDestination(container.url, embedded, config.destination.container, destinationIsEmbedded));
+  return { config, container, embedded };
+}
+
 /** Runs `files`; returns the exit code (errors are thrown for the command line's handler). */
 export async function commandFiles(
   argv: string[],
@@ -204,37 +256,7 @@ export async function commandFiles(
   const { values } = readLocalSettings();
   const shutdown = installShutdown(out.stderr);
   try {
-    // Only the destination is read: the embedded Azurite is used when DESTINATION_STORAGE is absent, and
-    // settings that only other commands need are filled with harmless placeholders when absent.
-    const destinationIsEmbedded = !hasSetting(values, 'DESTINATION_STORAGE');
-    const settings = (filled: Record<string, string>): Record<string, string | undefined> => ({
-      ...values,
-      ...filled,
-      AzureWebJobsStorage: hasSetting(values, 'AzureWebJobsStorage')
-        ? values['AzureWebJobsStorage']
-        : (filled['AzureWebJobsStorage'] ?? 'UseDevelopmentStorage=true'),
-      GRAPH_BASE_URL: values['GRAPH_BASE_URL'] ?? 'https://127.0.0.1:1/v1.0',
-      EXPORT_CURRENCIES: values['EXPORT_CURRENCIES'] ?? 'USD',
-    });
-    // Every setting is checked before Azurite starts (the embedded destination stands in as a placeholder).
-    if (destinationIsEmbedded) loadConfig(settings({ DESTINATION_STORAGE: 'UseDevelopmentStorage=true' }));
-    const embedded = destinationIsEmbedded
-      ? await shutdown.step(
-          () =>
-            startEmbeddedServices(values, {
-              azuriteLocation: defaultAzuriteLocation(),
-              withoutEmulator: true,
-              attach: true,
-              command: 'files',
-              signal: shutdown.signal,
-              log: out.stderr,
-            }),
-          (services) => () => services.stop(),
-        )
-      : undefined;
-    const config = loadConfig(settings(embedded?.filled ?? {}));
-    const container = destinationContainerClient(config);
-    out.stderr(describeDestination(container.url, embedded, config.destination.container, destinationIsEmbedded));
+    const { config, container } = await openDestination(values, 'files', shutdown, out.stderr);
     const warnings: string[] = [];
     const files = await listDestinationFiles(container, config, flags.selection, warnings);
     for (const warning of warnings) out.stderr(`Warning: ${warning}`);

@@ -31,6 +31,7 @@ import {
   withCuration,
 } from './curationState';
 import type { PipelineDeps } from './deps';
+import { dropIntoFinOpsHub } from './finOpsHubStep';
 import { isRunId } from './layout';
 import type { RunRecord, Versioned } from './ports';
 import { runLogger } from './runStateMachine';
@@ -39,7 +40,8 @@ import { runLogger } from './runStateMachine';
  * The curation step (SPEC section 4.1): after a run succeeded, one export-curate message per raw file converts that
  * file (download to a temporary file, the engine writes Parquet parts, the parts go to a staging folder, the
  * file's counts and totals to its ledger row), and the last file to finish publishes the version (the fan-in):
- * parts copied into the series folders, manifest.json, older versions' parts deleted, `succeeded`.
+ * parts copied into the series folders, manifest.json, older versions' parts deleted, the FOCUS parts dropped into a
+ * FinOps hub when one is configured (finOpsHubStep.ts), `succeeded`.
  */
 
 /** Version of the curated output format (manifest `curationVersion`). */
@@ -190,8 +192,19 @@ export async function curateExportFile(message: CurateMessage, deps: PipelineDep
     }
     log.info(`Transient curation problem (${classified.code}), the queue retries: ${redact(classified.message)}`);
     await noteCurationError(c, run.runId, `${classified.code}: ${classified.message}`).catch(() => undefined);
+    if (message.kind === 'file') await retryPublishing(c, run.runId).catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * A file message whose publish failed transiently would, redelivered, find the curation `publishing` and leave it to
+ * the supervisor's resume (EXPORT_STALL_MINUTES later): a publish message is sent instead, which the queue retries
+ * (and poisons) itself. Beside a publisher that is still alive it is safe: every publishing step is idempotent.
+ */
+async function retryPublishing(deps: CuratingDeps, runId: string): Promise<void> {
+  if ((await deps.curation.ledger.getCuration(runId))?.value.status !== 'publishing') return;
+  await deps.curation.queue.sendCurate([{ version: 1, kind: 'publish', runId }]);
 }
 
 /** Converts one raw file into staged parts and records its result. Redone after a crash, it gives the same parts. */
@@ -365,6 +378,7 @@ async function publish(
   const series = curatedSeries(deps.config, run, run.billingMonth);
   const publishedAt = deps.clock.now().toISOString();
   let isCurrent = true;
+  let focusCurrent = false;
   for (const kind of CURATED_KINDS) {
     const folder = curatedFolder(kind, series);
     const mine = parts.filter((part) => part.kind === kind);
@@ -399,7 +413,12 @@ async function publish(
       await withdrawUnpublished(deps, run);
       return;
     }
+    if (kind === 'focus') focusCurrent = outcome === 'current';
   }
+  // The hub gets the version the focus/ folder made current (a superseded one is left to the newer run), from the
+  // staging copies, before they are deleted; its record on the row keeps a redone fan-in from dropping again.
+  const hub = focusCurrent ? await dropIntoFinOpsHub(deps, run, current.value, run.billingMonth, parts) : undefined;
+  if (hub !== undefined) await recordHubDrop(deps, run, hub);
   await emptyStaging(deps, run.runId);
   crashPoint('publish.afterOldPartsDeleted');
   const ended = await withCuration(deps, run.runId, async (found) => {
@@ -414,6 +433,7 @@ async function publish(
         rowsRejected: rows.rejected,
         curatedPath: series,
         current: isCurrent,
+        ...hub,
       },
       run,
     );
@@ -445,6 +465,15 @@ async function stillPublishing(deps: CuratingDeps, runId: string): Promise<boole
     return moved === undefined ? { done: false } : { done: true, value: true };
   });
   return marked === true;
+}
+
+/** Records the hub drop on the publishing curation row (a conditional write of the state machine). */
+async function recordHubDrop(deps: CuratingDeps, run: RunRecord, fields: Partial<CurationRecord>): Promise<void> {
+  await withCuration(deps, run.runId, async (found) => {
+    if (found.value.status !== 'publishing') return undefined;
+    const moved = await advanceCuration(deps, found, 'publishing', fields, run);
+    return moved === undefined ? { done: false } : { done: true, value: undefined };
+  });
 }
 
 /**

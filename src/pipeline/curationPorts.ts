@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { AttributeSet, DatasetId } from '../config';
 import type { CurrencyTotals } from '../curation/totals';
 import type { Versioned } from './ports';
@@ -42,6 +43,15 @@ export interface CurationRecord {
   resumes?: number | undefined;
   /** False from the write that ended the curation until its end event was sent. */
   announced?: boolean | undefined;
+  /**
+   * FinOps hub drop-in (FINOPS_HUB_STORAGE): set once the fan-in's drop is done, so a redone fan-in does not drop
+   * again. `hubIngestionId` (the run id) names the version the hub folder holds; absent when the hub already held a
+   * newer version of the folder, or the version had no FOCUS file.
+   */
+  hubDroppedAt?: string | undefined;
+  hubIngestionId?: string | undefined;
+  /** The hub folder, `Costs/{yyyy}/{mm}/{scope}/{dataset folder}/{currency or invoice}/` in `ingestion`. */
+  hubFolder?: string | undefined;
 }
 
 /** A staged Parquet part of one raw file. */
@@ -151,6 +161,8 @@ export interface CurationStore {
   download(path: string, file: string): Promise<void>;
   /** Uploads a local file (streamed), replacing any blob there. */
   upload(file: string, path: string): Promise<{ byteCount: number }>;
+  /** Streams a blob from the start (errors arrive on the stream). */
+  openRead(path: string): Readable;
   /** Copies a blob inside the container, replacing any blob there. */
   copy(from: string, to: string): Promise<void>;
   /** Deletes a blob; a missing one is fine. */

@@ -89,6 +89,7 @@ export async function announceCurationEnd(
     curationVersion: curation.curationVersion,
     curatedPath: curation.curatedPath ?? '',
     current: curation.current ?? false,
+    hubIngestionId: curation.hubIngestionId,
     fileCount: curation.fileCount,
     rowsRead: curation.rowsRead ?? 0,
     rowsConverted: curation.rowsConverted ?? 0,

@@ -126,6 +126,8 @@ export interface CurationEvent extends RunIdentity {
   curatedPath: string;
   /** False when a newer version of the series was already current. */
   current: boolean;
+  /** The FinOps hub ingestion id of the version (the run id), when it was dropped into a hub. */
+  hubIngestionId?: string | undefined;
   fileCount: number;
   rowsRead: number;
   rowsConverted: number;

@@ -256,6 +256,7 @@ function curationProperties(details: CurationEvent, status: string): Record<stri
     curationVersion: details.curationVersion,
     curatedPath: details.curatedPath,
     current: String(details.current),
+    hubIngestionId: details.hubIngestionId,
   };
 }
 

@@ -61,6 +61,16 @@ describe('bicep build and lint', () => {
   });
 });
 
+describe('alerts of a new deployment', () => {
+  it('bakes the deployment time into the no-success rule by default (utcNow(), passed to the alerts module)', () => {
+    const main = readFileSync(join(infraDir, 'main.bicep'), 'utf8');
+    assert.match(main, /^param deploymentTime string = utcNow\('yyyy-MM-ddTHH:mm:ssZ'\)$/m);
+    assert.match(main, /^ {4}deploymentTime: deploymentTime$/m);
+    const query = readFileSync(join(infraDir, 'queries', 'alert-no-successful-run.kql'), 'utf8');
+    assert.match(query, /^let deployedAt = datetime\(2026-01-01T00:00:00Z\);$/m, 'the line alerts.bicep replaces');
+  });
+});
+
 describe('bicep snapshot', () => {
   it('covers a new and an existing destination, with and without an app registration', () => {
     for (const name of [

@@ -243,8 +243,8 @@ for (const testCase of CASES) {
   describe(`snapshot ${testCase.name}`, () => {
     const snapshot = readSnapshot(testCase.name);
     const identity = one(snapshot, 'Microsoft.ManagedIdentity/userAssignedIdentities');
-    const identityClientId = `reference('${identity.id}', '2023-01-31').clientId`;
-    const identityPrincipalId = `reference('${identity.id}', '2023-01-31').principalId`;
+    const identityClientId = `reference('${identity.id}', '2024-11-30').clientId`;
+    const identityPrincipalId = `reference('${identity.id}', '2024-11-30').principalId`;
     const site = one(snapshot, 'Microsoft.Web/sites');
     const config = one(snapshot, 'Microsoft.Web/sites/config');
     const settings = config.properties ?? {};
@@ -310,14 +310,14 @@ for (const testCase of CASES) {
       assert.equal(settings[`${HOST_STORAGE_CONNECTION}__clientId`], `[${identityClientId}]`);
       for (const service of ['blob', 'queue', 'table']) {
         const uri = text(settings[`${HOST_STORAGE_CONNECTION}__${service}ServiceUri`]);
-        assert.ok(uri.includes(`reference('${hostAccount?.id}', '2023-05-01').primaryEndpoints.${service}`), uri);
+        assert.ok(uri.includes(`reference('${hostAccount?.id}', '2026-09-01').primaryEndpoints.${service}`), uri);
       }
       assert.equal(settings.DESTINATION_STORAGE__clientId, `[${identityClientId}]`);
       const destinationAccount =
         testCase.existingDestination ?? accounts.find((a) => a.id !== hostAccount?.id)?.id ?? '(none)';
       assert.ok(
         text(settings.DESTINATION_STORAGE__blobServiceUri).includes(
-          `reference('${destinationAccount}', '2023-05-01').primaryEndpoints.blob`,
+          `reference('${destinationAccount}', '2026-09-01').primaryEndpoints.blob`,
         ),
       );
       assert.equal(
@@ -366,7 +366,7 @@ for (const testCase of CASES) {
         assert.equal(settings.FINOPS_HUB_STORAGE__clientId, `[${identityClientId}]`);
         assert.ok(
           text(settings.FINOPS_HUB_STORAGE__blobServiceUri).includes(
-            `reference('${testCase.finOpsHub}', '2023-05-01').primaryEndpoints.blob`,
+            `reference('${testCase.finOpsHub}', '2026-09-01').primaryEndpoints.blob`,
           ),
           text(settings.FINOPS_HUB_STORAGE__blobServiceUri),
         );
@@ -518,28 +518,68 @@ for (const testCase of CASES) {
         assert.equal(at(r.properties ?? null, 'enabled'), true);
       });
 
-      it('alerts on every failed run, of every dataset, one alert per dataset and currency', () => {
+      it('alerts on every failed run, of every dataset, once per run (dataset, currency, run)', () => {
         const r = rule('run-failed');
         const query = text(at(criterion(r) ?? null, 'query'));
         assert.match(query, new RegExp(`name == "${TelemetryEvents.runFailed}"`));
         assert.doesNotMatch(query.replace(/\/\/.*$/gm, ''), /where\s+dataset\b/, 'no dataset is left out');
         assert.match(query, /dataset = iff\(isempty\(dataset\), "unbilledUsage", dataset\)/, 'older events count');
+        assert.match(query, /\| summarize arg_max\(timestamp, \*\) by runId\n/, 'a run reported twice is one row');
         const dimensions = at(criterion(r) ?? null, 'dimensions');
         assert.deepEqual(Array.isArray(dimensions) ? dimensions.map((d) => at(d, 'name')) : [], [
           'dataset',
           'currency',
+          'runId',
         ]);
       });
 
-      it('alerts on every failed curation, one alert per dataset and currency', () => {
+      it('alerts on every failed curation, once per run (dataset, currency, run)', () => {
         const r = rule('curation-failed');
         const query = text(at(criterion(r) ?? null, 'query'));
         assert.match(query, new RegExp(`name == "${TelemetryEvents.curationFailed}"`));
+        assert.match(query, /\| summarize arg_max\(timestamp, \*\) by runId\n/);
         const dimensions = at(criterion(r) ?? null, 'dimensions');
         assert.deepEqual(Array.isArray(dimensions) ? dimensions.map((d) => at(d, 'name')) : [], [
           'dataset',
           'currency',
+          'runId',
         ]);
+      });
+
+      it('sees a late-ingested event and alerts on it once: rules on events look back 6 h every 15 min, stateful, split by run', () => {
+        for (const fragment of ['run-failed', 'curation-failed', 'message-poisoned', 'ledger-integrity']) {
+          const r = rule(fragment);
+          const p = r.properties ?? null;
+          assert.equal(at(p, 'evaluationFrequency'), 'PT15M', fragment);
+          assert.equal(at(p, 'windowSize'), 'PT6H', `${fragment}: the window overlaps many evaluations`);
+          assert.equal(
+            at(p, 'autoMitigate'),
+            true,
+            `${fragment}: stateful, so an event seen again does not alert again`,
+          );
+          const dimensions = at(criterion(r) ?? null, 'dimensions');
+          assert.ok(
+            Array.isArray(dimensions) && dimensions.some((d) => at(d, 'name') === 'runId'),
+            `${fragment}: one alert per run`,
+          );
+          assert.match(
+            text(at(criterion(r) ?? null, 'query')),
+            /\| summarize arg_max\(timestamp, \*\)(, \w+ = count\(\))? by /,
+          );
+        }
+      });
+
+      it('pages (severity 1) only for an overdue series; a failed run is a warning, a poisoned message information', () => {
+        const severity = (fragment: string): Json | undefined => at(rule(fragment).properties ?? null, 'severity');
+        assert.equal(severity('no-success'), 1);
+        assert.equal(severity('run-failed'), 2);
+        assert.equal(severity('ledger-integrity'), 2);
+        assert.equal(severity('curation-failed'), 2);
+        assert.equal(severity('message-poisoned'), 3);
+      });
+
+      it('skips the service-side query validation (a new Application Insights resource), the queries being checked here', () => {
+        for (const r of rules) assert.equal(at(r.properties ?? null, 'skipQueryValidation'), true, r.name);
       });
 
       it('expects a success of every daily series within 24 h + EXPORT_MAX_WAIT_HOURS + the copy allowance', () => {
@@ -547,7 +587,11 @@ for (const testCase of CASES) {
         const query = text(at(criterion(r) ?? null, 'query'));
         const hours = 24 + testCase.maxWaitHours + COPY_ALLOWANCE_HOURS;
         assert.match(query, new RegExp(`^let successWindow = ${hours}h;$`, 'm'));
-        assert.match(query, /where timestamp > ago\(successWindow\)/);
+        // The snapshots fix deploymentTime (main.bicep's default is utcNow()).
+        assert.match(query, /^let deployedAt = datetime\(2026-12-01T06:00:00Z\);$/m);
+        assert.match(query, /where timestamp > ago\(2d\)/, 'the last success is looked for over the whole rule window');
+        assert.match(query, /countedFrom = iff\(isnull\(lastSuccess\), deployedAt, lastSuccess\)/);
+        assert.match(query, /where countedFrom < ago\(successWindow\)/);
         assert.match(query, new RegExp(`name == "${TelemetryEvents.runCompleted}"`));
         assert.match(query, /status in \("succeeded", "unchanged", "noData"\)/);
         const table = /datatable\([^)]*\) \[\n([\s\S]*?)\n\];/.exec(query)?.[1];

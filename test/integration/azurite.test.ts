@@ -27,7 +27,7 @@ describe('local Azurite', () => {
     }
     assert.deepEqual(
       azurite().accounts.map((account) => account.name),
-      ['devstoreaccount1', 'partnerdest', 'msbilling'],
+      ['devstoreaccount1', 'partnerdest', 'msbilling', 'finopshub'],
     );
   });
 

@@ -2,7 +2,10 @@
  * The curation step through the real command line (spawned `cli.js`, embedded Azurite and emulator, DuckDB):
  * `run --datasets unbilledUsage,unbilledReconciliation` curates every succeeded run before it exits, and after a
  * forced rerun a DuckDB glob over each dataset's focus/ folder counts every row once, with BilledCost totals equal
- * to the raw files' totals (exact decimals), and curated/ likewise.
+ * to the raw files' totals (exact decimals), and curated/ likewise; the query command's views count every row once,
+ * even with an older version's parts beside the current ones, and the query npm start suggests works. With
+ * FINOPS_HUB_STORAGE=UseDevelopmentStorage=true the FOCUS files also land in the embedded Azurite's FinOps hub
+ * account, the newer run's replacing the older's.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -10,7 +13,8 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { PARTNER_DEST_ACCOUNT, startAzurite } from '../../src/local/azurite';
+import { FINOPS_HUB_ACCOUNT, PARTNER_DEST_ACCOUNT, startAzurite } from '../../src/local/azurite';
+import { QUERY_EXAMPLE } from '../../src/local/curatedViews';
 import { cleanUp, spawnCli, tempWorkFolder } from '../support/cliProcess';
 
 const SMALL = {
@@ -19,6 +23,7 @@ const SMALL = {
   LOCAL_EMULATOR_POLLS: '1',
   EXPORT_CURRENCIES: 'USD',
   EXPORT_CURATION: 'on',
+  FINOPS_HUB_STORAGE: 'UseDevelopmentStorage=true',
 };
 
 interface RunRow {
@@ -54,9 +59,14 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
   const folder = tempWorkFolder('curate');
   folders.push(folder);
   const local = join(folder, 'downloaded');
+
   let first: RunRow[] = [];
   let second: RunRow[] = [];
   let firstOutput = '';
+  /** Parts of the first run put back beside the current version (as while a version replaces another). */
+  const stale: string[] = [];
+  /** The FinOps hub's ingestion container after the forced rerun: blob name → length. */
+  const hub = new Map<string, number>();
 
   before(async () => {
     const one = await cli(['run', '--datasets', 'unbilledUsage,unbilledReconciliation', '--json'], folder);
@@ -76,6 +86,26 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
         mkdirSync(dirname(file), { recursive: true });
         await container.getBlobClient(blob.name).downloadToFile(file);
       }
+      // After the download (the glob test reads that copy): a part named for the first run beside the current
+      // version's, in each table's usage folder. A glob would count its rows too; the query views must not. The next
+      // publication of the series (npm start below) deletes it, as it deletes any older version's part.
+      const usage = second.find((run) => run.dataset === 'unbilledUsage');
+      const series = (usage?.curatedPath ?? '').replace(/^curated\//, '');
+      const oldRunId = first.find((run) => run.dataset === 'unbilledUsage')?.runId ?? '';
+      for (const kind of ['curated', 'focus']) {
+        for await (const blob of container.listBlobsFlat({ prefix: `${kind}/${series}/` })) {
+          if (!blob.name.endsWith('.parquet')) continue;
+          const name = `${kind}/${series}/${oldRunId}-left-over-0.parquet`;
+          const bytes = await container.getBlobClient(blob.name).downloadToBuffer();
+          await container.getBlockBlobClient(name).upload(bytes, bytes.length);
+          stale.push(name);
+          break;
+        }
+      }
+      const ingestion = BlobServiceClient.fromConnectionString(
+        azurite.connectionString(FINOPS_HUB_ACCOUNT.name),
+      ).getContainerClient('ingestion');
+      for await (const blob of ingestion.listBlobsFlat()) hub.set(blob.name, blob.properties.contentLength ?? 0);
     } finally {
       await azurite.stop();
     }
@@ -139,6 +169,48 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
     }
   });
 
+  it('query counts every row once after a forced rerun, even with an older version’s parts left beside the current ones', async () => {
+    assert.equal(stale.length, 2, 'an older part planted in curated/ and focus/');
+    const query = await cli(
+      [
+        'query',
+        "SELECT x_SourceType AS rows_of, count(*) AS n, string_agg(DISTINCT x_SourceRunId, ',') AS runs FROM focus_costs WHERE ChargeCategory <> 'Tax' GROUP BY ALL UNION ALL SELECT 'curated unbilled_usage', count(*), NULL FROM unbilled_usage ORDER BY ALL",
+        '--json',
+      ],
+      folder,
+    );
+    assert.equal(query.code, 0, query.output);
+    assert.deepEqual(lastJson<{ rows: unknown[] }>(query.output).rows, [
+      { rows_of: 'curated unbilled_usage', n: '80', runs: null },
+      {
+        rows_of: 'unbilledReconciliation',
+        n: '80',
+        runs: second.find((run) => run.dataset !== 'unbilledUsage')?.runId,
+      },
+      { rows_of: 'unbilledUsage', n: '80', runs: second.find((run) => run.dataset === 'unbilledUsage')?.runId },
+    ]);
+  });
+
+  it('drops the FOCUS files of the current version into the local FinOps hub, the rerun replacing the first run', () => {
+    for (const run of second) {
+      const prefix = run.dataset === 'unbilledUsage' ? 'unbilled-usage' : 'unbilled-reconciliation';
+      const folder = new RegExp(`^Costs/\\d{4}/\\d{2}/csp/[0-9a-f-]{36}/${prefix}/USD/`);
+      const names = [...hub.keys()]
+        .filter((name) => folder.test(name))
+        .map((name) => name.replace(folder, ''))
+        .sort();
+      assert.equal(names.length, 3, names.join(', '));
+      assert.match(names[0] ?? '', new RegExp(`^${run.runId}__part-\\d{5}-.*-0\\.parquet$`));
+      assert.match(names[1] ?? '', new RegExp(`^${run.runId}__part-\\d{5}-.*-0\\.parquet$`));
+      assert.equal(names[2], 'manifest.json');
+    }
+    assert.equal(hub.size, 6, 'one folder per dataset, nothing of the first runs left');
+    assert.match(
+      firstOutput,
+      /curated 80 rows \(curated\/unbilled-usage\/[^)]*\); FinOps hub: ingestion\/Costs\/\d{4}\/\d{2}\/csp\//,
+    );
+  });
+
   it('npm start ends its first export with the billed cost of the top customers per currency', async () => {
     const start = spawnCli(['start', '--port', '0', '--force'], folder, SMALL);
     try {
@@ -150,6 +222,14 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
       );
       const rows = output.split('\n').filter((line) => /^ {2}USD +-?\d+\.\d{2} {2}\S/.test(line));
       assert.ok(rows.length >= 2 && rows.length <= 10, output);
+      // The summary ends with a query command that works: run as printed, beside the serving command.
+      const sql = /^ {2}npm run cli -- query "([^"]+)"$/m.exec(output)?.[1];
+      assert.equal(sql, QUERY_EXAMPLE, output);
+      const query = await cli(['query', sql, '--json'], folder);
+      assert.equal(query.code, 0, query.output);
+      assert.match(query.output, /Azurite of the running "start" command/);
+      const found = lastJson<{ rows: Array<Record<string, string>> }>(query.output).rows;
+      assert.ok(found.length > 0 && found.every((row) => /^-?\d+\.\d+$/.test(row.billed_cost ?? '')), query.output);
     } finally {
       start.child.kill('SIGINT');
       await start.exited;

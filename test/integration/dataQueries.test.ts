@@ -9,24 +9,49 @@ import type { DatasetId } from '../../src/config';
 import { type ConvertFileResult, convertFile } from '../../src/curation/convertFile';
 import { type CurrencyTotals, normalizeDecimal } from '../../src/curation/totals';
 import { datasetBlobChunks } from '../../src/emulator/datasetData';
+import { QUERY_EXAMPLE } from '../../src/local/curatedViews';
+import { commandQuery } from '../../src/local/queryCommand';
 
 const root = join(__dirname, '..', '..', '..');
 
+/** A `## title` section of docs/data.md. */
+async function docsSection(title: string): Promise<string> {
+  const doc = await readFile(join(root, 'docs', 'data.md'), 'utf8');
+  const start = doc.indexOf(`\n## ${title}\n`);
+  assert.ok(start >= 0, `docs/data.md has a "${title}" section`);
+  const end = doc.indexOf('\n## ', start + 1);
+  return doc.slice(start, end < 0 ? undefined : end);
+}
+
 /** The DuckDB blocks (```sql) of the "Example queries" section of docs/data.md, in order. */
 async function documentedQueries(): Promise<string[]> {
-  const doc = await readFile(join(root, 'docs', 'data.md'), 'utf8');
-  const start = doc.indexOf('\n## Example queries\n');
-  assert.ok(start >= 0, 'docs/data.md has an "Example queries" section');
-  const end = doc.indexOf('\n## ', start + 1);
-  const section = doc.slice(start, end < 0 ? undefined : end);
+  const section = await docsSection('Example queries');
   return [...section.matchAll(/^```sql\n([\s\S]*?)^```$/gm)].map((match) => match[1] as string);
+}
+
+/** The SQL of each `npm run cli -- query "…"` line of the "The query command" section. */
+async function documentedCommands(): Promise<string[]> {
+  const section = await docsSection('The query command');
+  return [...section.matchAll(/^npm run cli -- query "([^"]+)"( --json)?$/gm)].map((match) => match[1] as string);
+}
+
+/** Runs `query SQL --json --destination {the test's copy}` in this process; the rows it printed. */
+async function queryCommand(sql: string): Promise<Record<string, unknown>[]> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await commandQuery([sql, '--json', '--destination', join(dir, 'partner-billing')], {
+    stdout: (line) => out.push(line),
+    stderr: (line) => err.push(line),
+  });
+  assert.equal(code, 0, `${sql}\n${err.join('\n')}`);
+  return (JSON.parse(out.at(-1) ?? '{}') as { rows: Record<string, unknown>[] }).rows;
 }
 
 let dir: string;
 let db: DuckDBInstance;
 const raw: Record<string, CurrencyTotals> = {};
 
-/** Converts one emulator file and puts its FOCUS parts where the curated layout puts a series' current version. */
+/** Converts one emulator file and puts its parts where the curated layout puts a series' current version. */
 async function landFocus(dataset: DatasetId, prefix: string, currency: string): Promise<ConvertFileResult> {
   const chunks = datasetBlobChunks(
     {
@@ -58,17 +83,25 @@ async function landFocus(dataset: DatasetId, prefix: string, currency: string): 
     sourceRunId: '20261201T060000000Z-00000001',
     sourceFileName: 'part-00000.json.gz',
   });
-  const series = join(
-    dir,
-    'partner-billing',
-    'focus',
-    prefix,
-    'exportMonth=2026-11',
-    `exportCurrency=${currency}`,
-    'exportAttributeSet=full',
-  );
-  await mkdir(series, { recursive: true });
-  for (const part of result.focus) await rename(part.path, join(series, basename(part.path)));
+  // Both tables, each series folder with its manifest.json naming its parts (what the query command reads).
+  for (const kind of ['curated', 'focus'] as const) {
+    const series = join(
+      dir,
+      'partner-billing',
+      kind,
+      prefix,
+      'exportMonth=2026-11',
+      `exportCurrency=${currency}`,
+      'exportAttributeSet=full',
+    );
+    await mkdir(series, { recursive: true });
+    for (const part of result[kind]) await rename(part.path, join(series, basename(part.path)));
+    const files = result[kind].map((part) => ({ name: basename(part.path), rowCount: part.rowCount }));
+    await writeFile(
+      join(series, 'manifest.json'),
+      JSON.stringify({ source: { runId: '20261201T060000000Z-00000001' }, files }),
+    );
+  }
   for (const [cur, measures] of Object.entries(result.totals.raw)) {
     raw[dataset] ??= {};
     (raw[dataset] as CurrencyTotals)[cur] = measures;
@@ -166,5 +199,48 @@ describe('the example queries of docs/data.md, run with DuckDB over emulator dat
         currency,
       );
     }
+  });
+  it('runs each query-command example of docs/data.md through the query command, the first being what npm start suggests', async () => {
+    const commands = await documentedCommands();
+    assert.equal(commands.length, 3);
+    assert.equal(commands[0], QUERY_EXAMPLE);
+    for (const sql of commands) assert.ok((await queryCommand(sql)).length > 0, sql);
+  });
+
+  it('the query command’s views add up to the raw files: usage per currency, reconciliation charges and tax', async () => {
+    const [, overview, curated] = await documentedCommands();
+    const rows = await queryCommand(overview as string);
+    const of = (source: string, charge: (category: unknown) => boolean) =>
+      rows.filter((row) => row.x_SourceType === source && charge(row.ChargeCategory));
+    assert.deepEqual(
+      await sumsPerCurrency(
+        of('unbilledUsage', () => true),
+        'billed_cost',
+      ),
+      rawSums('unbilledUsage', 'BillingPreTaxTotal'),
+    );
+    assert.deepEqual(
+      await sumsPerCurrency(
+        of('unbilledReconciliation', (category) => category !== 'Tax'),
+        'billed_cost',
+      ),
+      rawSums('unbilledReconciliation', 'Subtotal'),
+    );
+    assert.deepEqual(
+      await sumsPerCurrency(
+        of('unbilledReconciliation', (category) => category === 'Tax'),
+        'billed_cost',
+      ),
+      rawSums('unbilledReconciliation', 'TaxTotal'),
+    );
+    const lines = await queryCommand(curated as string);
+    assert.deepEqual(
+      lines.map((row) => [row.BillingCurrency, row.lines]),
+      [
+        ['EUR', '300'],
+        ['USD', '300'],
+      ],
+    );
+    assert.deepEqual(await sumsPerCurrency(lines, 'billed_pre_tax'), rawSums('unbilledUsage', 'BillingPreTaxTotal'));
   });
 });

@@ -516,7 +516,7 @@ describe('Telemetry of the app on OpenTelemetry (one process, the worker played 
       rowsRejected: 1,
       durationMs: 1234,
     };
-    t.curationCompleted(details);
+    t.curationCompleted({ ...details, hubIngestionId: runId });
     t.curationFailed({
       ...details,
       current: false,
@@ -540,7 +540,12 @@ describe('Telemetry of the app on OpenTelemetry (one process, the worker played 
       curatedPath: details.curatedPath,
     };
     const completed = only(items, 'EventData', TelemetryEvents.curationCompleted);
-    assert.deepEqual(completed.properties, { ...dimensions, curationStatus: 'succeeded', current: 'true' });
+    assert.deepEqual(completed.properties, {
+      ...dimensions,
+      curationStatus: 'succeeded',
+      current: 'true',
+      hubIngestionId: runId,
+    });
     assert.deepEqual(completed.measurements, measurements);
     const failed = only(items, 'EventData', TelemetryEvents.curationFailed);
     assert.deepEqual(failed.properties, {

@@ -1,5 +1,6 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { curateExportFile } from '../../src/pipeline/curateExport';
 import type {
   CuratedBlob,
@@ -182,6 +183,18 @@ export class InMemoryCurationStore implements CurationStore {
       contentType: 'application/vnd.apache.parquet',
     });
     return { byteCount: Buffer.byteLength(body) };
+  }
+
+  openRead(path: string): Readable {
+    const blob = this.destination.blobs.get(path);
+    if (blob === undefined) {
+      return new Readable({
+        read() {
+          this.destroy(new Error(`no blob ${path}`));
+        },
+      });
+    }
+    return Readable.from([Buffer.from(blob.body)]);
   }
 
   async copy(from: string, to: string): Promise<void> {

@@ -117,6 +117,7 @@ const CURATION_DIMENSIONS = [
   'curationVersion',
   'curatedPath',
   'current',
+  'hubIngestionId',
 ];
 
 export const EVENT_DIMENSIONS: Readonly<Record<string, readonly string[]>> = {

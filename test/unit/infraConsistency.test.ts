@@ -364,7 +364,13 @@ describe('infra role assignments', () => {
           (m) => BUILT_IN_ROLES[(m[1] ?? '').toLowerCase()] ?? '',
         ),
       );
-    const host = rolesIn('hostStorage.bicep');
+    // The roles on what the deployment creates are granted from main.bicep, through modules of their own
+    // (storageRoles.bicep, appInsightsRoles.bicep), so that what-if can predict the modules that create them.
+    const roleIds = (name: string): Set<string> =>
+      new Set(
+        [...varExpression(mainCode, name).matchAll(guid)].map((m) => BUILT_IN_ROLES[(m[1] ?? '').toLowerCase()] ?? ''),
+      );
+    const host = roleIds('hostStorageRoleIds');
     for (const role of [
       'Storage Blob Data Owner',
       'Storage Queue Data Contributor',
@@ -372,8 +378,11 @@ describe('infra role assignments', () => {
     ]) {
       assert.ok(host.has(role), `host storage: ${role}`);
     }
-    assert.ok(rolesIn('monitoring.bicep').has('Monitoring Metrics Publisher'));
-    assert.ok(rolesIn('destinationStorage.bicep').has('Storage Blob Data Contributor'));
+    assert.ok(roleIds('telemetryRoleIds').has('Monitoring Metrics Publisher'));
+    assert.ok(roleIds('destinationRoleIds').has('Storage Blob Data Contributor'));
+    assert.match(mainCode, /roleIds: hostStorageRoleIds/);
+    assert.match(mainCode, /roleIds: telemetryRoleIds/);
+    assert.match(mainCode, /roleIds: destinationRoleIds/);
     assert.ok(rolesIn('existingDestination.bicep').has('Storage Blob Data Contributor'));
     assert.ok(rolesIn('finOpsHub.bicep').has('Storage Blob Data Contributor'), 'FinOps hub: the ingestion container');
   });

@@ -1,4 +1,5 @@
 import { stat } from 'node:fs/promises';
+import { PassThrough, type Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
 import { ExportError } from '../../errors';
 import type { CuratedBlob, CurationStore } from '../../pipeline/curationPorts';
@@ -36,6 +37,23 @@ export class BlobCurationStore implements CurationStore {
     } catch (error) {
       throw destinationError(error, `Writing ${this.where(path)}`);
     }
+  }
+
+  openRead(path: string): Readable {
+    const out = new PassThrough();
+    this.container
+      .getBlobClient(path)
+      .download()
+      .then((response) => {
+        const body = response.readableStreamBody as Readable | undefined;
+        if (body === undefined) throw new Error(`${path} has no body`);
+        body.on('error', (error) => out.destroy(destinationError(error, `Reading ${this.where(path)}`)));
+        // A reader that gives up (a failed upload) must not leave the download's socket open.
+        out.on('close', () => body.destroy());
+        body.pipe(out);
+      })
+      .catch((error: unknown) => out.destroy(destinationError(error, `Reading ${this.where(path)}`)));
+    return out;
   }
 
   /**

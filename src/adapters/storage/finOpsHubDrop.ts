@@ -1,6 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type { BlobItem, ContainerClient } from '@azure/storage-blob';
-import { ExportError } from '../../errors';
+import { ExportError, isExportError } from '../../errors';
 import type { FinOpsHubDrop, HubFile, HubPublishOutcome, HubVersion } from '../../pipeline/ports';
 import { redact } from '../../redact';
 import { describeError, isTransient, storageErrorInfo } from './clients';
@@ -227,6 +227,8 @@ export class BlobFinOpsHubDrop implements FinOpsHubDrop {
         blobHTTPHeaders: { blobContentType: 'application/vnd.apache.parquet' },
       });
     } catch (error) {
+      // A failed read of the source (the destination's staging copy) keeps its own code: it is not the hub's.
+      if (isExportError(error)) throw error;
       throw this.failure(error, `Writing ${this.where(path)}`);
     }
     if (counter.count !== source.byteCount) {

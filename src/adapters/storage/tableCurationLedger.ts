@@ -84,6 +84,9 @@ function readCuration(stored: Stored, table: string): CurationRecord {
     lastError: text('lastError'),
     resumes: num('resumes'),
     announced: flag('announced'),
+    hubDroppedAt: text('hubDroppedAt'),
+    hubIngestionId: text('hubIngestionId'),
+    hubFolder: text('hubFolder'),
   };
   for (const [name, value] of Object.entries(optional)) {
     if (value !== undefined) (record as unknown as Record<string, unknown>)[name] = value;

@@ -31,10 +31,15 @@ export interface CostsRawCheck {
   notProvided: string[];
 }
 
-/** Parquet / DuckDB type families that load into each Kusto type without a conversion we would have to trust. */
+/**
+ * Parquet / DuckDB type families that load into each Kusto type as they are, or by a conversion Data Explorer
+ * documents: DECIMAL (any physical type) into `real` is in the "Parquet type conversions" table of
+ * https://learn.microsoft.com/kusto/management/parquet-mapping, so FOCUS money written as DECIMAL lands in the hub's
+ * `real` columns (as a double, which is the hub's own choice of type).
+ */
 const COMPATIBLE: Record<KustoType, RegExp> = {
   string: /^(VARCHAR|STRING|TEXT|CHAR|BPCHAR|UTF8|BYTE_ARRAY|JSON|UUID|ENUM)$/,
-  real: /^(DOUBLE|FLOAT|FLOAT4|FLOAT8|REAL)$/,
+  real: /^(DOUBLE|FLOAT|FLOAT4|FLOAT8|REAL|DECIMAL|NUMERIC)$/,
   datetime:
     /^(TIMESTAMP|TIMESTAMP WITH TIME ZONE|TIMESTAMPTZ|TIMESTAMP_S|TIMESTAMP_MS|TIMESTAMP_NS|TIMESTAMP_MILLIS|TIMESTAMP_MICROS|DATETIME|DATE)$/,
   bool: /^(BOOLEAN|BOOL)$/,
@@ -57,9 +62,8 @@ function family(type: string): string {
 /**
  * Checks a Parquet schema (column names and Parquet or DuckDB type names) against the hub's `Costs_raw` table and
  * `Costs_raw_mapping`: which columns the hub would drop (names are matched case-sensitively, as the mapping does),
- * which kept columns have a type that is not known to load into the column's Kusto type (DECIMAL into `real` is
- * reported: Data Explorer's conversion of a Parquet DECIMAL into `real` is not verified here; write DOUBLE for the hub),
- * and which `Costs_raw` columns the file leaves empty.
+ * which kept columns have a type that is not known to load into the column's Kusto type (see COMPATIBLE), and which
+ * `Costs_raw` columns the file leaves empty.
  */
 export function checkAgainstCostsRaw(columns: ReadonlyArray<{ name: string; type: string }>): CostsRawCheck {
   const byName = new Map(COSTS_RAW_COLUMNS.map((c) => [c.name, c]));
@@ -86,10 +90,7 @@ export function checkAgainstCostsRaw(columns: ReadonlyArray<{ name: string; type
         name: column.name,
         type: column.type,
         expected: target.type,
-        reason:
-          got === 'DECIMAL' && target.type === 'real'
-            ? 'DECIMAL into real is not verified against Data Explorer; write DOUBLE for the hub'
-            : `${column.type} does not load into a Kusto ${target.type} column as is`,
+        reason: `${column.type} does not load into a Kusto ${target.type} column as is`,
       });
     }
   }

@@ -120,8 +120,11 @@ describe('curation under duplicate delivery and races', () => {
         throw new Error('process died while copying');
       }
     };
-    assert.equal((await drainCuration(deps)).length, 1);
+    for (const message of takeMessages(deps)) await curateExportFile(message, deps).catch(() => undefined);
+    assert.ok(died);
     assert.equal(deps.curation.ledger.curation(runId).status, 'publishing');
+    // What the dying publisher had sent (a publish message of its own) is lost with it.
+    deps.curation.queue.pending.splice(0);
 
     // The supervisor's publish message and a duplicate of it, at once.
     const publish: CurateMessage = { version: 1, kind: 'publish', runId };
