@@ -390,14 +390,17 @@ describe(`curation crash and resume: SIGKILL at ${POINTS.length} curation crash 
         const run = (await env.ledger.getRun(runId))?.value as RunRecord;
         const raw = await env.listDestination(`${run.path}/`);
         await checkCuratedOnce(runId, run, raw, new Map());
-        // The live hosts flush telemetry every 300 ms.
+        const endEvents = () =>
+          env.ingestion.items.filter(
+            (item) =>
+              item.baseType === 'EventData' &&
+              (item.name === TelemetryEvents.curationCompleted || item.name === TelemetryEvents.curationFailed) &&
+              item.properties['runId'] === runId,
+          );
+        await env.waitUntil('the curation end event', async () => (endEvents().length > 0 ? true : undefined), 15_000);
+        // A second one would come from another worker's flush (every 300 ms): give it time to show.
         await sleep(1500);
-        const events = env.ingestion.items.filter(
-          (item) =>
-            item.baseType === 'EventData' &&
-            (item.name === TelemetryEvents.curationCompleted || item.name === TelemetryEvents.curationFailed) &&
-            item.properties['runId'] === runId,
-        );
+        const events = endEvents();
         assert.deepEqual(
           events.map((e) => e.name),
           [TelemetryEvents.curationCompleted],
