@@ -76,9 +76,24 @@ function usableConnectionString(connectionString: string | undefined): string | 
 // ---------------------------------------------------------------------------------------------------------
 // The process-wide runtime: OpenTelemetry providers are global, so there is one per process.
 
-let runtime: TelemetryRuntime | undefined;
-let runtimeFailed = false;
-const runtimeListeners: Array<(started: TelemetryRuntime) => void> = [];
+/** What is started once per process. */
+interface ProcessTelemetry {
+  runtime: TelemetryRuntime | undefined;
+  failed: boolean;
+}
+
+/**
+ * Kept on the global object, as OpenTelemetry keeps its providers: the deployment package holds this module twice
+ * (in main.js for the start-up hooks, in core.js for the composition root), and both copies must find the one
+ * runtime, or the second would start the Azure Monitor distro again.
+ */
+const PROCESS_TELEMETRY = Symbol.for('csp-unbilled-export.telemetry');
+
+function processTelemetry(): ProcessTelemetry {
+  const holder = globalThis as { [PROCESS_TELEMETRY]?: ProcessTelemetry };
+  holder[PROCESS_TELEMETRY] ??= { runtime: undefined, failed: false };
+  return holder[PROCESS_TELEMETRY];
+}
 
 /**
  * Starts OpenTelemetry towards Application Insights, once per process, and returns it (undefined when it could
@@ -86,37 +101,31 @@ const runtimeListeners: Array<(started: TelemetryRuntime) => void> = [];
  * it in a chunk of its own and an app without a connection string never pays for it.
  */
 export function loadTelemetryRuntime(settings: RuntimeSettings): TelemetryRuntime | undefined {
-  if (runtime !== undefined) {
-    if (runtime.connectionString !== settings.connectionString) {
+  const state = processTelemetry();
+  if (state.runtime !== undefined) {
+    if (state.runtime.connectionString !== settings.connectionString) {
       warn(
         'Application Insights',
         new Error('a second connection string was given in this process; telemetry keeps going to the first one'),
       );
     }
-    return runtime;
+    return state.runtime;
   }
-  if (runtimeFailed) return undefined;
+  if (state.failed) return undefined;
   try {
     const module = require('./openTelemetryRuntime') as typeof import('./openTelemetryRuntime');
-    runtime = module.startTelemetryRuntime(settings);
+    state.runtime = module.startTelemetryRuntime(settings);
+    return state.runtime;
   } catch (error) {
-    runtimeFailed = true;
+    state.failed = true;
     warn('Application Insights telemetry is off: OpenTelemetry could not start', error);
     return undefined;
   }
-  for (const listener of runtimeListeners) {
-    try {
-      listener(runtime);
-    } catch (error) {
-      warn('Application Insights start-up', error);
-    }
-  }
-  return runtime;
 }
 
 /** The runtime if it has started (never starts it). */
 export function telemetryRuntime(): TelemetryRuntime | undefined {
-  return runtime;
+  return processTelemetry().runtime;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -239,7 +248,7 @@ export function createTelemetry(connectionString: string | undefined, options: T
     },
     async flush() {
       try {
-        await runtime?.flush(flushTimeoutMs);
+        await processTelemetry().runtime?.flush(flushTimeoutMs);
       } catch (error) {
         warn('Application Insights flush', error);
       }
@@ -291,9 +300,12 @@ function runProperties(run: RunIdentity, status: RunStatus): Record<string, stri
  * Connects the Functions worker to OpenTelemetry when APPLICATIONINSIGHTS_CONNECTION_STRING is set (with
  * `"telemetryMode": "OpenTelemetry"` in host.json): `@azure/functions-opentelemetry-instrumentation` tells the
  * host that this worker exports its own logs, forwards `context.log` lines as OpenTelemetry log records and runs
- * every handler in the host's trace context; an invocation's error is recorded as an exception of it. The
- * OpenTelemetry stack itself starts with the first invocation (lazily), before the handler runs.
- * Returns whether telemetry is on. Without a connection string nothing is loaded and nothing registered.
+ * every handler in the host's trace context; an invocation's error is recorded as an exception of it.
+ *
+ * At start-up only the capability and three hooks are registered (nothing is loaded: the cold start is the same as
+ * without telemetry). The first invocation's first hook starts OpenTelemetry and the Functions instrumentation,
+ * then runs the instrumentation's hooks, for that invocation and every later one, before the handler makes any
+ * call. Returns whether telemetry is on. Without a connection string nothing is loaded and nothing registered.
  */
 export function instrumentFunctionsApp(
   functions: typeof AzureFunctions,
@@ -310,28 +322,40 @@ export function instrumentFunctionsApp(
       ...(resolved.credential === undefined ? {} : { credential: resolved.credential }),
     };
   };
-  try {
-    // First hook of the app, so it runs before the instrumentation's: the propagator must exist when the
-    // host's trace context is extracted.
-    functions.app.hook.preInvocation(() => {
-      if (runtime === undefined) guarded('start-up', () => loadTelemetryRuntime(settings()));
-    });
+  // The hooks the Functions instrumentation registers, once it is loaded.
+  const deferred: { preInvocation: PreInvocationHandler[]; log: LogHookHandler[] } = { preInvocation: [], log: [] };
+  let instrumented = false;
+  const instrument = (): void => {
+    instrumented = true;
+    const started = loadTelemetryRuntime(settings());
+    if (started === undefined) return;
     const { AzureFunctionsInstrumentationESM } =
       require('@azure/functions-opentelemetry-instrumentation') as typeof import('@azure/functions-opentelemetry-instrumentation');
     // Not enabled as a module hook (which patches `@azure/functions` when it is next required, and cannot once
-    // the app is bundled): registered on this very module instead, as its ESM variant allows.
+    // the app is bundled): handed this app's hooks instead, as its ESM variant allows.
     const instrumentation = new AzureFunctionsInstrumentationESM({ enabled: false });
-    instrumentation.registerAzFunc(functions);
-    // Its logger was taken before OpenTelemetry started: hand it the real provider once it has.
-    const attach = (started: TelemetryRuntime): void => {
-      instrumentation.setLoggerProvider(started.loggerProvider as never);
-    };
-    if (runtime !== undefined) attach(runtime);
-    else runtimeListeners.push(attach);
+    instrumentation.registerAzFunc(deferredApp(functions, deferred) as never);
+    // Its logger was taken before OpenTelemetry started: hand it the real provider.
+    instrumentation.setLoggerProvider(started.loggerProvider as never);
+  };
+  try {
+    // The host reads the capability when the app has loaded, so it is set now (the instrumentation sets it too,
+    // too late); with it the host leaves the worker's logs to this worker.
+    functions.app.setup({ capabilities: { WorkerOpenTelemetryEnabled: true } });
+    functions.app.hook.preInvocation((context) => {
+      if (!instrumented) guarded('start-up', instrument);
+      for (const hook of deferred.preInvocation) hook(context);
+    });
+    functions.app.hook.log((context) => {
+      for (const hook of deferred.log) hook(context);
+    });
     functions.app.hook.postInvocation((context) => {
       if (context.error === undefined || context.error === null) return;
       guarded('exception', () =>
-        runtime?.exception(context.error, context.invocationContext.traceContext as HostTraceContext | undefined),
+        telemetryRuntime()?.exception(
+          context.error,
+          context.invocationContext.traceContext as HostTraceContext | undefined,
+        ),
       );
     });
     return true;
@@ -339,6 +363,35 @@ export function instrumentFunctionsApp(
     warn('Application Insights: the Functions instrumentation could not be registered', error);
     return false;
   }
+}
+
+type PreInvocationHandler = (context: AzureFunctions.PreInvocationContext) => void;
+type LogHookHandler = (context: AzureFunctions.LogHookContext) => void;
+
+/** `@azure/functions` as the Functions instrumentation sees it: its hooks go to `deferred`, set-up is done. */
+function deferredApp(
+  functions: typeof AzureFunctions,
+  deferred: { preInvocation: PreInvocationHandler[]; log: LogHookHandler[] },
+): unknown {
+  const add = <T>(list: T[], hook: T): AzureFunctions.Disposable => {
+    list.push(hook);
+    return new functions.Disposable(() => {
+      const index = list.indexOf(hook);
+      if (index >= 0) list.splice(index, 1);
+    });
+  };
+  return {
+    ...functions,
+    app: {
+      ...functions.app,
+      setup: () => undefined,
+      hook: {
+        ...functions.app.hook,
+        preInvocation: (hook: PreInvocationHandler) => add(deferred.preInvocation, hook),
+        log: (hook: LogHookHandler) => add(deferred.log, hook),
+      },
+    },
+  };
 }
 
 function guarded(what: string, action: () => void): void {

@@ -5,8 +5,10 @@
  * loaded by `loadTelemetryRuntime()` in ./appInsightsTelemetry.ts (one dynamic `require`), when a connection
  * string is set and telemetry is first needed. Nothing here runs at import time.
  */
+import * as coreTracing from '@azure/core-tracing';
 import type { TokenCredential } from '@azure/identity';
 import { useAzureMonitor } from '@azure/monitor-opentelemetry';
+import { AzureSdkInstrumentation } from '@azure/opentelemetry-instrumentation-azure-sdk';
 import { type Context, context, metrics, propagation, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { type AnyValueMap, logs, SeverityNumber } from '@opentelemetry/api-logs';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
@@ -203,12 +205,12 @@ export function startTelemetryRuntime(settings: RuntimeSettings): TelemetryRunti
     instrumentationOptions: {
       azureSdk: { enabled: true },
       // Outgoing calls only: the Functions host records the invocation (the request) itself, and this worker serves
-      // no HTTP of its own in Azure.
-      // The Azure SDK traces its own HTTP calls (core-rest-pipeline): not twice.
+      // no HTTP of its own in Azure. An Azure SDK call the SDK traces itself (core-rest-pipeline's span) is not
+      // traced twice; any other, an SDK call included when its own tracing is off, is a node:http(s) dependency.
       http: {
         enabled: true,
         ignoreIncomingRequestHook: () => true,
-        ignoreOutgoingRequestHook: (options: { headers?: unknown }) => isAzureSdkRequest(options.headers),
+        ignoreOutgoingRequestHook: (options: { headers?: unknown }) => isTracedAzureSdkRequest(options.headers),
       } as never,
       mongoDb: { enabled: false },
       mySql: { enabled: false },
@@ -228,15 +230,13 @@ export function startTelemetryRuntime(settings: RuntimeSettings): TelemetryRunti
     // The undici spans are exported as dependencies; no request or response headers as attributes.
     headersToSpanAttributes: { requestHeaders: [], responseHeaders: [] },
   });
-  // The instrumentations patch a module when it is next required. The Azure SDK and node:http were loaded
-  // before telemetry started (this module is loaded lazily), so require them once more here.
-  for (const name of ['@azure/core-tracing', 'node:http', 'node:https']) {
-    try {
-      require(name);
-    } catch {
-      // Not installed: nothing to instrument.
-    }
-  }
+  // The distro's Azure SDK instrumentation sets the OpenTelemetry instrumenter of @azure/core-tracing when that
+  // module is next loaded through require(). In the deployment package every SDK is bundled with its own copy of
+  // @azure/core-tracing, loaded long before and never required by name: set the instrumenter on that very copy
+  // (the one this module imports is the one the SDK clients use, in the bundle as with node_modules).
+  instrumentAzureSdk();
+  // The http instrumentation patches node:http(s) when next required; they were loaded before telemetry started.
+  for (const name of ['node:http', 'node:https']) require(name);
 
   const logger = logs.getLogger(INSTRUMENTATION_SCOPE);
   const meter = metrics.getMeter(INSTRUMENTATION_SCOPE);
@@ -293,15 +293,32 @@ export function startTelemetryRuntime(settings: RuntimeSettings): TelemetryRunti
   };
 }
 
-/** Requests the Azure SDK sends (and traces itself) carry its client request id and user agent. */
-function isAzureSdkRequest(headers: unknown): boolean {
+/**
+ * Points @azure/core-tracing (every Azure SDK client: Storage, Tables, Queues, identity) at OpenTelemetry, with the
+ * instrumenter of Microsoft's Azure SDK instrumentation, applied to the copy of the module this code is built with.
+ */
+function instrumentAzureSdk(): void {
+  const instrumentation = new AzureSdkInstrumentation({ enabled: false });
+  for (const definition of instrumentation.getModuleDefinitions()) {
+    definition.patch?.(coreTracing as never, undefined);
+  }
+}
+
+/**
+ * An Azure SDK request (its client request id or user agent) that its own HTTP span already covers: the SDK's
+ * tracing policy adds a W3C `traceparent` header only when it records a span for the request.
+ */
+function isTracedAzureSdkRequest(headers: unknown): boolean {
   if (typeof headers !== 'object' || headers === null) return false;
+  let azureSdk = false;
+  let traced = false;
   for (const [name, value] of Object.entries(headers)) {
     const key = name.toLowerCase();
-    if (key === 'x-ms-client-request-id') return true;
-    if (key === 'user-agent' && String(value).startsWith('azsdk-js')) return true;
+    if (key === 'x-ms-client-request-id') azureSdk = true;
+    else if (key === 'user-agent' && String(value).startsWith('azsdk-js')) azureSdk = true;
+    else if (key === 'traceparent') traced = true;
   }
-  return false;
+  return azureSdk && traced;
 }
 
 interface Flushable {
