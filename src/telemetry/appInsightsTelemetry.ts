@@ -11,6 +11,7 @@ import type * as AzureFunctions from '@azure/functions';
 import type { TokenCredential } from '@azure/identity';
 import { TelemetryEvents, TelemetryMetrics } from '../names';
 import { type CurationEvent, noTelemetry, type RunIdentity, type RunStatus, type Telemetry } from '../pipeline/ports';
+import type { EventMeasurements, EventName, EventProperties } from './events';
 import type { HostTraceContext, RuntimeSettings, TelemetryRuntime } from './openTelemetryRuntime';
 import { finiteMeasurements, redactProperties, redactTelemetryText } from './redaction';
 
@@ -159,10 +160,10 @@ export function createTelemetry(connectionString: string | undefined, options: T
    * The one way out for a custom event: every property passes the redaction here. Adding an event or a
    * dimension is a line in the methods below.
    */
-  const event = (
-    name: string,
-    properties: () => Record<string, string | undefined>,
-    measurements?: () => Partial<Measurements> | Record<string, number>,
+  const event = <E extends EventName>(
+    name: E,
+    properties: () => NoInfer<EventProperties<E>>,
+    measurements?: () => NoInfer<EventMeasurements<E>>,
   ): void => {
     guarded(name, () => {
       const started = loadTelemetryRuntime(settings);
@@ -191,7 +192,11 @@ export function createTelemetry(connectionString: string | undefined, options: T
 
   return {
     runStarted(run) {
-      event(TelemetryEvents.runStarted, () => runProperties(run, 'starting'));
+      event(
+        TelemetryEvents.runStarted,
+        () => runProperties(run, 'starting'),
+        () => ({}),
+      );
     },
     runCompleted(run, measurements) {
       event(
@@ -210,14 +215,18 @@ export function createTelemetry(connectionString: string | undefined, options: T
       runMetrics(run, measurements);
     },
     messagePoisoned(details) {
-      event(TelemetryEvents.messagePoisoned, () => ({
-        queue: details.queue,
-        runId: details.runId,
-        reason: details.reason,
-        runStatus: details.runStatus,
-        dataset: details.dataset,
-        invoiceId: details.invoiceId,
-      }));
+      event(
+        TelemetryEvents.messagePoisoned,
+        () => ({
+          queue: details.queue,
+          runId: details.runId,
+          reason: details.reason,
+          runStatus: details.runStatus,
+          dataset: details.dataset,
+          invoiceId: details.invoiceId,
+        }),
+        () => ({}),
+      );
     },
     runResumed(run, details) {
       event(
@@ -227,10 +236,14 @@ export function createTelemetry(connectionString: string | undefined, options: T
       );
     },
     runMissing(details) {
-      event(TelemetryEvents.runMissing, () => ({ ...details }));
+      event(TelemetryEvents.runMissing, () => ({ runId: details.runId, queue: details.queue, step: details.step }));
     },
     runUnreadable(details) {
-      event(TelemetryEvents.runUnreadable, () => ({ ...details }));
+      event(TelemetryEvents.runUnreadable, () => ({
+        runId: details.runId,
+        field: details.field,
+        problem: details.problem,
+      }));
     },
     curationCompleted(details) {
       event(
@@ -257,7 +270,10 @@ export function createTelemetry(connectionString: string | undefined, options: T
 }
 
 /** The dimensions of the curation events: the run's, and where its curated data is. */
-function curationProperties(details: CurationEvent, status: string): Record<string, string | undefined> {
+function curationProperties(
+  details: CurationEvent,
+  status: string,
+): EventProperties<typeof TelemetryEvents.curationCompleted> {
   return {
     ...runProperties(details, 'succeeded'),
     curationStatus: status,
@@ -268,7 +284,7 @@ function curationProperties(details: CurationEvent, status: string): Record<stri
   };
 }
 
-function curationMeasurements(details: CurationEvent): Record<string, number> {
+function curationMeasurements(details: CurationEvent): EventMeasurements<typeof TelemetryEvents.curationCompleted> {
   return {
     fileCount: details.fileCount,
     rowsRead: details.rowsRead,
@@ -279,7 +295,7 @@ function curationMeasurements(details: CurationEvent): Record<string, number> {
 }
 
 /** The dimensions every run event carries. */
-function runProperties(run: RunIdentity, status: RunStatus): Record<string, string | undefined> {
+function runProperties(run: RunIdentity, status: RunStatus): EventProperties<typeof TelemetryEvents.runStarted> {
   return {
     runId: run.runId,
     currency: run.currency,
