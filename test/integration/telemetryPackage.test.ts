@@ -250,6 +250,7 @@ describe('Telemetry of the deployment package (dist/package in a folder without 
   const started = { traceId: randomTraceId(), invocationId: 'package-start' };
   const listed = { traceId: randomTraceId(), invocationId: 'package-list' };
   const failed = { traceId: randomTraceId(), invocationId: 'package-fail' };
+  const discovered = { traceId: randomTraceId(), invocationId: 'package-timer' };
   let items: IngestedItem[] = [];
 
   before(async () => {
@@ -299,6 +300,19 @@ describe('Telemetry of the deployment package (dist/package in a folder without 
         env: { EXPORT_CURRENCIES: `US?sig=${SAS_SIGNATURE}` },
         restoreEnv: { EXPORT_CURRENCIES: 'USD' },
       },
+      {
+        // The daily timer with invoice discovery: Partner Center's invoice list, then the billed runs it starts.
+        functionName: FunctionNames.startExportsTimer,
+        invocationId: discovered.invocationId,
+        traceParent: traceParentOf(discovered.traceId),
+        input: { isPastDue: false },
+        env: {
+          EXPORT_DATASETS: 'billedUsage',
+          EXPORT_INVOICE_DISCOVERY: 'partnerCenter',
+          EXPORT_INVOICE_MONTHS: '3',
+          PARTNER_CENTER_BASE_URL: emulator.partnerCenterBaseUrl,
+        },
+      },
     ];
     // Until every invocation has its dependencies or exception (the exporters send every few seconds).
     const arrived = (traceId: string, baseType: string) => ofOperation(ingestion.items, traceId, baseType).length > 0;
@@ -309,7 +323,8 @@ describe('Telemetry of the deployment package (dist/package in a folder without 
       () =>
         arrived(started.traceId, 'EventData') &&
         arrived(listed.traceId, 'RemoteDependencyData') &&
-        arrived(failed.traceId, 'ExceptionData'),
+        arrived(failed.traceId, 'ExceptionData') &&
+        arrived(discovered.traceId, 'EventData'),
     );
     // What is still in flight for the first operation (its spans end in order).
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -323,10 +338,11 @@ describe('Telemetry of the deployment package (dist/package in a folder without 
     if (appDir !== undefined) rmSync(appDir, { recursive: true, force: true });
   });
 
-  it('invokes the handlers of the package: an export starts, the runs list, a bad setting fails', () => {
+  it('invokes the handlers of the package: an export starts, the runs list, a bad setting fails, the timer runs', () => {
     assert.equal(outcomes[0]?.status, 202, JSON.stringify(outcomes[0]));
     assert.equal(outcomes[1]?.status, 200, JSON.stringify(outcomes[1]));
     assert.notEqual(outcomes[2]?.error ?? null, null, JSON.stringify(outcomes[2]));
+    assert.equal(outcomes[3]?.error ?? null, null, JSON.stringify(outcomes[3]));
   });
 
   it("sends the invocation's Storage calls (SDK operations and their HTTP requests) and its Graph call as dependencies under its operation id", () => {
@@ -374,6 +390,17 @@ describe('Telemetry of the deployment package (dist/package in a folder without 
     assert.ok(
       mine.some((d) => String(d.baseData['data'] ?? '').includes(tableHost)),
       `no Table Storage dependency of the ledger read:\n${describeItems(mine)}`,
+    );
+  });
+
+  it('sends the Partner Center invoice list of invoice discovery as a dependency of the timer invocation', () => {
+    const partnerCenter = new URL(emulator?.partnerCenterBaseUrl ?? '');
+    const mine = ofOperation(items, discovered.traceId, 'RemoteDependencyData');
+    assert.ok(
+      mine.some((d) =>
+        String(d.baseData['data'] ?? '').startsWith(`${partnerCenter.origin}${partnerCenter.pathname}/invoices`),
+      ),
+      `no Partner Center dependency:\n${describeItems(mine)}`,
     );
   });
 
