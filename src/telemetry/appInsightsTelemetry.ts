@@ -338,21 +338,18 @@ export function instrumentFunctionsApp(
       ...(resolved.credential === undefined ? {} : { credential: resolved.credential }),
     };
   };
-  // The hooks the Functions instrumentation registers, once it is loaded.
-  const deferred: { preInvocation: PreInvocationHandler[]; log: LogHookHandler[] } = { preInvocation: [], log: [] };
+  // The preInvocation hooks the Functions instrumentation registers, once it is loaded.
+  const deferred: PreInvocationHandler[] = [];
   let instrumented = false;
   const instrument = (): void => {
     instrumented = true;
-    const started = loadTelemetryRuntime(settings());
-    if (started === undefined) return;
+    if (loadTelemetryRuntime(settings()) === undefined) return;
     const { AzureFunctionsInstrumentationESM } =
       require('@azure/functions-opentelemetry-instrumentation') as typeof import('@azure/functions-opentelemetry-instrumentation');
     // Not enabled as a module hook (which patches `@azure/functions` when it is next required, and cannot once
     // the app is bundled): handed this app's hooks instead, as its ESM variant allows.
     const instrumentation = new AzureFunctionsInstrumentationESM({ enabled: false });
     instrumentation.registerAzFunc(deferredApp(functions, deferred) as never);
-    // Its logger was taken before OpenTelemetry started: hand it the real provider.
-    instrumentation.setLoggerProvider(started.loggerProvider as never);
   };
   try {
     // The host reads the capability when the app has loaded, so it is set now (the instrumentation sets it too,
@@ -360,10 +357,24 @@ export function instrumentFunctionsApp(
     functions.app.setup({ capabilities: { WorkerOpenTelemetryEnabled: true } });
     functions.app.hook.preInvocation((context) => {
       if (!instrumented) guarded('start-up', instrument);
-      for (const hook of deferred.preInvocation) hook(context);
+      for (const hook of deferred) hook(context);
     });
+    // The invocation's log lines, with the dimensions the host gives its own (which OpenTelemetry mode drops):
+    // the invocation id and the category, Function.<name>.User.
     functions.app.hook.log((context) => {
-      for (const hook of deferred.log) hook(context);
+      const started = telemetryRuntime();
+      if (started === undefined) return;
+      guarded('log line', () => {
+        const invocation = context.invocationContext;
+        const attributes: Record<string, string> =
+          invocation === undefined
+            ? { Category: context.category === 'system' ? 'Worker' : 'Worker.User' }
+            : {
+                InvocationId: invocation.invocationId,
+                Category: `Function.${invocation.functionName}${context.category === 'system' ? '' : '.User'}`,
+              };
+        started.log(context.level, context.message, attributes);
+      });
     });
     functions.app.hook.postInvocation((context) => {
       if (context.error === undefined || context.error === null) return;
@@ -382,20 +393,12 @@ export function instrumentFunctionsApp(
 }
 
 type PreInvocationHandler = (context: AzureFunctions.PreInvocationContext) => void;
-type LogHookHandler = (context: AzureFunctions.LogHookContext) => void;
 
-/** `@azure/functions` as the Functions instrumentation sees it: its hooks go to `deferred`, set-up is done. */
-function deferredApp(
-  functions: typeof AzureFunctions,
-  deferred: { preInvocation: PreInvocationHandler[]; log: LogHookHandler[] },
-): unknown {
-  const add = <T>(list: T[], hook: T): AzureFunctions.Disposable => {
-    list.push(hook);
-    return new functions.Disposable(() => {
-      const index = list.indexOf(hook);
-      if (index >= 0) list.splice(index, 1);
-    });
-  };
+/**
+ * `@azure/functions` as the Functions instrumentation sees it: its preInvocation hooks go to `deferred`; set-up is
+ * done and its log hook is not needed (the app's own log hook exports the lines, with their dimensions).
+ */
+function deferredApp(functions: typeof AzureFunctions, deferred: PreInvocationHandler[]): unknown {
   return {
     ...functions,
     app: {
@@ -403,8 +406,14 @@ function deferredApp(
       setup: () => undefined,
       hook: {
         ...functions.app.hook,
-        preInvocation: (hook: PreInvocationHandler) => add(deferred.preInvocation, hook),
-        log: (hook: LogHookHandler) => add(deferred.log, hook),
+        preInvocation: (hook: PreInvocationHandler): AzureFunctions.Disposable => {
+          deferred.push(hook);
+          return new functions.Disposable(() => {
+            const index = deferred.indexOf(hook);
+            if (index >= 0) deferred.splice(index, 1);
+          });
+        },
+        log: (): AzureFunctions.Disposable => new functions.Disposable(() => undefined),
       },
     },
   };

@@ -32,14 +32,17 @@ export interface TelemetryRuntime {
   readonly connectionString: string;
   /** A custom event (`customEvents`), correlated with the active invocation. Values must be redacted already. */
   event(name: string, properties: Record<string, string>, measurements: Record<string, number>): void;
+  /**
+   * A log line of an invocation (`traces`), correlated with the active context. `level` is the Functions log level
+   * (`information`, `warning`, ...); `attributes` become its custom dimensions.
+   */
+  log(level: string, message: string, attributes: Record<string, string>): void;
   /** A data point of a custom metric (`customMetrics`). */
   metric(name: string, value: number, dimensions: Record<string, string>): void;
   /** An exception (`exceptions`) of the invocation whose host trace context is given. */
   exception(error: unknown, parent?: HostTraceContext | undefined): void;
   /** The OpenTelemetry context of a host trace context (parent of what the invocation emits). */
   contextOf(parent: HostTraceContext | undefined): Context;
-  /** The logger provider, for instrumentations created before the runtime started. */
-  readonly loggerProvider: unknown;
   /** Sends what is buffered; settles within the timeout, never rejects. */
   flush(timeoutMs: number): Promise<void>;
 }
@@ -49,6 +52,16 @@ const INSTRUMENTATION_SCOPE = 'csp-unbilled-export';
 const CUSTOM_EVENT_ATTRIBUTE = 'microsoft.custom_event.name';
 
 type Mutable = Record<string, unknown>;
+
+/** OpenTelemetry severities of the Functions log levels. */
+const SEVERITIES: Readonly<Record<string, SeverityNumber>> = {
+  trace: SeverityNumber.TRACE,
+  debug: SeverityNumber.DEBUG,
+  information: SeverityNumber.INFO,
+  warning: SeverityNumber.WARN,
+  error: SeverityNumber.ERROR,
+  critical: SeverityNumber.FATAL,
+};
 
 /** A span as the SDK hands it to processors: only what the redaction touches. */
 interface ProcessedSpan {
@@ -253,13 +266,21 @@ export function startTelemetryRuntime(settings: RuntimeSettings): TelemetryRunti
 
   return {
     connectionString: settings.connectionString,
-    loggerProvider: logs.getLoggerProvider(),
     event(name, properties, measurements) {
       logger.emit({
         severityNumber: SeverityNumber.INFO,
         severityText: 'Information',
         body: { measurements },
         attributes: { ...properties, [CUSTOM_EVENT_ATTRIBUTE]: name },
+        context: context.active(),
+      });
+    },
+    log(level, message, attributes) {
+      logger.emit({
+        severityNumber: SEVERITIES[level] ?? SeverityNumber.UNSPECIFIED,
+        severityText: level,
+        body: message,
+        attributes,
         context: context.active(),
       });
     },

@@ -589,6 +589,10 @@ describe('Telemetry of the app on OpenTelemetry (one process, the worker played 
       lines.some((line) => String(line.baseData['message']).includes(runId)),
       `no log line names the run: ${detail}`,
     );
+    for (const line of lines) {
+      assert.equal(line.properties['Category'], 'Function.startExportsHttp.User', line.raw);
+      assert.notEqual(line.properties['InvocationId'] ?? '', '', line.raw);
+    }
     const dependencies = ofOperation(mine, traceId, 'RemoteDependencyData');
     const graphHost = new URL(h.emulator.baseUrl).host;
     assert.ok(

@@ -409,6 +409,10 @@ describe('Telemetry of the deployment package (dist/package in a folder without 
     assert.equal(exceptions.length, 1, `one exception expected:\n${describeItems(ofOperation(items, failed.traceId))}`);
     const errors = ofOperation(items, failed.traceId, 'MessageData');
     assert.ok(errors.length >= 1, 'the log line of the failed invocation');
+    for (const line of errors) {
+      assert.equal(line.properties['InvocationId'], failed.invocationId, line.raw);
+      assert.equal(line.properties['Category'], `Function.${FunctionNames.pollExportStatus}.User`, line.raw);
+    }
   });
 
   it('sends no SAS signature, token or query string to the ingestion endpoint', () => {

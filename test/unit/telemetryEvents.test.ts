@@ -29,7 +29,7 @@ function recordingTelemetry(): { telemetry: Telemetry; sent: Sent[] } {
   const sent: Sent[] = [];
   const runtime: TelemetryRuntime = {
     connectionString: CONNECTION_STRING,
-    loggerProvider: undefined,
+    log() {},
     event(name, properties, measurements) {
       sent.push({ name, properties, measurements });
     },
