@@ -10,6 +10,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -62,7 +64,14 @@ require.cache[fakePath] = fake;
 require(join(appDir, require(join(appDir, 'package.json')).main));
 
 async function invoke(step) {
-  const callback = functions.get(step.functionName);
+  // A managed identity token, from the package's own composition root and identity SDK, inside an invocation.
+  const identity = async () => {
+    const composition = require(join(appDir, 'core.js'))['src/composition.ts'];
+    const { credential } = composition.telemetryOptions({ APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=' + step.identityClientId });
+    const token = await credential.getToken('https://storage.azure.com/.default');
+    return { status: token && token.token ? 200 : 500 };
+  };
+  const callback = step.identityClientId ? identity : functions.get(step.functionName);
   if (callback === undefined) throw new Error('not registered: ' + step.functionName);
   const invocationContext = {
     invocationId: step.invocationId,
@@ -118,6 +127,8 @@ interface Step {
   input?: unknown;
   env?: Record<string, string>;
   restoreEnv?: Record<string, string>;
+  /** Instead of a function: a managed identity token for this client id, inside the invocation. */
+  identityClientId?: string;
 }
 
 interface Outcome {
@@ -251,6 +262,10 @@ describe('Telemetry of the deployment package (dist/package in a folder without 
   const listed = { traceId: randomTraceId(), invocationId: 'package-list' };
   const failed = { traceId: randomTraceId(), invocationId: 'package-fail' };
   const discovered = { traceId: randomTraceId(), invocationId: 'package-timer' };
+  const identified = { traceId: randomTraceId(), invocationId: 'package-identity' };
+  const MSI_TOKEN = 'msi-package-token-7f3c';
+  let identityServer: Server | undefined;
+  let identityUrl = '';
   let items: IngestedItem[] = [];
 
   before(async () => {
@@ -263,7 +278,17 @@ describe('Telemetry of the deployment package (dist/package in a folder without 
     azurite = await startAzurite();
     emulator = await startPartnerBillingEmulator({ storage: exportSourceStorage(azurite), scenario: TEST_SCENARIO });
     ingestion = await startIngestionServer();
+    // A managed identity endpoint (App Service protocol) on loopback: the credential never looks for another.
+    identityServer = createServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      const expires = String(Math.floor(Date.now() / 1000) + 3600);
+      response.end(JSON.stringify({ access_token: MSI_TOKEN, expires_on: expires, token_type: 'Bearer' }));
+    });
+    await new Promise<void>((resolve) => identityServer?.listen(0, '127.0.0.1', resolve));
+    identityUrl = `http://127.0.0.1:${(identityServer.address() as AddressInfo).port}/msi/token`;
     const env = {
+      IDENTITY_ENDPOINT: identityUrl,
+      IDENTITY_HEADER: 'package-identity-header',
       EXPORT_CURRENCIES: 'USD',
       EXPORT_BILLING_PERIODS: 'current',
       EXPORT_ATTRIBUTE_SET: 'full',
@@ -301,6 +326,12 @@ describe('Telemetry of the deployment package (dist/package in a folder without 
         restoreEnv: { EXPORT_CURRENCIES: 'USD' },
       },
       {
+        functionName: 'identity',
+        invocationId: identified.invocationId,
+        traceParent: traceParentOf(identified.traceId),
+        identityClientId: '11111111-2222-3333-4444-555555555555',
+      },
+      {
         // The daily timer with invoice discovery: Partner Center's invoice list, then the billed runs it starts.
         functionName: FunctionNames.startExportsTimer,
         invocationId: discovered.invocationId,
@@ -324,7 +355,8 @@ describe('Telemetry of the deployment package (dist/package in a folder without 
         arrived(started.traceId, 'EventData') &&
         arrived(listed.traceId, 'RemoteDependencyData') &&
         arrived(failed.traceId, 'ExceptionData') &&
-        arrived(discovered.traceId, 'EventData'),
+        arrived(discovered.traceId, 'EventData') &&
+        arrived(identified.traceId, 'RemoteDependencyData'),
     );
     // What is still in flight for the first operation (its spans end in order).
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -332,6 +364,7 @@ describe('Telemetry of the deployment package (dist/package in a folder without 
   });
 
   after(async () => {
+    await new Promise((resolve) => identityServer?.close(resolve) ?? resolve(undefined));
     await ingestion?.stop();
     await emulator?.stop();
     await azurite?.stop();
@@ -342,7 +375,8 @@ describe('Telemetry of the deployment package (dist/package in a folder without 
     assert.equal(outcomes[0]?.status, 202, JSON.stringify(outcomes[0]));
     assert.equal(outcomes[1]?.status, 200, JSON.stringify(outcomes[1]));
     assert.notEqual(outcomes[2]?.error ?? null, null, JSON.stringify(outcomes[2]));
-    assert.equal(outcomes[3]?.error ?? null, null, JSON.stringify(outcomes[3]));
+    assert.equal(outcomes[3]?.status, 200, JSON.stringify(outcomes[3]));
+    assert.equal(outcomes[4]?.error ?? null, null, JSON.stringify(outcomes[4]));
   });
 
   it("sends the invocation's Storage calls (SDK operations and their HTTP requests) and its Graph call as dependencies under its operation id", () => {
@@ -402,6 +436,15 @@ describe('Telemetry of the deployment package (dist/package in a folder without 
       ),
       `no Partner Center dependency:\n${describeItems(mine)}`,
     );
+  });
+
+  it('sends a managed identity token request as a dependency of its invocation, without the token', () => {
+    const mine = ofOperation(items, identified.traceId, 'RemoteDependencyData');
+    assert.ok(
+      mine.some((d) => String(d.baseData['data'] ?? '') === identityUrl),
+      `no managed identity dependency:\n${describeItems(mine)}`,
+    );
+    for (const text of ingestion.rawBodies) assert.ok(!text.includes(MSI_TOKEN), 'a managed identity token was sent');
   });
 
   it("records a failed invocation's exception under its operation id, redacted", () => {
