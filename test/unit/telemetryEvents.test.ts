@@ -63,6 +63,7 @@ function emitEveryEvent(telemetry: Telemetry): void {
     curationVersion: '1.0',
     curatedPath: 'billed-usage/x',
     current: true,
+    hubIngestionId: '20261207T000000000Z-00000001',
     fileCount: 1,
     rowsRead: 2,
     rowsConverted: 2,
