@@ -7,6 +7,7 @@ import {
   conversionWarningsSql,
   curatedSelectSql,
   type FocusLookups,
+  fileKeysSql,
   focusSelectSql,
   lookupQueriesSql,
   lookupTablesSql,
@@ -238,8 +239,10 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
       partName,
       engine.maxPartBytes,
     );
+    // One read of the staging rows for the file's lookup keys and the warnings' counts; the rest reads that table.
+    await connection.run(fileKeysSql(schema, staging));
     const lookups: FocusLookups = { pricingUnits: {}, regions: {}, services: {}, servicesByType: {} };
-    for (const [name, sql] of Object.entries(lookupQueriesSql(schema, staging))) {
+    for (const [name, sql] of Object.entries(lookupQueriesSql(schema))) {
       if (sql === null) continue;
       const target = lookups[name as keyof FocusLookups] as Record<string, string[]>;
       for (const [key, ...values] of (await rows(connection, sql)) as string[][]) target[key as string] = values;
@@ -286,7 +289,7 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
       ),
     );
     const warnings: Record<string, number> = {};
-    const warningReader = await connection.runAndReadAll(conversionWarningsSql(schema, staging, lookups));
+    const warningReader = await connection.runAndReadAll(conversionWarningsSql(schema, lookups));
     const [values = []] = warningReader.getRowsJson() as unknown[][];
     warningReader.columnNames().forEach((name, index) => {
       warnings[name] = Number(values[index] ?? 0);

@@ -185,7 +185,8 @@ async function runJob(job: WorkerJob): Promise<WorkerResult> {
       // Untimed preparation of sameOutput: the entries the converter would resolve, so both write the same SELECT.
       for (const statement of sql.lookupTablesSql(convertModule.defaultOpenDataDir())) await connection.run(statement);
       lookups = { pricingUnits: {}, regions: {}, services: {}, servicesByType: {} };
-      for (const [name, query] of Object.entries(sql.lookupQueriesSql(schema, rowsRelation))) {
+      await connection.run(sql.fileKeysSql(schema, rowsRelation));
+      for (const [name, query] of Object.entries(sql.lookupQueriesSql(schema))) {
         if (query === null) continue;
         const entries = lookups[name as keyof ConversionSql.FocusLookups] as Record<string, string[]>;
         const reader = await connection.runAndReadAll(query);
