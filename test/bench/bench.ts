@@ -13,9 +13,10 @@
  *     design needs; the cost of a daily export at list prices.
  *  5. large blobs: parallel Put Block From URL against a fake service with latency and bandwidth.
  *  6. orchestration of 200 small blobs; the streaming fallback's peak RSS for a 512 MiB blob.
- *  7. curation: one raw file converted to typed Parquet and FOCUS, against DuckDB's own COPY of the typed columns
- *     (time and peak RSS, each in a fresh process); with BENCH_CURATION_LARGE_GB, a large export's peak RSS; the
- *     curation cost per day (curationBench.ts).
+ *  7. curation: one raw file converted to typed Parquet and FOCUS, against DuckDB's own COPY of the same two files
+ *     from the JSON (the target's baseline) and of the typed columns alone (a lower bound); time and peak RSS, each
+ *     in a fresh process; with BENCH_CURATION_LARGE_GB, a large export's peak RSS; the curation cost per day
+ *     (curationBench.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
