@@ -4,6 +4,8 @@
  * - `sameOutput`, the baseline the target is judged against: the two files ours writes (the curated typed Parquet and
  *   the FOCUS Parquet), each by one `COPY` straight from `read_json` with the converter's own SELECT texts, as a data
  *   engineer would write them by hand; no counts, rejects, totals or read-back;
+ * - `fromCurated`, for information: the same two files, the FOCUS one written from the curated Parquet just written
+ *   (one JSON parse, as ours; no bookkeeping);
  * - `direct`, a lower bound: the curated typed Parquet alone, one `COPY`.
  *
  * Each conversion runs in a fresh child process (this file with WORKER_FLAG), so its peak RSS is its own: the kernel's
@@ -78,7 +80,7 @@ export async function rawBytesPerRow(dir: string, currency: string): Promise<num
   return sample.rawBytes / sample.rows;
 }
 
-type Variant = 'ours' | 'direct' | 'sameOutput';
+type Variant = 'ours' | 'direct' | 'sameOutput' | 'fromCurated';
 
 interface WorkerJob {
   variant: Variant | 'lookups';
@@ -196,11 +198,12 @@ async function runJob(job: WorkerJob): Promise<WorkerResult> {
       await connection.run(
         `COPY (SELECT ${typed.join(', ')} FROM ${sql.readRawSql(schema, job.inputPath)}) TO ${sql.sqlString(target)} (${convertModule.PARQUET_OPTIONS})`,
       );
-      if (job.variant === 'sameOutput') {
-        if (job.lookups === undefined) throw new Error('sameOutput needs the lookups of a lookups job');
+      if (job.variant === 'sameOutput' || job.variant === 'fromCurated') {
+        if (job.lookups === undefined) throw new Error(`${job.variant} needs the lookups of a lookups job`);
+        const curatedRows = `(SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS __row, CAST(NULL AS VARCHAR) AS __reject FROM read_parquet(${sql.sqlString(target)}, file_row_number = true))`;
         const focus = sql.focusSelectSql(
           schema,
-          rowsRelation,
+          job.variant === 'sameOutput' ? rowsRelation : curatedRows,
           {
             dataset: 'unbilledUsage',
             billingMonth: '2026-11',
@@ -296,9 +299,12 @@ export async function measureCuration(
     inputPath: file.path,
     outputDir: join(dir, 'out-lookups'),
   });
-  const results: Record<Variant, WorkerResult[]> = { ours: [], direct: [], sameOutput: [] };
+  const results: Record<Variant, WorkerResult[]> = { ours: [], direct: [], sameOutput: [], fromCurated: [] };
   for (let round = 0; round < options.rounds; round++) {
-    const order: Variant[] = round % 2 === 0 ? ['ours', 'sameOutput', 'direct'] : ['direct', 'sameOutput', 'ours'];
+    const order: Variant[] =
+      round % 2 === 0
+        ? ['ours', 'sameOutput', 'fromCurated', 'direct']
+        : ['direct', 'fromCurated', 'sameOutput', 'ours'];
     for (const variant of order) {
       options.log(`item 7: round ${round + 1}/${options.rounds}, ${variant}`);
       const result = await runConversion({
@@ -310,11 +316,13 @@ export async function measureCuration(
       results[variant].push(result);
     }
   }
-  const { ours, direct, sameOutput } = results;
+  const { ours, direct, sameOutput, fromCurated } = results;
   const ratioTo = (baseline: WorkerResult[]) =>
     median(ours.map((run, index) => run.ms / (baseline[index]?.ms ?? Number.NaN)));
   const timeRatio = ratioTo(sameOutput);
   const typedRatio = ratioTo(direct);
+  const fromCuratedRatio = ratioTo(fromCurated);
+  const fromCuratedMs = median(fromCurated.map((run) => run.ms));
   const oursMs = median(ours.map((run) => run.ms));
   const directMs = median(direct.map((run) => run.ms));
   const sameMs = median(sameOutput.map((run) => run.ms));
@@ -339,6 +347,16 @@ export async function measureCuration(
       curationTimeRatio: round(timeRatio, 3),
       curationTimeRatioTypedOnly: round(typedRatio, 3),
     },
+  });
+  rows.push({
+    item: '7',
+    figure: '  the same, against the same two files with FOCUS written from the curated file, s',
+    ours: fixed(oursMs / 1000),
+    baseline: `${fixed(fromCuratedMs / 1000)} (DuckDB COPY from the JSON, then COPY from its Parquet)`,
+    ratio: `${fixed(fromCuratedRatio)}x`,
+    target: 'report',
+    met: undefined,
+    values: { fromCuratedCopyMs: round(fromCuratedMs, 0), curationTimeRatioFromCurated: round(fromCuratedRatio, 3) },
   });
   rows.push({
     item: '7',
@@ -369,7 +387,7 @@ export async function measureCuration(
     `\nCuration of ${label}, per round (ms, peak RSS MiB); ours = curated Parquet + FOCUS Parquet + counts, rejects and totals:`,
     ...ours.map(
       (run, index) =>
-        `  round ${index + 1}: ours ${fixed(run.ms, 0)} (${fixed(run.peakRss / MiB, 0)} MiB; ${phaseNames.map((name) => `${name} ${fixed(run.phases[name] ?? 0, 0)}`).join(', ')}; ${run.statements} statements), same two files ${fixed(sameOutput[index]?.ms ?? Number.NaN, 0)} (${fixed((sameOutput[index]?.peakRss ?? Number.NaN) / MiB, 0)} MiB), typed only ${fixed(direct[index]?.ms ?? Number.NaN, 0)} (${fixed((direct[index]?.peakRss ?? Number.NaN) / MiB, 0)} MiB)`,
+        `  round ${index + 1}: ours ${fixed(run.ms, 0)} (${fixed(run.peakRss / MiB, 0)} MiB; ${phaseNames.map((name) => `${name} ${fixed(run.phases[name] ?? 0, 0)}`).join(', ')}; ${run.statements} statements), same two files ${fixed(sameOutput[index]?.ms ?? Number.NaN, 0)} (${fixed((sameOutput[index]?.peakRss ?? Number.NaN) / MiB, 0)} MiB), FOCUS from the curated file ${fixed(fromCurated[index]?.ms ?? Number.NaN, 0)} (${fixed((fromCurated[index]?.peakRss ?? Number.NaN) / MiB, 0)} MiB), typed only ${fixed(direct[index]?.ms ?? Number.NaN, 0)} (${fixed((direct[index]?.peakRss ?? Number.NaN) / MiB, 0)} MiB)`,
     ),
   );
 
@@ -397,6 +415,7 @@ export async function measureCuration(
       file: { rows: file.rows, rawBytes: file.rawBytes, gzipBytes: file.gzipBytes },
       ours,
       sameOutput,
+      fromCurated,
       direct,
       cost: { partnerMiB, seconds, gbSeconds, executions, costUsd },
     },
