@@ -397,7 +397,8 @@ describe('Telemetry of the app on OpenTelemetry (one process, the worker played 
       queue: 'export-copy-poison',
       runId,
       reason: `Message for ${SAS_URL} was dequeued 5 times`,
-      runStatus: 'copying',
+      runStatus: 'failed',
+      endedRun: true,
       dataset: 'billedUsage',
       invoiceId: 'G000000001',
     });
@@ -451,7 +452,8 @@ describe('Telemetry of the app on OpenTelemetry (one process, the worker played 
       queue: 'export-copy-poison',
       runId,
       reason: 'Message for https://x.blob.core.windows.net/c/b was dequeued 5 times',
-      runStatus: 'copying',
+      runStatus: 'failed',
+      endedRun: 'true',
       dataset: 'billedUsage',
       invoiceId: 'G000000001',
     });
