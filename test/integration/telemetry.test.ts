@@ -22,6 +22,8 @@ import type { RunIdentity } from '../../src/pipeline/ports';
 import type * as TelemetryModule from '../../src/telemetry/appInsightsTelemetry';
 import type { Harness } from '../support/harness';
 import { type IngestedItem, type IngestionMode, startIngestionServer } from '../support/ingestionServer';
+// The telemetry runtime starts in this process: nothing it does may leave the machine.
+import '../support/loopbackOnly';
 
 const SAS_SIGNATURE = 'SECRET123';
 const JWT = 'eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJwYXJ0bmVyLWFwcCJ9.c2lnbmF0dXJlLXBhcnQ';
