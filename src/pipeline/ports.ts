@@ -289,6 +289,8 @@ export interface RunLedger {
     } & CopiedContent,
   ): Promise<void>;
   listBlobs(runId: string): Promise<BlobRecord[]>;
+  /** Whether any blob row of the run is still pending: one small query, not a listing of the rows. */
+  hasPendingBlobs(runId: string): Promise<boolean>;
   /**
    * Takes the in-flight lock of (currency, period, attribute set) for `runId`. Returns undefined when taken,
    * or the run id holding it. `isStale(holderRunId, heldMs)` decides whether an existing holder may be replaced;
