@@ -1,7 +1,7 @@
 import { datasetOf } from '../datasets';
 import { stagingFolder } from './curationLayout';
 import type { CuratedPart, CurationRecord } from './curationPorts';
-import type { CuratingDeps } from './curationState';
+import { type CuratingDeps, isCurationFinal } from './curationState';
 import type { HubFile, HubVersion, RunRecord } from './ports';
 import { runLogger } from './runStateMachine';
 
@@ -70,6 +70,10 @@ export async function dropIntoFinOpsHub(
     ingestionId: run.runId,
     files,
   };
+  // Another publisher of this version may have dropped it (and emptied staging) since this one read the row: read
+  // it again just before, so a drop already recorded, or a curation that ended, is left alone.
+  const latest = (await deps.curation.ledger.getCuration(run.runId))?.value;
+  if (latest === undefined || latest.hubDroppedAt !== undefined || isCurationFinal(latest.status)) return undefined;
   const outcome = await hub.publish(version);
   const droppedAt = deps.clock.now().toISOString();
   switch (outcome.kind) {

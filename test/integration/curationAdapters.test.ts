@@ -423,5 +423,14 @@ describe('curation on Azurite and DuckDB', () => {
       code: 'COPY_FAILED',
       retryable: true,
     });
+    // A staged part another publisher removed is retried when read too (the FinOps hub drop reads them): the retry
+    // finds the publication done, rather than failing a curation that succeeded.
+    const reading = new BlobCurationStore(container).openRead('_curation-staging/r/focus/gone.parquet');
+    await assert.rejects(
+      (async () => {
+        for await (const _chunk of reading) void _chunk;
+      })(),
+      { code: 'COPY_FAILED', retryable: true },
+    );
   });
 });

@@ -47,13 +47,25 @@ export class BlobCurationStore implements CurationStore {
       .then((response) => {
         const body = response.readableStreamBody as Readable | undefined;
         if (body === undefined) throw new Error(`${path} has no body`);
-        body.on('error', (error) => out.destroy(destinationError(error, `Reading ${this.where(path)}`)));
+        body.on('error', (error) => out.destroy(this.readError(error, path)));
         // A reader that gives up (a failed upload) must not leave the download's socket open.
         out.on('close', () => body.destroy());
         body.pipe(out);
       })
-      .catch((error: unknown) => out.destroy(destinationError(error, `Reading ${this.where(path)}`)));
+      .catch((error: unknown) => out.destroy(this.readError(error, path)));
     return out;
+  }
+
+  /**
+   * A staged part that is gone (404) was removed by another publisher of the same version, which had finished with
+   * it: retried, like a copy's 404, so the queue's retry finds the publication done instead of failing a curation
+   * that succeeded.
+   */
+  private readError(error: unknown, path: string): ExportError {
+    const failed = destinationError(error, `Reading ${this.where(path)}`);
+    return failed.code === 'COPY_FAILED'
+      ? new ExportError('COPY_FAILED', failed.message, { retryable: true, status: failed.status, cause: error })
+      : failed;
   }
 
   /**

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ExportError } from '../../../src/errors';
 import { type CuratedManifest, superviseCurations } from '../../../src/pipeline/curateExport';
-import { hubFileName, hubSeries } from '../../../src/pipeline/finOpsHubStep';
+import { dropIntoFinOpsHub, hubFileName, hubSeries } from '../../../src/pipeline/finOpsHubStep';
 import type { RunRecord } from '../../../src/pipeline/ports';
 import { startExports } from '../../../src/pipeline/startExports';
 import { type CuratingFakeDeps, drainCuration, makeCuratingDeps } from '../../support/curationFakes';
@@ -144,6 +144,22 @@ describe('the FinOps hub drop-in of the curation fan-in', () => {
     assert.equal(deps.curation.ledger.curation(runId).status, 'succeeded');
     assert.equal(deps.finOpsHub.publishes.length, 1, 'the hub was not written again');
     assert.equal(deps.telemetry.curationsCompleted[0]?.hubIngestionId, runId);
+  });
+
+  it('a second publisher that read the curation row before the first one recorded its drop does not drop again', async () => {
+    const deps = makeHubDeps();
+    const runId = await succeededRun(deps);
+    assert.deepEqual(await drainCuration(deps), []);
+    assert.equal(deps.finOpsHub.publishes.length, 1);
+    // The row as a slower publisher of the same version read it when it began: no drop recorded, still publishing.
+    const recorded = deps.curation.ledger.curation(runId);
+    const stale = { ...recorded, status: 'publishing' as const, hubDroppedAt: undefined };
+    const run = (await deps.ledger.getRun(runId))?.value as RunRecord;
+    const manifest = deps.destination.json(`${FOCUS}/manifest.json`) as CuratedManifest;
+    const parts = manifest.files.map((file) => ({ kind: 'focus' as const, ...file }));
+    const fields = await dropIntoFinOpsHub(deps, run, stale, run.billingMonth as string, parts);
+    assert.equal(fields, undefined, 'nothing to record');
+    assert.equal(deps.finOpsHub.publishes.length, 1, 'the hub was not written again (its staging copies are gone)');
   });
 
   it('a transient hub failure is retried at once by a publish message: the redone fan-in drops the same version and ends the curation', async () => {
