@@ -390,6 +390,27 @@ export function parseCurrencies(value: string, setting: string, problems: string
   return currencies;
 }
 
+/** ISO 4217 currency codes as Node knows them (empty on a Node built without full ICU: then any code passes). */
+const ISO_CURRENCIES: ReadonlySet<string> = new Set(
+  typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('currency') : [],
+);
+
+/**
+ * Refuses codes that are three letters but no ISO 4217 currency (`XYZ`): Graph would be asked for an export of a
+ * currency that does not exist, and a `currency=XYZ` folder would land. Returns the codes.
+ */
+export function checkIsoCurrencies(codes: string[], setting: string, problems: string[]): string[] {
+  if (ISO_CURRENCIES.size === 0) return codes;
+  for (const code of codes) {
+    if (!ISO_CURRENCIES.has(code)) {
+      problems.push(
+        `${setting}: "${code}" is not an ISO 4217 currency code; accepted: codes such as USD, EUR, GBP, JPY`,
+      );
+    }
+  }
+  return codes;
+}
+
 /** Parses a comma-separated billing period list. */
 export function parseBillingPeriods(value: string, setting: string, problems: string[]): BillingPeriod[] {
   const periods: BillingPeriod[] = [];
@@ -633,7 +654,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (currenciesRaw === undefined) {
     problems.push('EXPORT_CURRENCIES: missing; comma-separated ISO 4217 codes are accepted, e.g. USD,EUR');
   } else {
-    currencies = parseCurrencies(currenciesRaw, 'EXPORT_CURRENCIES', problems);
+    currencies = checkIsoCurrencies(
+      parseCurrencies(currenciesRaw, 'EXPORT_CURRENCIES', problems),
+      'EXPORT_CURRENCIES',
+      problems,
+    );
   }
   const billingPeriods = parseBillingPeriods(
     read(env, 'EXPORT_BILLING_PERIODS') ?? 'current',

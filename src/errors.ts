@@ -39,6 +39,9 @@ export interface ExportErrorOptions {
 /** Every error code the app raises. Keep docs/errors.md in step (a test checks it). */
 export const ErrorCodes = [
   'CONFIG_INVALID',
+  'USAGE_INVALID',
+  'PORT_IN_USE',
+  'FOLDER_BUSY',
   'GRAPH_UNAUTHORIZED',
   'GRAPH_FORBIDDEN',
   'GRAPH_BAD_REQUEST',

@@ -213,9 +213,11 @@ function caseOf(
 ): string {
   const whens = Object.keys(entries)
     .sort()
-    .map((k) => `WHEN ${sqlString(k)} THEN ${sqlString(entries[k]?.[index] ?? '')}`);
+    .map((k) => `WHEN ${sqlString(k)} THEN CAST(${sqlString(entries[k]?.[index] ?? '')} AS ${sqlType})`);
   if (key === null || whens.length === 0) return `CAST(NULL AS ${sqlType})`;
-  return `CAST(CASE ${key} ${whens.join(' ')} END AS ${sqlType})`;
+  // Each value is cast once, as a constant: a cast of the CASE's text result ran per row (a text-to-DECIMAL
+  // parse per row made x_PricingBlockSize the costliest FOCUS column).
+  return `CASE ${key} ${whens.join(' ')} END`;
 }
 
 /** The FOCUS rows of a staging file, in file order (reconciliation: a line's Tax row right after its charge row). */

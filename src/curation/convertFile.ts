@@ -41,10 +41,8 @@ export interface EngineOptions {
   maxPartBytes?: number | undefined;
   /**
    * Where pass 1 keeps the typed rows: `parquet` (default), a snappy Parquet file in `tempDirectory`; or `table`, a
-   * DuckDB temporary table (spilled to `tempDirectory` beyond the memory limit). Both give the same parts. Measured
-   * on 300k usage rows (27 MB gzip, memory limit 256MB) on a loaded shared 2-core machine, the two could not be
-   * ranked: 28–37 s and 381–524 MiB peak RSS for either, against 8–21 s and 359–376 MiB for a bare DuckDB COPY of the
-   * curated table alone (no FOCUS, no rejects, no totals). The bench must settle the default on a quiet machine.
+   * DuckDB temporary table (spilled to `tempDirectory` beyond the memory limit). Both give the same parts; the
+   * Parquet file keeps the memory at the limit whatever the file's size (`npm run bench`, item 7, docs/performance.md).
    */
   staging?: 'parquet' | 'table' | undefined;
   /** Folder of the pinned FinOps toolkit open-data CSVs (default: defaultOpenDataDir()). */
@@ -114,11 +112,14 @@ export function defaultOpenDataDir(): string {
   return join(__dirname, '..', '..', '..', 'src', 'curation', 'data', 'finops-toolkit');
 }
 
+/** The engine limits a conversion runs with unless EngineOptions says otherwise. */
+export const ENGINE_DEFAULTS = { threads: 1, memoryLimit: '256MB', maxTempDirectorySize: '1GB' } as const;
+
 /**
  * zstd; row groups of 16384 rows: DuckDB's Parquet writer holds a row group in memory, and 122880 rows of the ~100
  * FOCUS columns did not fit in 256 MB.
  */
-const PARQUET = 'FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384';
+export const PARQUET_OPTIONS = 'FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384';
 
 async function rows(connection: Awaited<ReturnType<DuckDBInstance['connect']>>, sql: string): Promise<unknown[][]> {
   const reader = await connection.runAndReadAll(sql);
@@ -137,8 +138,8 @@ async function writeParts(
   // One part unless a part size is asked for; either way the parts are `{partName}-{i}.parquet`, i from 0.
   const copy =
     maxPartBytes === undefined
-      ? `COPY (${select}) TO ${sqlString(join(dir, `${partName}-0.parquet`))} (${PARQUET})`
-      : `COPY (${select}) TO ${sqlString(dir)} (${PARQUET}, OVERWRITE_OR_IGNORE, FILENAME_PATTERN ${sqlString(`${partName}-{i}`)}, FILE_SIZE_BYTES ${Math.max(1, Math.floor(maxPartBytes))})`;
+      ? `COPY (${select}) TO ${sqlString(join(dir, `${partName}-0.parquet`))} (${PARQUET_OPTIONS})`
+      : `COPY (${select}) TO ${sqlString(dir)} (${PARQUET_OPTIONS}, OVERWRITE_OR_IGNORE, FILENAME_PATTERN ${sqlString(`${partName}-{i}`)}, FILE_SIZE_BYTES ${Math.max(1, Math.floor(maxPartBytes))})`;
   await connection.run(copy);
   const names = (await readdir(dir)).filter((name) => name.endsWith('.parquet')).sort();
   const parts: PartFile[] = [];
@@ -175,10 +176,10 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
     // Nothing is downloaded or loaded at run time: json, parquet and icu are statically linked.
     autoinstall_known_extensions: 'false',
     autoload_known_extensions: 'false',
-    threads: String(engine.threads ?? 1),
-    memory_limit: engine.memoryLimit ?? '256MB',
+    threads: String(engine.threads ?? ENGINE_DEFAULTS.threads),
+    memory_limit: engine.memoryLimit ?? ENGINE_DEFAULTS.memoryLimit,
     temp_directory: tempDirectory,
-    max_temp_directory_size: engine.maxTempDirectorySize ?? '1GB',
+    max_temp_directory_size: engine.maxTempDirectorySize ?? ENGINE_DEFAULTS.maxTempDirectorySize,
     // The parts keep the raw file's row order (a redo writes the same rows in the same order).
     preserve_insertion_order: 'true',
   });
@@ -193,8 +194,11 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
     if (engine.staging === 'table') {
       await connection.run(`CREATE TEMP TABLE ${STAGING_TABLE} AS ${stagingSelectSql(schema, input.inputPath)}`);
     } else {
+      // Row groups of 16384 rows here too: with DuckDB's default (122880) the writer's buffered row group of ~90
+      // text columns crowded the memory limit, and pass 1 took 2 to 3 times as long as the same read written with
+      // small row groups (and 1.8 times the memory).
       await connection.run(
-        `COPY (${stagingSelectSql(schema, input.inputPath)}) TO ${sqlString(stagingPath)} (FORMAT parquet, COMPRESSION snappy)`,
+        `COPY (${stagingSelectSql(schema, input.inputPath)}) TO ${sqlString(stagingPath)} (FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 16384)`,
       );
       staging = `read_parquet(${sqlString(stagingPath)})`;
     }

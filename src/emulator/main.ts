@@ -8,7 +8,7 @@ import {
   startPartnerBillingEmulator,
 } from './partnerBillingEmulator';
 
-const USAGE = `Usage: csp-unbilled-export emulator [options]
+export const EMULATOR_USAGE = `Usage: csp-unbilled-export emulator [options]
 
 Starts the partner billing emulator (HTTPS, self-signed CA) and serves until Ctrl-C.
 Without --azurite-blob-endpoint it starts its own Azurite (in memory) to play Microsoft's storage.
@@ -29,7 +29,30 @@ Options:
   --azurite-account <name>      its account name (default: the last path segment of the endpoint)
   --azurite-key <base64>        its account key
   --quiet                       do not print one line per request
-  --help`;
+  -h, --help                    this text
+
+Examples:
+  npm run cli -- emulator
+  npm run cli -- emulator --port 8443 --blob-count 8 --outcome noData --quiet`;
+
+/** The emulator command's flags (the command line checks them against these first). */
+export const EMULATOR_FLAGS = {
+  port: { type: 'string' },
+  'blob-count': { type: 'string' },
+  'rows-per-blob': { type: 'string' },
+  seed: { type: 'string' },
+  dialect: { type: 'string' },
+  polls: { type: 'string' },
+  'retry-after': { type: 'string' },
+  'sas-lifetime': { type: 'string' },
+  outcome: { type: 'string' },
+  'api-version': { type: 'string' },
+  'azurite-blob-endpoint': { type: 'string' },
+  'azurite-account': { type: 'string' },
+  'azurite-key': { type: 'string' },
+  quiet: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
 
 /** Parsed flags of the emulator command. */
 export interface EmulatorCommandOptions {
@@ -59,28 +82,7 @@ function oneOf<T extends string>(name: string, value: string | undefined, allowe
 
 /** Parses the flags of `csp-unbilled-export emulator`; throws with the flag name on a bad value. */
 export function parseEmulatorArgs(argv: string[]): EmulatorCommandOptions {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      port: { type: 'string' },
-      'blob-count': { type: 'string' },
-      'rows-per-blob': { type: 'string' },
-      seed: { type: 'string' },
-      dialect: { type: 'string' },
-      polls: { type: 'string' },
-      'retry-after': { type: 'string' },
-      'sas-lifetime': { type: 'string' },
-      outcome: { type: 'string' },
-      'api-version': { type: 'string' },
-      'azurite-blob-endpoint': { type: 'string' },
-      'azurite-account': { type: 'string' },
-      'azurite-key': { type: 'string' },
-      quiet: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
+  const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: EMULATOR_FLAGS });
   const scenario: Partial<EmulatorScenario> = {};
   const set = <K extends keyof EmulatorScenario>(key: K, value: EmulatorScenario[K] | undefined): void => {
     if (value !== undefined) scenario[key] = value;
@@ -181,7 +183,7 @@ function waitForSignal(): Promise<NodeJS.Signals> {
 export async function runEmulatorCommand(argv: string[]): Promise<void> {
   const options = parseEmulatorArgs(argv);
   if (options.help) {
-    console.log(USAGE);
+    console.log(EMULATOR_USAGE);
     return;
   }
   let azurite: AzuriteInstance | undefined;

@@ -1,8 +1,10 @@
-import { parseArgs } from 'node:util';
+import { createServer } from 'node:net';
 import { destinationContainerClient, getDeps, resetDeps } from '../composition';
 import {
   type AttributeSet,
   type BillingPeriod,
+  type Config,
+  checkIsoCurrencies,
   type DatasetId,
   loadConfig,
   parseAttributeSet,
@@ -11,57 +13,42 @@ import {
   parseDatasets,
   parseInvoiceIds,
 } from '../config';
-import { layoutFor, runLabel } from '../datasets';
-import { runEmulatorCommand } from '../emulator/main';
-import { classifyError, ExportError, errorMessage } from '../errors';
+import { isBilled, layoutFor, runLabel } from '../datasets';
+import { EMULATOR_FLAGS, EMULATOR_USAGE, parseEmulatorArgs, runEmulatorCommand } from '../emulator/main';
+import { ExportError, errorMessage, isExportError } from '../errors';
 import { superviseCurations } from '../pipeline/curateExport';
 import type { CurationRecord } from '../pipeline/curationPorts';
+import { NO_INVOICES_REASON, type SkippedDatasets } from '../pipeline/exportTargets';
+import { isRunId } from '../pipeline/layout';
 import { getRunDetails, listRuns, parseRunQuery, publicRun } from '../pipeline/listRuns';
-import type { RunRecord } from '../pipeline/ports';
+import type { RunQuery, RunRecord } from '../pipeline/ports';
 import { startExportFailures, startExports } from '../pipeline/startExports';
 import { redact } from '../redact';
+import {
+  type CommandSpec,
+  describeFailure,
+  EXIT_CODES,
+  formatHelp,
+  type ParsedCommandLine,
+  parseCommandLine,
+  portFlag,
+  stringFlag,
+  switchFlag,
+  usageError,
+} from './commandLine';
+import { generalHelp, RUN_COMMAND, RUNS_COMMAND, SERVE_COMMAND, START_COMMAND } from './commandSpecs';
 import { waitForCurations } from './curationWait';
-import { FolderBusyError } from './dataFolderLock';
 import { dataSummary } from './dataSummary';
 import { commandDoctor } from './doctorCommand';
-import { defaultAzuriteLocation, type EmbeddedServices, startEmbeddedServices } from './embedded';
-import { commandFiles, howToOpenFiles } from './filesCommand';
+import { defaultAzuriteLocation, type EmbeddedServices, embeddedScenario, startEmbeddedServices } from './embedded';
+import { commandFiles, FILES_COMMAND, howToOpenFiles } from './filesCommand';
 import { LocalFunctionsHost, type QueueHostSettings } from './localHost';
-import { createProgressDisplay, waitForRuns } from './progress';
+import { createProgressDisplay, currentFolders, followRuns, waitForRuns } from './progress';
 import { commandQuery } from './queryCommand';
 import { resumeInterruptedRuns, resumeOnceDue } from './resumeInterrupted';
-import { readLocalSettings } from './settings';
+import { formatRunsTable, runsFilterText } from './runsTable';
+import { hasSetting, readLocalSettings } from './settings';
 import { installShutdown, type Shutdown, shuttingDown } from './shutdown';
-
-const USAGE = `csp-unbilled-export <command> [flags]
-
-Commands:
-  run      Start exports now and process them to the end (exit 0 only if every run ended
-           succeeded, unchanged or noData).
-             --currencies USD,EUR  --periods current,last  --attribute-set full|basic
-             --datasets unbilledUsage,unbilledReconciliation,billedUsage,billedReconciliation,
-                        billedAggregatedUsage
-             --invoices G000000001,...  (billed datasets; without it, invoice discovery when on)
-             --force  --json  --timeout-minutes N
-  start    What "npm start" runs: the local host (HTTP on localhost:7071, timer, queues),
-           an export at once with progress, then keeps serving until Ctrl-C.
-  serve    The local host only: HTTP routes on localhost:7071, the timer, the queues.
-             --port N (default 7071)
-  runs     Run history from the ledger.  [runId]  --status S  --since DATE  --currency CUR
-             --dataset D  --invoice ID  --limit N  --json
-  files    What landed in the destination (raw, curated/, focus/): lists, or downloads with
-           --download DIR.  --run ID | --all  --dataset D  --json  (files --help)
-  query    DuckDB SQL over the current curated data: a view per dataset (unbilled_usage, …) and
-           focus_costs.  "SQL"  --json  --destination DIR|URL  (query --help)
-  doctor   Checks the configuration end to end (settings, Graph token and permission, storage,
-           destination write), each check with its fix.  --json  (doctor --help)
-  emulator The partner billing emulator (HTTPS), standalone. See docs/emulator.md.
-
-Settings come from the environment, then local.settings.json's Values. Absent storage settings
-start Azurite (data in .azurite/); an absent GRAPH_BASE_URL starts the partner billing emulator.
-Ctrl-C (or SIGTERM) at any moment hands unfinished queue messages back and stops Azurite and the
-emulator; the same command again resumes the interrupted runs at once (also after a kill). While
-one command uses .azurite/, "runs" uses its Azurite and the other commands refuse.`;
 
 type Out = (line: string) => void;
 const stdout: Out = (line) => process.stdout.write(`${line}\n`);
@@ -88,10 +75,23 @@ export interface RunSummary {
     curatedPath: string | null;
     /** The curation's status (null: EXPORT_CURATION off, or the run did not succeed). */
     curationStatus: string | null;
+    /** The error's code (docs/errors.md); null unless the run failed. */
+    errorCode: string | null;
   }>;
+  /** Billed datasets nothing was started for, and why (`kind`: needsInvoices or upToDate). */
+  skipped: Array<{ dataset: DatasetId; kind: SkippedDatasets['kind']; reason: string }>;
 }
 
-export function summarise(runs: RunRecord[], curations: Map<string, CurationRecord> = new Map()): RunSummary {
+/**
+ * The summary of `run --json`. `currentFolders`: for an unchanged run, the folder of the current data it equals
+ * (its `path`, since it copied nothing of its own).
+ */
+export function summarise(
+  runs: RunRecord[],
+  curations: Map<string, CurationRecord> = new Map(),
+  skipped: SkippedDatasets[] = [],
+  currentFolders: ReadonlyMap<string, string> = new Map(),
+): RunSummary {
   return {
     runs: runs.map((run) => ({
       runId: run.runId,
@@ -101,12 +101,21 @@ export function summarise(runs: RunRecord[], curations: Map<string, CurationReco
       status: run.status,
       blobCount: run.blobCount ?? 0,
       byteCount: run.byteCount,
-      path: run.status === 'succeeded' || run.blobsCopied > 0 ? (run.path ?? null) : null,
+      path:
+        run.status === 'unchanged'
+          ? (currentFolders.get(run.runId) ?? null)
+          : run.status === 'succeeded' || run.blobsCopied > 0
+            ? (run.path ?? null)
+            : null,
       error: run.status === 'failed' ? (run.error ?? 'failed') : null,
+      errorCode: run.status === 'failed' ? (run.errorCode ?? 'UNEXPECTED') : null,
       dataset: run.dataset ?? 'unbilledUsage',
       invoiceId: run.invoiceId ?? null,
       ...curationSummary(curations.get(run.runId)),
     })),
+    skipped: skipped.flatMap((skip) =>
+      skip.datasets.map((dataset) => ({ dataset, kind: skip.kind, reason: skip.reason })),
+    ),
   };
 }
 
@@ -144,19 +153,20 @@ function curationLine(curation: CurationRecord | undefined, curating: boolean): 
  */
 export const RUN_START_ATTEMPTS = 3;
 
-/** Errors that mean the settings point at nothing usable: exit code 2, like an invalid setting. */
-const CONFIGURATION_CODES = new Set(['CONFIG_INVALID', 'HOST_STORAGE_UNAVAILABLE']);
+/** The local host's HTTP port when none is asked for (the one of "func start"). */
+const DEFAULT_PORT = 7071;
 
-/** Prepares settings: local.settings.json + environment, embedded services for what is absent. */
+/** Prepares settings: local.settings.json + environment (read and checked), embedded services for what is absent. */
 async function prepare(options: {
   command: string;
+  settings: ReturnType<typeof readLocalSettings>;
   shutdown: Shutdown;
   withoutEmulator?: boolean;
   attach?: boolean;
   emulatorLog?: Out | undefined;
   log: Out;
 }) {
-  const { values, file } = readLocalSettings();
+  const { values, file } = options.settings;
   if (file !== undefined) options.log(`Settings: environment, then ${file}.`);
   const embedded = await options.shutdown.step(
     () =>
@@ -248,20 +258,21 @@ async function startHostFor(
   );
 }
 
+/** The host with HTTP on `port`; without one, on 7071 or, when that is taken, a free port. */
 async function startHttpHost(
   env: Record<string, string | undefined>,
   log: ReturnType<typeof hostLogger>,
   shutdown: Shutdown,
-  port: number,
+  port: number | undefined,
 ) {
   try {
-    return await startHostFor(env, log, shutdown, port);
+    return await startHostFor(env, log, shutdown, port ?? DEFAULT_PORT);
   } catch (error) {
-    if ((error as { code?: string }).code === 'EADDRINUSE' && port !== 0) {
-      stderr(`Port ${port} is in use (is "func start" running?); using a free port instead.`);
-      return startHostFor(env, log, shutdown, 0);
-    }
-    throw error;
+    if ((error as { code?: string }).code !== 'EADDRINUSE') throw error;
+    // Only the default moves: a port asked for (by a person or a script) that is taken is an error.
+    if (port !== undefined) throw portInUse(port);
+    stderr(`Port ${DEFAULT_PORT} is in use (is "func start" running?); using a free port instead.`);
+    return startHostFor(env, log, shutdown, 0);
   }
 }
 
@@ -270,13 +281,15 @@ function whereFilesAre(
   env: Record<string, string | undefined>,
   embedded: EmbeddedServices,
   keepsRunning: boolean,
+  currentFolders: ReadonlyMap<string, string>,
 ): string[] {
   const config = loadConfig(env);
   const lines: string[] = [];
   for (const run of runs.filter((r) => r.status === 'unchanged')) {
     const series = layoutFor(config, run, run.billingMonth ?? '?').series;
+    const folder = currentFolders.get(run.runId);
     lines.push(
-      `${runLabel(run)}: data unchanged since the newest complete run; see ${series}/latest.json (use --force to copy again).`,
+      `${runLabel(run)}: data unchanged since the newest complete run; the current data is in ${folder === undefined ? `the folder ${series}/latest.json names` : `${folder}/`} (use --force to copy again).`,
     );
   }
   const done = runs.filter((r) => r.path !== undefined && r.status === 'succeeded');
@@ -289,37 +302,147 @@ function whereFilesAre(
   return lines;
 }
 
-async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number> {
-  const { values: flags } = parseArgs({
-    args: argv,
-    options: {
-      currencies: { type: 'string' },
-      periods: { type: 'string' },
-      'attribute-set': { type: 'string' },
-      datasets: { type: 'string' },
-      invoices: { type: 'string' },
-      force: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      verbose: { type: 'boolean', default: false },
-      'timeout-minutes': { type: 'string' },
-      port: { type: 'string' },
-    },
-    strict: true,
-  });
+/**
+ * `run` that started nothing: billed datasets that needed invoice ids are a usage problem (exit code 2); billed
+ * datasets whose invoices have all landed had nothing to do (exit code 0).
+ */
+function nothingStarted(skipped: SkippedDatasets[]): number {
+  const needed = skipped.filter((skip) => skip.kind === 'needsInvoices');
+  if (needed.length === 0) {
+    stderr('Nothing to do: every billed dataset asked for is up to date.');
+    return EXIT_CODES.ok;
+  }
+  const datasets = needed.flatMap((skip) => skip.datasets).join(', ');
+  stderr(
+    describeFailure(
+      usageError(
+        RUN_COMMAND,
+        `nothing could start: ${datasets} need invoice ids and none were given`,
+        '--invoices G000000001,… or EXPORT_INVOICE_DISCOVERY=partnerCenter, or --datasets with a daily dataset',
+      ),
+    ).line,
+  );
+  return EXIT_CODES.usageOrConfiguration;
+}
+
+/** The flags of run and start, checked: every problem is reported before anything starts. */
+function runFlags(spec: CommandSpec, parsed: ParsedCommandLine) {
   const problems: string[] = [];
+  const text = (name: string) => stringFlag(parsed, name);
+  const currenciesText = text('currencies');
   const currencies =
-    flags.currencies === undefined ? undefined : parseCurrencies(flags.currencies, '--currencies', problems);
-  const billingPeriods =
-    flags.periods === undefined ? undefined : parseBillingPeriods(flags.periods, '--periods', problems);
-  const attributeSet =
-    flags['attribute-set'] === undefined
+    currenciesText === undefined
       ? undefined
-      : parseAttributeSet(flags['attribute-set'], '--attribute-set', problems);
-  const datasets = flags.datasets === undefined ? undefined : parseDatasets(flags.datasets, '--datasets', problems);
-  const invoiceIds = flags.invoices === undefined ? undefined : parseInvoiceIds(flags.invoices, '--invoices', problems);
-  const timeoutMinutes = flags['timeout-minutes'] === undefined ? 360 : Number(flags['timeout-minutes']);
-  if (!Number.isFinite(timeoutMinutes) || timeoutMinutes <= 0) problems.push('--timeout-minutes: a positive number');
-  if (problems.length > 0) throw new ExportError('CONFIG_INVALID', problems.join('\n'));
+      : checkIsoCurrencies(parseCurrencies(currenciesText, '--currencies', problems), '--currencies', problems);
+  const periods = text('periods');
+  const billingPeriods = periods === undefined ? undefined : parseBillingPeriods(periods, '--periods', problems);
+  const attributeText = text('attribute-set');
+  const attributeSet =
+    attributeText === undefined ? undefined : parseAttributeSet(attributeText, '--attribute-set', problems);
+  const datasetsText = text('datasets');
+  const datasets = datasetsText === undefined ? undefined : parseDatasets(datasetsText, '--datasets', problems);
+  const invoicesText = text('invoices');
+  const invoiceIds = invoicesText === undefined ? undefined : parseInvoiceIds(invoicesText, '--invoices', problems);
+  const timeoutText = text('timeout-minutes');
+  const timeoutMinutes = timeoutText === undefined ? 360 : Number(timeoutText);
+  if (!Number.isFinite(timeoutMinutes) || timeoutMinutes <= 0 || timeoutText?.trim() === '') {
+    problems.push(`--timeout-minutes: "${timeoutText}" is not accepted; a positive number of minutes, e.g. 30`);
+  }
+  if (problems.length > 0) throw usageError(spec, problems.join('; '));
+  return {
+    currencies,
+    billingPeriods,
+    attributeSet,
+    datasets,
+    invoiceIds,
+    timeoutMinutes,
+    force: switchFlag(parsed, 'force'),
+    json: switchFlag(parsed, 'json'),
+    verbose: switchFlag(parsed, 'verbose'),
+    port: portFlag(spec, parsed),
+  };
+}
+
+/**
+ * Checks every setting before Azurite or the emulator start (a bad setting must not cost their start-up): what
+ * they would fill in stands in as a placeholder.
+ */
+export function checkSettingsBeforeServices(
+  values: Record<string, string | undefined>,
+  options: { withEmulator: boolean; host: boolean },
+): Config {
+  const placeholders: Record<string, string> = {};
+  const local = 'UseDevelopmentStorage=true';
+  if (!hasSetting(values, 'AzureWebJobsStorage')) placeholders['AzureWebJobsStorage'] = local;
+  if (!hasSetting(values, 'DESTINATION_STORAGE')) placeholders['DESTINATION_STORAGE'] = local;
+  if (!hasSetting(values, 'GRAPH_BASE_URL')) {
+    placeholders['GRAPH_BASE_URL'] = 'https://127.0.0.1:1/v1.0';
+    // The emulator fills the currencies too; a command without it (runs) needs none.
+    if (!hasSetting(values, 'EXPORT_CURRENCIES')) placeholders['EXPORT_CURRENCIES'] = 'USD,EUR';
+    if (options.withEmulator) embeddedScenario(values);
+  }
+  if (!options.host && !hasSetting(values, 'EXPORT_CURRENCIES')) placeholders['EXPORT_CURRENCIES'] = 'USD';
+  const config = loadConfig({ ...values, ...placeholders });
+  if (options.host) localQueueSettings(values);
+  return config;
+}
+
+/**
+ * The settings of run and start, checked before anything starts. `--currencies` stands in for EXPORT_CURRENCIES
+ * when that setting is absent (written into `values`: the timer of start uses it too).
+ */
+export function checkRunSettings(values: Record<string, string | undefined>, currencies: string[] | undefined): Config {
+  if (currencies !== undefined && !hasSetting(values, 'EXPORT_CURRENCIES')) {
+    values['EXPORT_CURRENCIES'] = currencies.join(',');
+  }
+  return checkSettingsBeforeServices(values, { withEmulator: true, host: true });
+}
+
+/** Refuses a port that is taken before anything starts (the host's own listen still checks again). */
+async function checkPortFree(port: number): Promise<void> {
+  if (port === 0) return;
+  const server = createServer();
+  const taken = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(true));
+    server.listen(port, '127.0.0.1', () => resolve(false));
+  });
+  if (!taken) await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (taken) throw portInUse(port);
+}
+
+function portInUse(port: number): ExportError {
+  return new ExportError(
+    'PORT_IN_USE',
+    `port ${port} on localhost is in use (is "func start" or another "serve" running?). Accepted: a free port, --port 0 for any free port, or no --port (7071, else a free port)`,
+  );
+}
+
+async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number> {
+  const spec = mode === 'run' ? RUN_COMMAND : START_COMMAND;
+  const parsed = parseCommandLine(spec, argv);
+  if (parsed.help) {
+    stdout(formatHelp(spec));
+    return 0;
+  }
+  const flags = runFlags(spec, parsed);
+  const settings = readLocalSettings();
+  const config = checkRunSettings(settings.values, flags.currencies);
+  // Only billed datasets, no invoice ids and no discovery: nothing can start, known before anything starts.
+  const asked = flags.datasets ?? config.datasets;
+  if (
+    mode === 'run' &&
+    flags.invoiceIds === undefined &&
+    config.invoiceDiscovery.mode === 'off' &&
+    asked.every(isBilled)
+  ) {
+    const skipped: SkippedDatasets[] = [{ datasets: asked, kind: 'needsInvoices', reason: NO_INVOICES_REASON }];
+    for (const skip of skipped) stderr(`Skipped ${skip.datasets.join(', ')}: ${skip.reason}.`);
+    if (flags.json) stdout(JSON.stringify(summarise([], new Map(), skipped)));
+    return nothingStarted(skipped);
+  }
+  if (flags.port !== undefined) await checkPortFree(flags.port);
+  const { currencies, billingPeriods, attributeSet, datasets, invoiceIds, timeoutMinutes } = flags;
+  const commandStartedAt = new Date().toISOString();
 
   const display = createProgressDisplay(process.stderr);
   const shutdown = installShutdown(stderr);
@@ -327,15 +450,14 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
   try {
     const { env, embedded } = await prepare({
       command: mode,
+      settings,
       shutdown,
       log: display.log,
       emulatorLog: flags.verbose ? display.log : undefined,
     });
     const log = hostLogger(display, flags.verbose || !process.stderr.isTTY);
     const host =
-      mode === 'start'
-        ? await startHttpHost(env, log, shutdown, flags.port === undefined ? 7071 : Number(flags.port))
-        : await startHostFor(env, log, shutdown);
+      mode === 'start' ? await startHttpHost(env, log, shutdown, flags.port) : await startHostFor(env, log, shutdown);
     if (host.httpBaseUrl !== undefined)
       display.log(`Local host listening on ${host.httpBaseUrl} (POST /api/exports, GET /api/exports/runs).`);
     const deps = getDeps((level, line) => log(level, 'cli', line));
@@ -359,9 +481,11 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
     }
     // A signal waits for the starts to be recorded (a start cut between Graph's 202 and the ledger
     // write would leave an export nobody follows); a second signal does not wait.
+    const skipped: SkippedDatasets[] = [];
     const started = await shutdown.step(() =>
       startExports(
         {
+          onSkipped: (skip) => skipped.push(skip),
           trigger: 'manual',
           currencies,
           billingPeriods,
@@ -376,6 +500,17 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
     );
     const notStarted = startExportFailures(started);
     for (const line of notStarted) stderr(`Not started: ${line}`);
+    for (const skip of skipped) display.log(`Skipped ${skip.datasets.join(', ')}: ${skip.reason}.`);
+    // Runs started over HTTP or by the timer meanwhile show on the console of start, which keeps serving.
+    if (mode === 'start') {
+      const ignore = new Set(started.map((r) => r.runId));
+      followRuns(deps, { since: commandStartedAt, log: display.log, signal: shutdown.signal, ignore });
+    }
+    if (mode === 'run' && started.length === 0) {
+      display.stop();
+      if (flags.json) stdout(JSON.stringify(summarise([], new Map(), skipped)));
+      return nothingStarted(skipped);
+    }
     const fresh = started.filter((r) => !r.alreadyInFlight && r.error === undefined);
     const resumed = started.filter((r) => r.alreadyInFlight && r.error === undefined);
     if (fresh.length > 0) {
@@ -402,6 +537,7 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
       display,
       timeoutMinutes * 60_000,
     );
+    const folders = await currentFolders(runs, deps);
     // Curation follows each succeeded run: the command ends when it has ended too.
     if (deps.config.curation.enabled && runs.some((run) => run.status === 'succeeded')) {
       display.log('Curating (typed Parquet and FOCUS)…');
@@ -417,7 +553,7 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
       const curating = deps.config.curation.enabled && run.status === 'succeeded';
       stderr(`${runLabel(run)}: ${run.status}${detail}${curationLine(curations.get(run.runId), curating)}`);
     }
-    for (const line of whereFilesAre(runs, env, embedded, mode === 'start')) stderr(line);
+    for (const line of whereFilesAre(runs, env, embedded, mode === 'start', folders)) stderr(line);
     if (mode === 'start' && curations.size > 0) {
       // A first look at what landed; never a reason for the command to fail.
       try {
@@ -432,7 +568,7 @@ async function commandRun(argv: string[], mode: 'run' | 'start'): Promise<number
         run.status !== 'succeeded' || !deps.config.curation.enabled || curations.get(run.runId)?.status === 'succeeded',
     );
     const ok = runs.length === started.length && runs.every((r) => OK_STATUSES.has(r.status)) && curationOk;
-    if (flags.json) stdout(JSON.stringify(summarise(runs, curations)));
+    if (flags.json) stdout(JSON.stringify(summarise(runs, curations, skipped, folders)));
     if (mode === 'start') {
       stderr(
         `\nStill serving on ${host.httpBaseUrl ?? '(no HTTP)'} with the timer (${loadConfig(env).schedule}, UTC). Ctrl-C to stop.`,
@@ -483,25 +619,33 @@ function forever(): Promise<never> {
 }
 
 async function commandServe(argv: string[]): Promise<number> {
-  const { values: flags } = parseArgs({
-    args: argv,
-    options: { port: { type: 'string', default: '7071' }, verbose: { type: 'boolean', default: true } },
-  });
+  const parsed = parseCommandLine(SERVE_COMMAND, argv);
+  if (parsed.help) {
+    stdout(formatHelp(SERVE_COMMAND));
+    return 0;
+  }
+  const port = portFlag(SERVE_COMMAND, parsed);
+  const verbose = switchFlag(parsed, 'verbose');
+  const settings = readLocalSettings();
+  checkSettingsBeforeServices(settings.values, { withEmulator: true, host: true });
+  if (port !== undefined) await checkPortFree(port);
   const shutdown = installShutdown(stderr);
   // Ctrl-C is the normal way to stop serving.
   shutdown.exitCode = 0;
   let env: Record<string, string | undefined>;
   let embedded: EmbeddedServices;
   let host: LocalFunctionsHost;
-  const log = hostLogger({ log: stderr }, flags.verbose ?? true);
+  // The serving console shows the host's lines, as "func start" does.
+  const log = hostLogger({ log: stderr }, true);
   try {
     ({ env, embedded } = await prepare({
       command: 'serve',
+      settings,
       shutdown,
       log: stderr,
-      emulatorLog: flags.verbose ? stderr : undefined,
+      emulatorLog: verbose ? stderr : undefined,
     }));
-    host = await startHttpHost(env, log, shutdown, Number(flags.port));
+    host = await startHttpHost(env, log, shutdown, port);
   } catch (error) {
     if (!shutdown.stopping) await shutdown.stopAll();
     throw error;
@@ -510,63 +654,88 @@ async function commandServe(argv: string[]): Promise<number> {
     `Local host on ${host.httpBaseUrl}: POST /api/exports, GET /api/exports/runs[/{runId}], POST /admin/functions/startExportsTimer.`,
   );
   stderr(`Timer: ${loadConfig(env).schedule} (UTC). Ctrl-C to stop.`);
-  await resumeAtStartUp(
-    getDeps((level, line) => log(level, 'cli', line)),
-    embedded,
-    stderr,
-  );
+  const deps = getDeps((level, line) => log(level, 'cli', line));
+  followRuns(deps, { since: new Date().toISOString(), log: stderr, signal: shutdown.signal });
+  await resumeAtStartUp(deps, embedded, stderr);
   return forever();
 }
 
+/** `runs` flags as the ledger query reads them; a bad value names its flag (USAGE_INVALID). */
+function runsQuery(parsed: ParsedCommandLine): RunQuery {
+  const flags: Record<string, string> = { invoiceId: 'invoice' };
+  try {
+    return parseRunQuery({
+      status: stringFlag(parsed, 'status'),
+      since: stringFlag(parsed, 'since'),
+      until: stringFlag(parsed, 'until'),
+      currency: stringFlag(parsed, 'currency'),
+      dataset: stringFlag(parsed, 'dataset'),
+      invoiceId: stringFlag(parsed, 'invoice'),
+      limit: stringFlag(parsed, 'limit'),
+    });
+  } catch (error) {
+    if (!isExportError(error) || error.code !== 'REQUEST_INVALID') throw error;
+    // The query's problems name its parameters (`status: …; limit: …`): name the flags instead.
+    const problems = error.message
+      .split('; ')
+      .map((problem) =>
+        problem.replace(
+          /^(status|since|until|currency|dataset|invoiceId|limit):/,
+          (_, name: string) => `--${flags[name] ?? name}:`,
+        ),
+      );
+    throw usageError(RUNS_COMMAND, problems.join('; '));
+  }
+}
+
 async function commandRuns(argv: string[]): Promise<number> {
-  const { values: flags, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      status: { type: 'string' },
-      since: { type: 'string' },
-      until: { type: 'string' },
-      currency: { type: 'string' },
-      dataset: { type: 'string' },
-      invoice: { type: 'string' },
-      limit: { type: 'string' },
-      json: { type: 'boolean', default: false },
-    },
-  });
+  const parsed = parseCommandLine(RUNS_COMMAND, argv);
+  if (parsed.help) {
+    stdout(formatHelp(RUNS_COMMAND));
+    return 0;
+  }
+  const [runId] = parsed.positionals;
+  if (runId !== undefined && !isRunId(runId)) {
+    throw usageError(
+      RUNS_COMMAND,
+      `"${runId}" is not a run id`,
+      'a run id as "runs" prints it, e.g. 20261207T060000123Z-9f3a1c2b',
+    );
+  }
+  const query = runsQuery(parsed);
+  const json = switchFlag(parsed, 'json');
+  const settings = readLocalSettings();
+  checkSettingsBeforeServices(settings.values, { withEmulator: false, host: false });
   const shutdown = installShutdown(stderr);
-  const { env } = await prepare({ command: 'runs', shutdown, withoutEmulator: true, attach: true, log: stderr });
+  const { env } = await prepare({
+    command: 'runs',
+    settings,
+    shutdown,
+    withoutEmulator: true,
+    attach: true,
+    log: stderr,
+  });
   try {
     const deps = getDeps((level, line) => stderr(`${level} ${line}`), {
       ...env,
       GRAPH_BASE_URL: env['GRAPH_BASE_URL'] ?? 'https://127.0.0.1:1/v1.0',
       EXPORT_CURRENCIES: env['EXPORT_CURRENCIES'] ?? 'USD',
     });
-    if (positionals[0] !== undefined) {
-      const details = await getRunDetails(positionals[0], deps);
+    if (runId !== undefined) {
+      const details = await getRunDetails(runId, deps);
       stdout(JSON.stringify(details, null, 2));
       return 0;
     }
-    const query = parseRunQuery({
-      status: flags.status,
-      since: flags.since,
-      until: flags.until,
-      currency: flags.currency,
-      dataset: flags.dataset,
-      invoiceId: flags.invoice,
-      limit: flags.limit,
-    });
     const runs = (await listRuns(query, deps)).map(publicRun);
-    if (flags.json) {
+    if (json) {
       stdout(JSON.stringify({ runs }));
-    } else if (runs.length === 0) {
-      stdout('No runs recorded yet.');
-    } else {
-      for (const run of runs) {
-        stdout(
-          `${run.runId}  ${run.trigger.padEnd(8)} ${run.dataset === 'unbilledUsage' ? '' : `${run.dataset} ${run.invoiceId ?? ''} `}${run.currency} ${run.billingPeriod.padEnd(7)} ${run.attributeSet.padEnd(5)} ${run.status.padEnd(9)} ${run.blobsCopied}/${run.blobCount ?? '?'} blobs ${run.byteCount} bytes${run.error ? `  ${run.error}` : ''}`,
-        );
-      }
+      return 0;
     }
+    const filters = runsFilterText(parsed, RUNS_COMMAND);
+    // "No runs match" only when there are runs the filters left out.
+    const anyRun =
+      runs.length > 0 || filters === '' ? runs.length > 0 : (await listRuns({ limit: 1 }, deps)).length > 0;
+    for (const line of formatRunsTable(runs, { filters, anyRun })) stdout(line);
     return 0;
   } finally {
     if (!shutdown.stopping) {
@@ -576,37 +745,83 @@ async function commandRuns(argv: string[]): Promise<number> {
   }
 }
 
+/** The emulator keeps its own parser and help (src/emulator/main.ts); its flags are checked here first. */
+const EMULATOR_COMMAND: CommandSpec = {
+  name: 'emulator',
+  summary: 'the partner billing emulator (HTTPS), standalone; see docs/emulator.md',
+  arguments: '[flags]',
+  description: '',
+  flags: Object.entries(EMULATOR_FLAGS)
+    .filter(([name]) => name !== 'help')
+    .map(([name, option]) =>
+      option.type === 'string' ? { name, value: 'VALUE', description: '' } : { name, description: '' },
+    ),
+  examples: [],
+  helpText: EMULATOR_USAGE,
+};
+
+async function commandEmulator(argv: string[]): Promise<number> {
+  const parsed = parseCommandLine(EMULATOR_COMMAND, argv);
+  if (parsed.help) {
+    stdout(formatHelp(EMULATOR_COMMAND));
+    return 0;
+  }
+  let port: number;
+  try {
+    ({ port } = parseEmulatorArgs(argv));
+  } catch (error) {
+    throw usageError(EMULATOR_COMMAND, errorMessage(error).replace(/\.$/, ''));
+  }
+  await checkPortFree(port);
+  await runEmulatorCommand(argv);
+  return 0;
+}
+
+const COMMANDS: Record<
+  string,
+  { spec: Pick<CommandSpec, 'name' | 'summary'>; run: (argv: string[]) => Promise<number> }
+> = {
+  run: { spec: RUN_COMMAND, run: (argv) => commandRun(argv, 'run') },
+  start: { spec: START_COMMAND, run: (argv) => commandRun(argv, 'start') },
+  serve: { spec: SERVE_COMMAND, run: commandServe },
+  runs: { spec: RUNS_COMMAND, run: commandRuns },
+  files: { spec: FILES_COMMAND, run: (argv) => commandFiles(argv) },
+  query: {
+    spec: { name: 'query', summary: 'DuckDB SQL over the current curated data: a view per dataset and focus_costs' },
+    run: commandQuery,
+  },
+  doctor: {
+    spec: { name: 'doctor', summary: 'checks the configuration end to end, each check with its fix' },
+    run: commandDoctor,
+  },
+  emulator: { spec: EMULATOR_COMMAND, run: commandEmulator },
+};
+
+/** The general help: every command with one line. */
+export function usage(): string {
+  return generalHelp(Object.values(COMMANDS).map((command) => command.spec));
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  switch (command) {
-    case 'run':
-      return commandRun(rest, 'run');
-    case 'start':
-      return commandRun(rest, 'start');
-    case 'serve':
-      return commandServe(rest);
-    case 'runs':
-      return commandRuns(rest);
-    case 'files':
-      return commandFiles(rest);
-    case 'query':
-      return commandQuery(rest);
-    case 'doctor':
-      return commandDoctor(rest);
-    case 'emulator': {
-      await runEmulatorCommand(rest);
+  if (command === undefined || command === '--help' || command === '-h') {
+    stdout(usage());
+    return command === undefined ? EXIT_CODES.usageOrConfiguration : 0;
+  }
+  if (command === 'help') {
+    // `help run` is `run --help`.
+    const [about] = rest;
+    if (about === undefined) {
+      stdout(usage());
       return 0;
     }
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      stdout(USAGE);
-      return command === undefined ? 1 : 0;
-    default:
-      stderr(`Unknown command "${command}".\n\n${USAGE}`);
-      return 2;
+    return main([about, '--help']);
   }
+  const found = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+  if (found === undefined) {
+    throw usageError(undefined, `unknown command "${command}"`, [...Object.keys(COMMANDS), 'help'].join(', '));
+  }
+  return found.run(rest);
 }
 
 /** Runs the command line with process.argv and sets the exit code. */
@@ -620,17 +835,9 @@ export function runCli(): void {
     })
     .catch((error: unknown) => {
       if (shuttingDown()) return;
-      if (error instanceof FolderBusyError) {
-        stderr(error.message);
-        process.exitCode = 3;
-        setImmediate(() => process.exit());
-        return;
-      }
-      // Classified, so that an endpoint that cannot be reached is named with its setting, not a bare ECONNREFUSED.
-      const classified = classifyError(error);
-      const message = redact(errorMessage(classified));
-      stderr(classified.code === 'UNEXPECTED' ? `Error: ${message}` : `${classified.code}: ${message}`);
-      process.exitCode = CONFIGURATION_CODES.has(classified.code) ? 2 : 1;
+      const { line, exitCode } = describeFailure(error);
+      stderr(line);
+      process.exitCode = exitCode;
       setImmediate(() => process.exit());
     });
 }

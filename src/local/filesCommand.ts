@@ -1,10 +1,10 @@
-import { parseArgs } from 'node:util';
 import type { ContainerClient } from '@azure/storage-blob';
 import { destinationContainerClient } from '../composition';
 import { type Config, type DatasetId, loadConfig, parseDatasets } from '../config';
 import { ExportError } from '../errors';
 import { isRunId } from '../pipeline/layout';
 import { PARTNER_DEST_ACCOUNT } from './azurite';
+import { type CommandSpec, parseCommandLine, stringFlag, switchFlag, usageError } from './commandLine';
 import {
   type DestinationFile,
   type DownloadedFile,
@@ -51,16 +51,22 @@ sign-in, e.g. "az login", needs Storage Blob Data Reader on it); without either,
 .azurite/ (the one of a running "npm start" if there is one). Exit codes: 0 listed/downloaded, 1 the
 destination failed or a file was refused, 2 bad flags or settings, 3 .azurite/ is busy.`;
 
-const FLAGS = {
-  run: { type: 'string' },
-  all: { type: 'boolean', default: false },
-  dataset: { type: 'string' },
-  download: { type: 'string' },
-  json: { type: 'boolean', default: false },
-  help: { type: 'boolean', default: false },
-} as const;
-
-const ACCEPTED = '--run ID, --all, --dataset D, --download DIR, --json, --help';
+/** The command's description for commandLine.ts (its help is FILES_USAGE). */
+export const FILES_COMMAND: CommandSpec = {
+  name: 'files',
+  summary: 'what landed in the destination (raw, curated/, focus/): lists, or downloads with --download DIR',
+  arguments: '[flags]',
+  description: '',
+  flags: [
+    { name: 'run', value: 'ID', description: '' },
+    { name: 'all', description: '' },
+    { name: 'dataset', value: 'D', description: '' },
+    { name: 'download', value: 'DIR', description: '' },
+    { name: 'json', description: '' },
+  ],
+  examples: [],
+  helpText: FILES_USAGE,
+};
 
 export interface FilesFlags {
   selection: FileSelection;
@@ -69,34 +75,17 @@ export interface FilesFlags {
   help: boolean;
 }
 
-function usageError(problem: string, listFlags = true): ExportError {
-  return new ExportError(
-    'CONFIG_INVALID',
-    listFlags ? `files: ${problem}; accepted: ${ACCEPTED} (see "files --help").` : `files: ${problem}.`,
-  );
-}
-
-/** Reads the flags; every problem is a CONFIG_INVALID naming the flag and what is accepted (exit code 2). */
+/** Reads the flags; every problem names the flag and what is accepted (USAGE_INVALID, exit code 2). */
 export function parseFilesFlags(argv: string[]): FilesFlags {
-  let values: { run?: string; all?: boolean; dataset?: string; download?: string; json?: boolean; help?: boolean };
-  try {
-    ({ values } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }));
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    const message = error instanceof Error ? error.message : String(error);
-    const flag = /'(-[^' ]+)/.exec(message)?.[1];
-    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw usageError(`unknown flag "${flag ?? message}"`);
-    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
-      const word = /'([^']*)'/.exec(message)?.[1];
-      throw usageError(`unexpected argument "${word ?? message}" (files takes flags only)`);
-    }
-    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
-      throw usageError(
-        `${flag ?? 'a flag'} ${flag === '--all' || flag === '--json' ? 'takes no value' : 'needs a value'}`,
-      );
-    }
-    throw usageError(message);
-  }
+  const parsed = parseCommandLine(FILES_COMMAND, argv);
+  const values = {
+    run: stringFlag(parsed, 'run'),
+    all: switchFlag(parsed, 'all'),
+    dataset: stringFlag(parsed, 'dataset'),
+    download: stringFlag(parsed, 'download'),
+    json: switchFlag(parsed, 'json'),
+    help: parsed.help,
+  };
   if (values.help === true) {
     return { selection: { mode: 'current' }, download: undefined, json: false, help: true };
   }
@@ -112,7 +101,7 @@ export function parseFilesFlags(argv: string[]): FilesFlags {
   if (values.download !== undefined && values.download.trim() === '') {
     problems.push('--download: a folder is accepted, e.g. --download ./partner-billing');
   }
-  if (problems.length > 0) throw usageError(problems.join('; '), false);
+  if (problems.length > 0) throw usageError(FILES_COMMAND, problems.join('; '));
   const selection: FileSelection =
     values.run !== undefined
       ? { mode: 'run', runId: values.run, datasets }

@@ -24,6 +24,19 @@ export interface TargetRequest {
   attributeSet?: AttributeSet | undefined;
   /** Invoices of the billed datasets; absent: found by invoice discovery when it is on. */
   invoiceIds?: string[] | undefined;
+  /** Told of billed datasets for which nothing is started, and why (the command line reports them). */
+  onSkipped?: ((skipped: SkippedDatasets) => void) | undefined;
+}
+
+/** Why billed datasets start nothing without invoice ids and without invoice discovery. */
+export const NO_INVOICES_REASON =
+  'no invoice ids given (--invoices, or "invoiceIds" over HTTP) and EXPORT_INVOICE_DISCOVERY is off';
+
+/** Billed datasets a start left out: no invoice ids to export (`needsInvoices`), or none new (`upToDate`). */
+export interface SkippedDatasets {
+  datasets: DatasetId[];
+  kind: 'needsInvoices' | 'upToDate';
+  reason: string;
 }
 
 /**
@@ -71,9 +84,9 @@ export async function exportTargets(
     return { targets, problems };
   }
   if (config.invoiceDiscovery.mode !== 'partnerCenter' || deps.invoices === undefined) {
-    deps.logger.warn(
-      `The billed datasets ${billed.join(', ')} need invoice ids: none given and EXPORT_INVOICE_DISCOVERY is off; nothing started for them.`,
-    );
+    const reason = NO_INVOICES_REASON;
+    deps.logger.warn(`The billed datasets ${billed.join(', ')} need invoice ids: ${reason}; nothing started for them.`);
+    request.onSkipped?.({ datasets: billed, kind: 'needsInvoices', reason });
     return { targets, problems };
   }
   try {
@@ -83,6 +96,13 @@ export async function exportTargets(
       deps.ledger,
     );
     for (const { dataset, invoiceId } of pending) targets.push(billedTarget(dataset, invoiceId));
+    if (pending.length === 0) {
+      request.onSkipped?.({
+        datasets: billed,
+        kind: 'upToDate',
+        reason: 'invoice discovery: every invoice in the window has landed complete',
+      });
+    }
     deps.logger.info(
       pending.length === 0
         ? 'Invoice discovery: every invoice in the window has landed; no billed export to start.'

@@ -4,7 +4,7 @@ import { exportRequestFor, runLabel, startLockKeyFor } from '../datasets';
 import { classifyError, ExportError, errorMessage, isExportError } from '../errors';
 import { redact, safeUrl } from '../redact';
 import type { PipelineDeps } from './deps';
-import { type ExportTarget, exportTargets } from './exportTargets';
+import { type ExportTarget, exportTargets, type TargetRequest } from './exportTargets';
 import { graphEndpoint } from './pollExportStatus';
 import type { RunRecord, RunStatus, Trigger, Versioned } from './ports';
 import { advance, endRun, isTerminal, runLogger, withRun } from './runStateMachine';
@@ -23,6 +23,8 @@ export interface StartRequest {
   invoiceIds?: string[] | undefined;
   /** Attempts to have Graph accept each export before its run fails (default 10; the command line asks for fewer). */
   maxStartAttempts?: number | undefined;
+  /** Told of billed datasets for which nothing is started, and why. */
+  onSkipped?: TargetRequest['onSkipped'];
 }
 
 /** One (currency, period) of a start: the run it created, or the run already in flight, or why it could not start. */

@@ -13,6 +13,9 @@
  *     design needs; the cost of a daily export at list prices.
  *  5. large blobs: parallel Put Block From URL against a fake service with latency and bandwidth.
  *  6. orchestration of 200 small blobs; the streaming fallback's peak RSS for a 512 MiB blob.
+ *  7. curation: one raw file converted to typed Parquet and FOCUS, against DuckDB's own COPY of the typed columns
+ *     (time and peak RSS, each in a fresh process); with BENCH_CURATION_LARGE_GB, a large export's peak RSS; the
+ *     curation cost per day (curationBench.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -45,6 +48,7 @@ import {
 } from './benchSupport';
 import { measureBlockCopy, modelBoundSeconds, type ServiceModel } from './blockCopyModel';
 import { gzipBytesPerRow, runWorker } from './copyBench';
+import { measureCuration } from './curationBench';
 import type { RequestTraceFile, TracedRequest } from './requestTrace';
 
 const MiB = 1024 * 1024;
@@ -67,6 +71,11 @@ interface Options {
   blockSizesMiB: number[];
   concurrencies: number[];
   model: ServiceModel;
+  /** Usage rows of the curation file (item 7) and rounds of the two conversions. */
+  curationRows: number;
+  curationRounds: number;
+  /** Raw JSON bytes of item 7's large export (env BENCH_CURATION_LARGE_GB), or undefined: not measured. */
+  curationLargeBytes: number | undefined;
   only: Set<string> | undefined;
 }
 
@@ -98,6 +107,12 @@ function parseOptions(argv: readonly string[]): Options {
     concurrencies: [1, 2, 4, 8, 16, 32, 64],
     // Assumptions, not measurements: see docs/performance.md (item 5).
     model: { latencyMs: 30, requestMiBps: 60, serviceMiBps: 1900 },
+    curationRows: quick ? 100_000 : 300_000,
+    curationRounds: 3,
+    curationLargeBytes:
+      process.env['BENCH_CURATION_LARGE_GB'] === undefined
+        ? undefined
+        : Number(process.env['BENCH_CURATION_LARGE_GB']) * 1024 ** 3,
     only: only === undefined ? undefined : new Set(only.split(',')),
   };
 }
@@ -121,6 +136,7 @@ interface Spawned {
 }
 
 const TRACE_MODULE = join(__dirname, 'requestTrace.js');
+const MODULE_PROBE = join(__dirname, 'moduleProbe.js');
 
 function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -139,13 +155,21 @@ async function spawnNode(
   args: string[],
   env: NodeJS.ProcessEnv,
   cwd: string,
-  options: { trace?: boolean; timeoutMs?: number } = {},
+  options: { trace?: boolean; timeoutMs?: number; probeModules?: string } = {},
 ): Promise<Spawned> {
   const traceFile = options.trace ? join(cwd, `trace-${Date.now()}-${Math.random().toString(36).slice(2)}.json`) : '';
   const spawnedAt = nowMs();
-  const child: ChildProcess = spawn(process.execPath, [...(options.trace ? ['-r', TRACE_MODULE] : []), ...args], {
+  const preload = [
+    ...(options.trace ? ['-r', TRACE_MODULE] : []),
+    ...(options.probeModules === undefined ? [] : ['-r', MODULE_PROBE]),
+  ];
+  const child: ChildProcess = spawn(process.execPath, [...preload, ...args], {
     cwd,
-    env: options.trace ? { ...env, BENCH_TRACE_FILE: traceFile } : env,
+    env: {
+      ...env,
+      ...(options.trace ? { BENCH_TRACE_FILE: traceFile } : {}),
+      ...(options.probeModules === undefined ? {} : { BENCH_MODULES_FILE: options.probeModules }),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -241,6 +265,9 @@ async function measureCommandLine(services: Services, options: Options, rows: Re
   // Baseline: starting Azurite alone, with its data in a folder as the command line keeps it (.azurite/).
   const azuriteStarts: number[] = [];
   const firstGraph: number[] = [];
+  // DuckDB (about 70 MB of native code) belongs to the conversion: `run` must not load it on its way to the first
+  // Graph request, nor anywhere but in a conversion (the run below converts the emulator's JPY rows at its end).
+  const duckDbInRun: string[] = [];
   for (let run = 0; run < options.spawnRuns; run++) {
     const location = mkdtempSync(join(services.workDir, 'azurite-'));
     const started = nowMs();
@@ -255,14 +282,20 @@ async function measureCommandLine(services: Services, options: Options, rows: Re
     delete env['AzureWebJobsStorage'];
     delete env['DESTINATION_STORAGE'];
     const before = services.lines.length;
+    const probe = join(cwd, 'modules.json');
     const spawned = await spawnNode([cli, 'run', '--currencies', 'JPY', '--periods', 'current'], env, cwd, {
       timeoutMs: 120_000,
+      probeModules: probe,
     });
+    const first = readProbe(probe);
     const post = services.lines.slice(before).find((line) => line.method === 'POST');
     if (post === undefined) {
       log(`command line run gave no Graph request (exit ${spawned.code}): ${spawned.stderr.slice(-2000)}`);
     } else {
       firstGraph.push(post.at - spawned.spawnedAt);
+    }
+    if (first !== undefined && (post === undefined || first.at < post.at || !first.stack.includes('convertFile'))) {
+      duckDbInRun.push(first.stack);
     }
   }
   const ours = median(firstGraph);
@@ -306,14 +339,21 @@ async function measureCommandLine(services: Services, options: Options, rows: Re
   const files = functionsEntryFiles();
   const functionsModule = require.resolve('@azure/functions', { paths: [ROOT] });
   const timeRequire = (paths: string[]) =>
-    `const t=performance.now();for(const f of ${JSON.stringify(paths)})require(f);process.stdout.write(String(performance.now()-t));`;
+    `const t=performance.now();for(const f of ${JSON.stringify(paths)})require(f);const ms=performance.now()-t;process.stdout.write(JSON.stringify({ms,duckdb:Object.keys(require.cache).filter((k)=>/[\\/]@?duckdb|duckdb\\.node$/.test(k))}));`;
   const entry: number[] = [];
   const alone: number[] = [];
+  const duckDbInEntry = new Set<string>();
   for (let run = 0; run < options.spawnRuns; run++) {
-    const a = await spawnNode(['-e', timeRequire(files)], baseEnv({}), ROOT);
-    entry.push(Number(a.stdout));
-    const b = await spawnNode(['-e', timeRequire([functionsModule])], baseEnv({}), ROOT);
-    alone.push(Number(b.stdout));
+    const a = JSON.parse((await spawnNode(['-e', timeRequire(files)], baseEnv({}), ROOT)).stdout) as {
+      ms: number;
+      duckdb: string[];
+    };
+    entry.push(a.ms);
+    for (const name of a.duckdb) duckDbInEntry.add(name);
+    const b = JSON.parse((await spawnNode(['-e', timeRequire([functionsModule])], baseEnv({}), ROOT)).stdout) as {
+      ms: number;
+    };
+    alone.push(b.ms);
   }
   rows.push({
     item: '2',
@@ -325,6 +365,28 @@ async function measureCommandLine(services: Services, options: Options, rows: Re
     met: median(entry) <= 150,
     values: { entryImportMs: round(median(entry), 1), functionsImportMs: round(median(alone), 1) },
   });
+  rows.push({
+    item: '2',
+    figure: 'DuckDB loaded by the Functions entry, or by `run` before its first Graph request or outside a conversion',
+    ours: `${duckDbInEntry.size + duckDbInRun.length}`,
+    baseline: `${duckDbInEntry.size} entry modules, ${duckDbInRun.length} of ${options.spawnRuns} runs`,
+    ratio: '-',
+    target: '0',
+    met: duckDbInEntry.size + duckDbInRun.length === 0,
+    values: { duckDbModulesInEntry: duckDbInEntry.size, duckDbEarlyRuns: duckDbInRun.length },
+  });
+  if (duckDbInEntry.size > 0) log(`DuckDB loaded by the Functions entry: ${[...duckDbInEntry].join(', ')}`);
+  for (const stack of duckDbInRun)
+    log(`DuckDB loaded by run before its first Graph request or outside a conversion:\n${stack}`);
+}
+
+/** When and from where a probed process first loaded DuckDB (moduleProbe.ts); undefined when it never did. */
+function readProbe(file: string): { at: number; stack: string } | undefined {
+  try {
+    return (JSON.parse(readFileSync(file, 'utf8')) as { firstLoad?: { at: number; stack: string } }).firstLoad;
+  } catch {
+    return undefined;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -957,6 +1019,20 @@ async function main(): Promise<void> {
       details.push(
         `\nStreaming ${fixed(blob.byteCount / MiB, 1)} MiB: copier ${fixed(copier.ms, 0)} ms (${copier.refusals} refused server-side attempts first), direct ${fixed(direct.ms, 0)} ms; late/early peak ${fixed(copier.memory.lateOverEarlyRss)}; bytes through the process ${fixed((copier.net.bytesRead + copier.net.bytesWritten) / blob.byteCount, 3)} x blob.`,
       );
+    }
+
+    if (want('7')) {
+      const curation = await measureCuration({
+        workDir: services.workDir,
+        rows: options.curationRows,
+        rounds: options.curationRounds,
+        largeBytes: options.curationLargeBytes,
+        prices: PRICES,
+        log,
+      });
+      rows.push(...curation.rows);
+      details.push(...curation.details);
+      Object.assign(json, curation.json);
     }
   } finally {
     await services.emulator.stop();

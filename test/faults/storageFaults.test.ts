@@ -304,20 +304,20 @@ describe('storage faults through fault proxies in front of Azurite', () => {
     const tableProxy = await startFaultProxy({
       target: env.azurite.tableEndpoint,
       decide: (request) =>
-        request.method === 'POST' && request.body.toString('utf8').includes('UAA-current-full')
+        request.method === 'POST' && request.body.toString('utf8').includes('UAH-current-full')
           ? storageError(503, 'ServerBusy', 'The server is busy.')
           : undefined,
     });
     const h = await spawnHostBehind('storage-timer-one-fails', 'table', tableProxy, {
-      EXPORT_CURRENCIES: 'UAA,UAB,UAC',
+      EXPORT_CURRENCIES: 'UAH,UGX,UYU',
     });
     try {
       const response = await fetch(`${h.http}/admin/functions/startExportsTimer`, { method: 'POST' });
       assert.equal(response.status, 202);
       const others = await env.waitUntil(
-        'UAB and UAC to be started although UAA failed',
+        'UGX and UYU to be started although UAH failed',
         async () => {
-          const runs = [...(await env.runsOf('UAB')), ...(await env.runsOf('UAC'))];
+          const runs = [...(await env.runsOf('UGX')), ...(await env.runsOf('UYU'))];
           return runs.length >= 2 ? runs : undefined;
         },
         60_000,
@@ -328,13 +328,13 @@ describe('storage faults through fault proxies in front of Azurite', () => {
       );
       assert.deepEqual(
         ended.map((r) => `${r.currency} ${r.status}`),
-        ['UAB succeeded', 'UAC succeeded'],
+        ['UGX succeeded', 'UYU succeeded'],
       );
       await env.waitUntil(
-        'an error of startExportsTimer naming UAA',
+        'an error of startExportsTimer naming UAH',
         async () =>
           env.logs.some(
-            (l) => l.host === h.name && l.fn === 'startExportsTimer' && l.level === 'error' && l.line.includes('UAA'),
+            (l) => l.host === h.name && l.fn === 'startExportsTimer' && l.level === 'error' && l.line.includes('UAH'),
           )
             ? true
             : undefined,
@@ -424,15 +424,15 @@ describe('storage faults through fault proxies in front of Azurite', () => {
     containerCreatesToRefuse = FULL ? 4 : 1;
     const h = await env.spawnHost({
       name: 'storage-timer-destination-503',
-      env: { ...destinationSettings(container), EXPORT_CURRENCIES: 'UBA,UBB' },
+      env: { ...destinationSettings(container), EXPORT_CURRENCIES: 'BAM,BBD' },
     });
     try {
       const response = await fetch(`${h.http}/admin/functions/startExportsTimer`, { method: 'POST' });
       assert.equal(response.status, 202);
       const started = await env.waitUntil(
-        'UBA and UBB to start although the first container create failed',
+        'BAM and BBD to start although the first container create failed',
         async () => {
-          const runs = [...(await env.runsOf('UBA')), ...(await env.runsOf('UBB'))];
+          const runs = [...(await env.runsOf('BAM')), ...(await env.runsOf('BBD'))];
           return runs.length >= 2 ? runs : undefined;
         },
         60_000,
@@ -443,10 +443,10 @@ describe('storage faults through fault proxies in front of Azurite', () => {
       );
       assert.deepEqual(
         ended.map((r) => `${r.currency} ${r.status}`),
-        ['UBA succeeded', 'UBB succeeded'],
+        ['BAM succeeded', 'BBD succeeded'],
       );
       assert.equal(containerCreatesToRefuse, 0, 'the first container create was refused');
-      for (const currency of ['UBA', 'UBB']) {
+      for (const currency of ['BAM', 'BBD']) {
         const report = await checkSeries(env, { currency, container });
         assert.deepEqual(report.problems, [], describeReport(report));
       }

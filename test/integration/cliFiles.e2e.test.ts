@@ -259,21 +259,21 @@ describe('command line: files lists and downloads what landed', () => {
 });
 
 describe('command line: files refuses bad flags before starting anything', () => {
-  it('an unknown flag, a bad run id, --run with --all, a flag without its value, a bad setting: CONFIG_INVALID naming it and what is accepted, exit 2, no Azurite started', {
+  it('an unknown flag, a bad run id, --run with --all, a flag without its value, a bad setting: an error naming it and what is accepted, exit 2, no Azurite started', {
     timeout: 60_000,
   }, async () => {
     const folder = workFolder('files-flags');
     const cases: Array<[string[], RegExp]> = [
       [
         ['files', '--bogus'],
-        /^CONFIG_INVALID: files: unknown flag "--bogus"; accepted: --run ID, --all, --dataset D, --download DIR, --json, --help \(see "files --help"\)\.$/m,
+        /^error USAGE_INVALID: files: unknown flag --bogus\. Accepted: --run ID, --all, --dataset D, --download DIR, --json, --help\. See "files --help"\.$/m,
       ],
       [
         ['files', '--run', 'yesterday'],
-        /^CONFIG_INVALID: files: --run: "yesterday" is not a run id; a run id as "runs" prints it is accepted/m,
+        /^error USAGE_INVALID: files: --run: "yesterday" is not a run id; a run id as "runs" prints it is accepted/m,
       ],
       [['files', '--run', '20261207T060000123Z-9f3a1c2b', '--all'], /--run and --all: give one of the two/],
-      [['files', '--download'], /^CONFIG_INVALID: files: --download needs a value; accepted: /m],
+      [['files', '--download'], /^error USAGE_INVALID: files: --download needs a value\. Accepted: --download DIR/m],
       [['files', '--dataset', 'usage'], /--dataset: "usage" is not a dataset; accepted: any of unbilledUsage, /],
       [['files', 'everything'], /unexpected argument "everything"/],
     ];

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { DuckDBInstance } from '@duckdb/node-api';
+import { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import type { AttributeSet, DatasetId } from '../../src/config';
 import { type ConvertFileResult, convertFile, type EngineOptions } from '../../src/curation/convertFile';
 import { curatedSchema } from '../../src/curation/curatedSchemas';
@@ -388,5 +388,30 @@ describe('curation: one raw file to typed Parquet and FOCUS 1.2 (real DuckDB, em
     const table = await convert('staging-table', input, 'billedUsage', 'full', { staging: 'table', threads: 2 });
     assert.deepEqual(await hashes(table), parquetHashes);
     assert.deepEqual(table.totals, parquet.totals);
+  });
+
+  it('reads the raw file in one statement, stages its rows in small row groups and gives FOCUS its lookup values as typed constants', async () => {
+    const input = await emulatorFile('statements', 'unbilledUsage', 'EUR', 'full', 200);
+    const statements: string[] = [];
+    const prototype = DuckDBConnection.prototype as unknown as { run: (sql: string, ...rest: unknown[]) => unknown };
+    const run = prototype.run;
+    prototype.run = function recorded(this: unknown, sql: string, ...rest: unknown[]) {
+      statements.push(sql);
+      return run.call(this, sql, ...rest);
+    };
+    try {
+      await convert('statements', input, 'unbilledUsage', 'full');
+    } finally {
+      prototype.run = run;
+    }
+    const reads = statements.filter((sql) => sql.includes('read_json('));
+    assert.equal(reads.length, 1, 'the raw file is parsed once');
+    // DuckDB's default row group (122880 rows of ~90 text columns) crowded the 256 MB limit: 2-3x the time.
+    assert.match(reads[0] as string, /ROW_GROUP_SIZE 16384\b/);
+    const focus = statements.find((sql) => sql.startsWith('COPY') && sql.includes('/focus'));
+    assert.ok(focus !== undefined);
+    // A lookup's value is cast where it is written, once: a cast of a CASE over text values parsed a DECIMAL per row.
+    assert.match(focus, /WHEN '[^']*' THEN CAST\('/);
+    assert.doesNotMatch(focus, /WHEN '[^']*' THEN '/);
   });
 });

@@ -129,6 +129,12 @@ describe('loadConfig', () => {
       assert.ok(found.every((p) => p.startsWith('EXPORT_CURRENCIES:')));
     });
 
+    it('refuses a three-letter code that is no ISO 4217 currency, naming it (Intl.supportedValuesOf)', () => {
+      const problem = oneProblem({ EXPORT_CURRENCIES: 'USD,xyz' }, 'EXPORT_CURRENCIES', /"XYZ" is not an ISO 4217/);
+      assert.match(problem, /accepted: codes such as USD, EUR/);
+      assert.deepEqual(load({ EXPORT_CURRENCIES: 'CHF,jpy,ZAR' }).currencies, ['CHF', 'JPY', 'ZAR']);
+    });
+
     it('refuses a list with no code in it', () => {
       oneProblem({ EXPORT_CURRENCIES: ' , ,' }, 'EXPORT_CURRENCIES', /no currency given/);
     });

@@ -138,16 +138,16 @@ describe('files: flags', () => {
     assert.equal(parseFilesFlags(['--download', 'out', '--json']).download, 'out');
   });
 
-  it('every problem is CONFIG_INVALID (exit code 2) naming the flag', () => {
+  it('every problem is USAGE_INVALID (exit code 2) naming the flag', () => {
     for (const [args, pattern] of [
-      [['--nope'], /unknown flag "--nope"/],
+      [['--nope'], /unknown flag --nope\. Accepted: --run ID, --all, --dataset D, --download DIR, --json, --help\./],
       [['--run', 'x'], /--run: "x" is not a run id/],
       [['--all', '--run', '20261207T060000123Z-9f3a1c2b'], /give one of the two/],
       [['--download', ' '], /--download: a folder is accepted/],
     ] as const) {
       assert.throws(
         () => parseFilesFlags([...args]),
-        (error: unknown) => isExportError(error) && error.code === 'CONFIG_INVALID' && pattern.test(error.message),
+        (error: unknown) => isExportError(error) && error.code === 'USAGE_INVALID' && pattern.test(error.message),
       );
     }
   });

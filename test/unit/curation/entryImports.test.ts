@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
@@ -66,6 +67,44 @@ describe('DuckDB stays out of the entry points', () => {
         relative(root, entry),
       );
     }
+  });
+
+  it('has no DuckDB module in require.cache after the compiled Functions entry and every function file are loaded', () => {
+    // The same rule at run time, on tsc's output (dist/src): lazy require() calls are not followed by the static
+    // check above. `npm run bench` checks the bundle and `run` the same way (item 2).
+    const built = join(root, 'dist', 'src');
+    const files = [
+      join(built, 'index.js'),
+      ...readdirSync(join(built, 'functions'))
+        .filter((name) => name.endsWith('.js'))
+        .map((name) => join(built, 'functions', name)),
+    ];
+    const script = `for (const f of JSON.parse(process.argv[1])) require(f);
+process.stdout.write(JSON.stringify(Object.keys(require.cache).filter((k) => /[\\\\/]@?duckdb|duckdb\\.node$/.test(k))));`;
+    const loaded = JSON.parse(
+      execFileSync(process.execPath, ['-e', script, JSON.stringify(files)], {
+        cwd: root,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    ) as string[];
+    assert.ok(files.length > 1);
+    assert.deepEqual(loaded, []);
+    const probe = JSON.parse(
+      execFileSync(
+        process.execPath,
+        [
+          '-e',
+          script,
+          JSON.stringify([
+            join(built, 'adapters', 'curation', 'duckDbCurationEngine.js'),
+            join(built, 'curation', 'convertFile.js'),
+          ]),
+        ],
+        { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+      ),
+    ) as string[];
+    assert.ok(probe.length > 0, 'the probe sees DuckDB when convertFile is loaded');
   });
 
   it('sees the import that would break the rule (the check can fail)', () => {
