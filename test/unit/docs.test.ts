@@ -206,6 +206,16 @@ describe('the user documentation (README.md and docs/*.md)', () => {
     assert.match(readme, /```mermaid\n/, 'README.md has a Mermaid diagram of a run');
   });
 
+  it('lists every page of docs/ in the README, so that a reader finds it from the front door', () => {
+    const readme = files.find((file) => file.name === 'README.md')?.text ?? '';
+    const linked = new Set(linksOf(readme).map((link) => link.target.split('#')[0]));
+    const missing = files
+      .filter((file) => file.name.startsWith('docs'))
+      .map((file) => relative(root, file.path).split('\\').join('/'))
+      .filter((name) => !linked.has(name));
+    assert.deepEqual(missing, []);
+  });
+
   it('draws the deployment as a Mermaid diagram in docs/deploy.md', () => {
     const deploy = files.find((file) => file.name === join('docs', 'deploy.md'))?.text ?? '';
     assert.match(deploy, /```mermaid\n/);
