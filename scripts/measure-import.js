@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 
-// Cold start (issue 9, item 2): the time to import the Functions entry in a fresh process, as the worker does
-// (a stand-in @azure/functions-core registers the functions), against importing @azure/functions alone in the
-// same run. Each figure is the median of N fresh processes, measured alternately.
+// Cold start: the time to import the Functions entry in a fresh process, as the worker does (a stand-in
+// @azure/functions-core registers the functions and hooks), against importing @azure/functions alone in the same
+// run; each entry without and with APPLICATIONINSIGHTS_CONNECTION_STRING (always set in Azure; a loopback endpoint
+// that is never called: nothing is sent at start-up). Each figure is the median of N fresh processes, measured
+// alternately.
 // Usage: node scripts/measure-import.js [--repeat N] [entry.js[,more.js...] ...]
 //   default entries: dist/package/main.js (the bundle) and dist/src/{index,functions/*}.js (one file per source)
 
@@ -42,8 +44,19 @@ const ms = Number(process.hrtime.bigint() - started) / 1e6;
 process.stdout.write(JSON.stringify({ ms, registered }));
 `;
 
-function measure(files) {
-  const out = execFileSync(process.execPath, ['-e', CHILD, JSON.stringify(files)], { cwd: root, encoding: 'utf8' });
+const TELEMETRY_ON = {
+  APPLICATIONINSIGHTS_CONNECTION_STRING:
+    'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://127.0.0.1:9/',
+};
+
+function measure(files, extraEnv) {
+  const env = { ...process.env };
+  for (const name of Object.keys(env)) if (name.startsWith('APPLICATIONINSIGHTS_')) delete env[name];
+  const out = execFileSync(process.execPath, ['-e', CHILD, JSON.stringify(files)], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...env, ...extraEnv },
+  });
   return JSON.parse(out);
 }
 
@@ -52,19 +65,18 @@ function median(values) {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-const candidates = [];
-candidates.push({ name: '@azure/functions alone', files: [require.resolve('@azure/functions', { paths: [root] })] });
+const entries = [];
 if (explicit.length > 0) {
   // An argument is one candidate: a file, or files separated by commas (loaded in that order, like a glob `main`).
   for (const arg of explicit) {
-    candidates.push({ name: arg, files: arg.split(',').map((file) => require('node:path').resolve(file)) });
+    entries.push({ name: arg, files: arg.split(',').map((file) => require('node:path').resolve(file)) });
   }
 } else {
   const bundle = join(root, 'dist', 'package', 'main.js');
-  if (existsSync(bundle)) candidates.push({ name: 'dist/package/main.js (bundle)', files: [bundle] });
+  if (existsSync(bundle)) entries.push({ name: 'dist/package/main.js (bundle)', files: [bundle] });
   const functionsDir = join(root, 'dist', 'src', 'functions');
   if (existsSync(functionsDir)) {
-    candidates.push({
+    entries.push({
       name: 'dist/src/{index,functions/*}.js (one file per source)',
       files: [
         join(root, 'dist', 'src', 'index.js'),
@@ -77,11 +89,18 @@ if (explicit.length > 0) {
   }
 }
 
+const candidates = [
+  { name: '@azure/functions alone', files: [require.resolve('@azure/functions', { paths: [root] })], env: {} },
+  ...entries.flatMap((entry) => [
+    { ...entry, env: {} },
+    { ...entry, name: `${entry.name} + connection string`, env: TELEMETRY_ON },
+  ]),
+];
 const samples = candidates.map(() => []);
 const registered = candidates.map(() => 0);
 for (let i = 0; i < repeat; i++) {
   candidates.forEach((candidate, index) => {
-    const result = measure(candidate.files);
+    const result = measure(candidate.files, candidate.env);
     samples[index].push(result.ms);
     registered[index] = result.registered;
   });
@@ -90,7 +109,7 @@ const base = median(samples[0]);
 for (const [index, candidate] of candidates.entries()) {
   const ms = median(samples[index]);
   console.log(
-    `${candidate.name.padEnd(56)} ${ms.toFixed(1).padStart(7)} ms  ratio ${(ms / base).toFixed(2).padStart(6)}  functions registered: ${registered[index]}`,
+    `${candidate.name.padEnd(76)} ${ms.toFixed(1).padStart(7)} ms  ratio ${(ms / base).toFixed(2).padStart(6)}  functions registered: ${registered[index]}`,
   );
 }
 console.log(`(median of ${repeat} fresh processes each, Node ${process.version})`);

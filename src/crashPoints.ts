@@ -32,7 +32,20 @@ export const CRASH_POINTS = [
   'ledger.afterWrite',
 ] as const;
 
-export type CrashPoint = (typeof CRASH_POINTS)[number];
+/**
+ * The curation step's crash points (EXPORT_CURATION on), in the order a curation reaches them: a part uploaded to
+ * staging, the file's ledger row written, a table's parts copied into its series folder (before its manifest.json),
+ * its manifest.json written (before older versions' parts are deleted), every table published (before `succeeded`).
+ */
+export const CURATION_CRASH_POINTS = [
+  'curate.afterStagedPart',
+  'curate.afterFileRow',
+  'publish.afterPartsCopied',
+  'publish.afterManifest',
+  'publish.afterOldPartsDeleted',
+] as const;
+
+export type CrashPoint = (typeof CRASH_POINTS)[number] | (typeof CURATION_CRASH_POINTS)[number];
 
 const hits = new Map<string, number>();
 

@@ -39,12 +39,12 @@ import {
 import { generalHelp, RUN_COMMAND, RUNS_COMMAND, SERVE_COMMAND, START_COMMAND } from './commandSpecs';
 import { waitForCurations } from './curationWait';
 import { dataSummary } from './dataSummary';
-import { commandDoctor } from './doctorCommand';
+import { commandDoctor, DOCTOR_COMMAND } from './doctorCommand';
 import { defaultAzuriteLocation, type EmbeddedServices, embeddedScenario, startEmbeddedServices } from './embedded';
 import { commandFiles, FILES_COMMAND, howToOpenFiles } from './filesCommand';
 import { LocalFunctionsHost, type QueueHostSettings } from './localHost';
 import { createProgressDisplay, currentFolders, followRuns, waitForRuns } from './progress';
-import { commandQuery } from './queryCommand';
+import { commandQuery, QUERY_COMMAND } from './queryCommand';
 import { resumeInterruptedRuns, resumeOnceDue } from './resumeInterrupted';
 import { formatRunsTable, runsFilterText } from './runsTable';
 import { hasSetting, readLocalSettings } from './settings';
@@ -777,23 +777,14 @@ async function commandEmulator(argv: string[]): Promise<number> {
   return 0;
 }
 
-const COMMANDS: Record<
-  string,
-  { spec: Pick<CommandSpec, 'name' | 'summary'>; run: (argv: string[]) => Promise<number> }
-> = {
+const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[]) => Promise<number> }> = {
   run: { spec: RUN_COMMAND, run: (argv) => commandRun(argv, 'run') },
   start: { spec: START_COMMAND, run: (argv) => commandRun(argv, 'start') },
   serve: { spec: SERVE_COMMAND, run: commandServe },
   runs: { spec: RUNS_COMMAND, run: commandRuns },
   files: { spec: FILES_COMMAND, run: (argv) => commandFiles(argv) },
-  query: {
-    spec: { name: 'query', summary: 'DuckDB SQL over the current curated data: a view per dataset and focus_costs' },
-    run: commandQuery,
-  },
-  doctor: {
-    spec: { name: 'doctor', summary: 'checks the configuration end to end, each check with its fix' },
-    run: commandDoctor,
-  },
+  query: { spec: QUERY_COMMAND, run: commandQuery },
+  doctor: { spec: DOCTOR_COMMAND, run: commandDoctor },
   emulator: { spec: EMULATOR_COMMAND, run: commandEmulator },
 };
 

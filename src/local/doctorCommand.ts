@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import type { TokenCredential } from '@azure/identity';
 import { Agent } from 'undici';
 import { CREDENTIAL_SETTINGS_HINT, credentialError } from '../adapters/graph/credentialError';
@@ -17,9 +16,10 @@ import {
 } from '../adapters/storage/clients';
 import { graphCredential, partnerCenterCredential } from '../composition';
 import { type Config, loadConfig, type StorageConnection } from '../config';
-import { classifyError, ExportError, errorMessage } from '../errors';
+import { classifyError, errorMessage } from '../errors';
 import { QueueNames, TableNames } from '../names';
 import { redact, safeUrl } from '../redact';
+import { type CommandSpec, formatHelp, parseCommandLine, switchFlag } from './commandLine';
 import { startEmbeddedServices } from './embedded';
 import { readLocalSettings } from './settings';
 import { installShutdown } from './shutdown';
@@ -31,9 +31,12 @@ import { installShutdown } from './shutdown';
  * Each check prints ✓ or ✗ with the fix. Exit code 0 when all pass, 2 (configuration) otherwise.
  */
 
-export const DOCTOR_USAGE = `csp-unbilled-export doctor [--json]
-
-Checks the configuration end to end with the identity the app uses, and prints each check as ✓ or ✗
+/** The command's description: its --help text and its flags (commandLine.ts). */
+export const DOCTOR_COMMAND: CommandSpec = {
+  name: 'doctor',
+  summary: 'checks the configuration end to end, each check with its fix',
+  arguments: '[flags]',
+  description: `Checks the configuration end to end with the identity the app uses, and prints each check as ✓ or ✗
 with its fix:
 
   settings          every setting valid (the same validation as the app)
@@ -48,19 +51,24 @@ with its fix:
   destination       a probe blob written under doctor/ in the destination container, then deleted
   Partner Center    with EXPORT_INVOICE_DISCOVERY=partnerCenter: a token and GET /invoices?size=1
 
-  --json   one JSON object as the last line: {"ok","checks":[{"name","ok","detail","fix"}]}
-  --help   this text
-
 Settings come from the environment, then local.settings.json's Values, as for "run". Absent storage
 settings are checked against an Azurite started for the check (in memory), an absent GRAPH_BASE_URL
 against the partner billing emulator: what "npm start" uses. Tokens are never printed.
 
-Examples:
-  npm run cli -- doctor
-  AZURE_TENANT_ID=… AZURE_CLIENT_ID=… AZURE_CLIENT_SECRET=… GRAPH_BASE_URL=https://graph.microsoft.com/v1.0 \\
-    npm run cli -- doctor --json
-
-Exit codes: 0 every check passed, 2 a check failed (configuration or permission), see docs/deploy.md.`;
+The exit code is 0 when every check passed, 2 when a check failed (configuration or permission); see
+docs/deploy.md.`,
+  flags: [
+    {
+      name: 'json',
+      description:
+        'one JSON object as the last line: {"ok","checks":[{"name","ok","detail","fix"}]}\n(the text report goes to standard error)',
+    },
+  ],
+  examples: [
+    'npm run cli -- doctor',
+    'AZURE_TENANT_ID=… AZURE_CLIENT_ID=… AZURE_CLIENT_SECRET=… GRAPH_BASE_URL=https://graph.microsoft.com/v1.0 \\\n    npm run cli -- doctor --json',
+  ],
+};
 
 /** One line of the doctor's report. */
 export interface DoctorCheck {
@@ -425,28 +433,8 @@ export function formatChecks(checks: DoctorCheck[]): string[] {
   return lines;
 }
 
-const ACCEPTED = '--json, --help';
-
 /** The settings whose absence starts an embedded service (the others it fills follow from them). */
 const EMBEDDED_FOR = new Set(['AzureWebJobsStorage', 'DESTINATION_STORAGE', 'GRAPH_BASE_URL']);
-
-function parseDoctorFlags(argv: string[]): { json: boolean; help: boolean } {
-  try {
-    const { values } = parseArgs({
-      args: argv,
-      options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
-      strict: true,
-      allowPositionals: false,
-    });
-    return { json: values.json === true, help: values.help === true };
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    throw new ExportError(
-      'CONFIG_INVALID',
-      `doctor: ${message.split('\n')[0] ?? message}; accepted: ${ACCEPTED} (see "doctor --help").`,
-    );
-  }
-}
 
 /**
  * The `doctor` command: settings from the environment and local.settings.json, embedded Azurite and emulator for
@@ -462,11 +450,12 @@ export async function commandDoctor(
     log?: (line: string) => void;
   } = {},
 ): Promise<number> {
-  const flags = parseDoctorFlags(argv);
-  if (flags.help) {
-    out(DOCTOR_USAGE);
+  const parsed = parseCommandLine(DOCTOR_COMMAND, argv);
+  if (parsed.help) {
+    out(formatHelp(DOCTOR_COMMAND));
     return 0;
   }
+  const json = switchFlag(parsed, 'json');
   const note = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const values = options.values ?? readLocalSettings().values;
   const shutdown = installShutdown(note);
@@ -491,7 +480,7 @@ export async function commandDoctor(
       );
     }
     checks.push(...(await runDoctor({ ...values, ...embedded.filled }, options)));
-    if (flags.json) {
+    if (json) {
       for (const line of formatChecks(checks)) note(line);
       out(JSON.stringify({ ok: checks.every((check) => check.ok), checks }));
     } else {

@@ -12,12 +12,12 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { ContainerClient } from '@azure/storage-blob';
 import type * as DuckDb from '@duckdb/node-api';
 import { storageErrorInfo } from '../adapters/storage/clients';
 import { type Config, loadConfig } from '../config';
 import { ExportError } from '../errors';
+import { type CommandSpec, formatHelp, parseCommandLine, stringFlag, switchFlag, usageError } from './commandLine';
 import {
   allViewNames,
   type CurrentData,
@@ -55,9 +55,12 @@ const CELL_WIDTH = 30;
 /** Rows shown in the table. */
 const TABLE_ROWS = 100;
 
-export const QUERY_USAGE = `csp-unbilled-export query "SQL" [--json] [--destination DIR|URL]
-
-Runs DuckDB SQL over the current curated data (typed Parquet and FOCUS 1.2) of the destination. Views:
+/** The command's description: its --help text and its flags (commandLine.ts). */
+export const QUERY_COMMAND: CommandSpec = {
+  name: 'query',
+  summary: 'DuckDB SQL over the current curated data: a view per dataset and focus_costs',
+  arguments: '"SQL" [flags]',
+  description: `Runs DuckDB SQL over the current curated data (typed Parquet and FOCUS 1.2) of the destination. Views:
 
   unbilled_usage, unbilled_reconciliation, billed_usage, billed_reconciliation, billed_aggregated_usage
                    the curated rows of each dataset (curated/…), every month, currency, invoice and
@@ -65,28 +68,37 @@ Runs DuckDB SQL over the current curated data (typed Parquet and FOCUS 1.2) of t
   focus_costs      the FOCUS 1.2 rows of every dataset (focus/…), by column name (BilledCost,
                    BillingCurrency, ChargeCategory, x_CustomerName, x_SourceRunId, …)
 
-A view exists once its dataset has curated data. Sum money only within one currency.
+A view exists once its dataset has curated data. Sum money only within one currency. Without --json the
+result is a table (columns cut at ${CELL_WIDTH} characters, the first ${TABLE_ROWS} rows).
 
-  --json           one JSON object as the last line: {"columns":[{"name","type"}],"rows":[{…}]};
-                   DECIMAL, BIGINT and timestamps as strings (exact), every row
-  --destination DIR|URL
-                   DIR: a local copy made by "files --download DIR" (nothing is read from storage);
-                   URL: the destination's blob endpoint, https://{account}.blob.core.windows.net[/container],
-                   read with your sign-in (e.g. "az login"; Storage Blob Data Reader). Default: the
-                   destination of your settings, else the embedded Azurite of .azurite/
-  --help           this text
-
-Without --json the result is a table (columns cut at ${CELL_WIDTH} characters, the first ${TABLE_ROWS} rows).
-
-Examples:
-  npm run cli -- query "${QUERY_EXAMPLE}"
-  npm run cli -- query "SELECT count(*) FROM unbilled_usage" --json
-  npm run cli -- query "DESCRIBE focus_costs"
-
-The current parts are downloaded to .azurite/query-cache/ (reused while their ETag is unchanged). DuckDB runs with
-2 threads, a 1 GB memory limit and at most 2 GB of spill files in the system's temporary folder; extensions are never
-downloaded. Exit codes: 0 done, 1 no curated data yet or the destination failed, 2 bad flags, settings or SQL,
-3 .azurite/ is busy.`;
+The current parts are downloaded to .azurite/query-cache/ (reused while their ETag is unchanged). DuckDB runs
+with 2 threads, a 1 GB memory limit and at most 2 GB of spill files in the system's temporary folder;
+extensions are never downloaded. SQL that does not run exits 2 and lists the views; no curated data yet, or
+a destination that fails, exits 1.`,
+  flags: [
+    {
+      name: 'json',
+      description:
+        'one JSON object as the last line: {"columns":[{"name","type"}],"rows":[{…}]};\nDECIMAL, BIGINT and timestamps as strings (exact), every row',
+    },
+    {
+      name: 'destination',
+      value: 'DIR|URL',
+      description: [
+        'DIR: a local copy made by "files --download DIR" (nothing is read from storage);',
+        "URL: the destination's blob endpoint, https://{account}.blob.core.windows.net",
+        '[/container], read with your sign-in (e.g. "az login"; Storage Blob Data Reader).',
+        'Default: the destination of your settings, else the embedded Azurite of .azurite/',
+      ].join('\n'),
+    },
+  ],
+  maxPositionals: 1,
+  examples: [
+    `npm run cli -- query "${QUERY_EXAMPLE}"`,
+    'npm run cli -- query "SELECT count(*) FROM unbilled_usage" --json',
+    'npm run cli -- query "DESCRIBE focus_costs"',
+  ],
+};
 
 export interface QueryFlags {
   sql: string;
@@ -95,77 +107,72 @@ export interface QueryFlags {
   help: boolean;
 }
 
-const ACCEPTED = '"SQL" (one argument, in quotes), --json, --destination DIR|URL, --help';
+const DESTINATION_ACCEPTED =
+  'a folder made by "files --download DIR", or https://{account}.blob.core.windows.net[/container]';
 
-function usageError(problem: string): ExportError {
-  return new ExportError('CONFIG_INVALID', `query: ${problem}; accepted: ${ACCEPTED} (see "query --help").`);
-}
-
-/** Reads the flags; every problem is a CONFIG_INVALID naming what is accepted (exit code 2). */
+/** Reads the flags; every problem names what was wrong and what is accepted (USAGE_INVALID, exit code 2). */
 export function parseQueryFlags(argv: string[]): QueryFlags {
-  let parsed: { values: { json?: boolean; destination?: string; help?: boolean }; positionals: string[] };
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        json: { type: 'boolean', default: false },
-        destination: { type: 'string' },
-        help: { type: 'boolean', default: false },
-      },
-      strict: true,
-      allowPositionals: true,
-    });
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    const flag = /'(-[^' ]+)/.exec(message)?.[1];
-    if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      throw usageError(`unknown flag "${flag ?? message}"`);
-    }
-    throw usageError(message);
-  }
-  const { values, positionals } = parsed;
-  if (values.help === true) return { sql: '', json: false, destination: undefined, help: true };
+  // Extra arguments are counted here rather than by the parser: an unquoted SQL is the usual cause, and the
+  // message says so.
+  const parsed = parseCommandLine({ ...QUERY_COMMAND, maxPositionals: Number.MAX_SAFE_INTEGER }, argv);
+  if (parsed.help) return { sql: '', json: false, destination: undefined, help: true };
+  const { positionals } = parsed;
+  const sqlAccepted = 'the SQL as one argument in quotes, e.g. query "SELECT 1"';
   if (positionals.length === 0 || positionals.every((text) => text.trim() === '')) {
-    throw usageError('no SQL given');
+    throw usageError(QUERY_COMMAND, 'no SQL given', sqlAccepted);
   }
   if (positionals.length > 1) {
     throw usageError(
+      QUERY_COMMAND,
       `${positionals.length} arguments given ("${positionals[1]}" …); put the whole SQL in one pair of quotes`,
+      sqlAccepted,
     );
   }
   let destination: QueryFlags['destination'];
-  const given = values.destination;
+  const given = stringFlag(parsed, 'destination');
   if (given !== undefined) {
-    if (given.trim() === '') throw usageError('--destination needs a folder or a URL');
+    if (given.trim() === '')
+      throw usageError(QUERY_COMMAND, '--destination needs a folder or a URL', DESTINATION_ACCEPTED);
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(given)) {
       let url: URL;
       try {
         url = new URL(given);
       } catch {
-        throw usageError(`--destination: "${given}" is not a URL`);
+        throw usageError(QUERY_COMMAND, `--destination: "${given}" is not a URL`, DESTINATION_ACCEPTED);
       }
       // A SAS (or any query string) on a command line ends up in the shell's history: never accepted there.
       if (url.search !== '' || url.username !== '' || url.password !== '') {
         throw usageError(
-          '--destination: a URL without a query string or credentials (a SAS belongs in DESTINATION_STORAGE, not on a command line)',
+          QUERY_COMMAND,
+          '--destination: a URL with a query string or credentials is refused (a SAS belongs in DESTINATION_STORAGE, not on a command line)',
+          'a URL without a query string or credentials',
         );
       }
-      if (url.protocol !== 'https:') throw usageError(`--destination: "${url.origin}" must use https`);
+      if (url.protocol !== 'https:') {
+        throw usageError(QUERY_COMMAND, `--destination: "${url.origin}" must use https`, DESTINATION_ACCEPTED);
+      }
       const segments = url.pathname.split('/').filter((segment) => segment !== '');
-      if (segments.length > 1)
+      if (segments.length > 1) {
         throw usageError(
-          '--destination: a blob endpoint, optionally with one container, e.g. https://{account}.blob.core.windows.net/partner-billing',
+          QUERY_COMMAND,
+          `--destination: "${url.origin}${url.pathname}" names more than a container`,
+          'a blob endpoint, optionally with one container, e.g. https://{account}.blob.core.windows.net/partner-billing',
         );
+      }
       destination = { kind: 'url', url: url.origin, ...(segments[0] === undefined ? {} : { container: segments[0] }) };
     } else {
       const path = resolve(given);
       if (!existsSync(path) || !statSync(path).isDirectory()) {
-        throw usageError(`--destination: folder "${given}" does not exist (make one with "files --download ${given}")`);
+        throw usageError(
+          QUERY_COMMAND,
+          `--destination: folder "${given}" does not exist (make one with "files --download ${given}")`,
+          DESTINATION_ACCEPTED,
+        );
       }
       destination = { kind: 'folder', path };
     }
   }
-  return { sql: positionals[0] as string, json: values.json === true, destination, help: false };
+  return { sql: positionals[0] as string, json: switchFlag(parsed, 'json'), destination, help: false };
 }
 
 /** The result of the SQL's last statement. */
@@ -462,7 +469,7 @@ export async function commandQuery(
 ): Promise<number> {
   const flags = parseQueryFlags(argv);
   if (flags.help) {
-    out.stdout(QUERY_USAGE);
+    out.stdout(formatHelp(QUERY_COMMAND));
     return 0;
   }
   const settings = readLocalSettings().values;

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { crashPoint } from '../crashPoints';
 import type * as Totals from '../curation/totals';
 import { classifyError, ExportError, errorMessage } from '../errors';
 import { redact } from '../redact';
@@ -171,6 +172,13 @@ export async function curateExportFile(message: CurateMessage, deps: PipelineDep
       if (file.status !== 'converted') {
         if (found.value.status === 'pending') await advanceCuration(c, found, 'converting', {}, run);
         await convertOne(c, run, message.blobName);
+        // A duplicate delivery converting beside the first can finish after the curation ended (and its staging
+        // was emptied): what it just staged would stay there for good.
+        const now = await c.curation.ledger.getCuration(run.runId);
+        if (now !== undefined && isCurationFinal(now.value.status)) {
+          await emptyStaging(c, run.runId);
+          return;
+        }
       } else {
         log.info(`${message.blobName} was already converted; redelivered message ignored.`);
       }
@@ -227,6 +235,7 @@ async function convertOne(deps: CuratingDeps, run: RunRecord, blobName: string):
         const name = basename(part.path);
         const { byteCount } = await deps.curation.store.upload(part.path, `${stagingFolder(run.runId, kind)}/${name}`);
         parts.push({ kind, name, rowCount: part.rowCount, byteCount });
+        crashPoint('curate.afterStagedPart');
       }
     }
     const result: FileCurationResult = {
@@ -239,6 +248,7 @@ async function convertOne(deps: CuratingDeps, run: RunRecord, blobName: string):
       focusVersion: converted.focusVersion,
     };
     await deps.curation.ledger.markFileConverted(run.runId, blobName, result, deps.clock.now().toISOString());
+    crashPoint('curate.afterFileRow');
     const rejected = converted.rejected.count > 0 ? `, ${converted.rejected.count} rejected` : '';
     runLogger(deps, run).info(
       `Converted ${blobName}: ${converted.rowsConverted} rows${rejected}, ${parts.length} part(s).`,
@@ -396,18 +406,22 @@ async function publish(
     };
     const outcome = await publishTable(deps, folder, manifest, stagingFolder(run.runId, kind));
     if (outcome === 'superseded') isCurrent = false;
+    if (outcome === 'ended') {
+      runLogger(deps, run).warn(
+        `The curation ended while this worker published it: its parts are withdrawn from ${folder} and the folders not made current yet.`,
+      );
+      await withdrawUnpublished(deps, run);
+      return;
+    }
     if (kind === 'focus') focusCurrent = outcome === 'current';
   }
   // The hub gets the version the focus/ folder made current (a superseded one is left to the newer run), from the
   // staging copies, before they are deleted; its record on the row keeps a redone fan-in from dropping again.
   const hub = focusCurrent ? await dropIntoFinOpsHub(deps, run, current.value, run.billingMonth, parts) : undefined;
   if (hub !== undefined) await recordHubDrop(deps, run, hub);
-  for (const kind of CURATED_KINDS) {
-    for (const blob of await deps.curation.store.list(`${stagingFolder(run.runId, kind)}/`)) {
-      await deps.curation.store.delete(blob.path);
-    }
-  }
-  await withCuration(deps, run.runId, async (found) => {
+  await emptyStaging(deps, run.runId);
+  crashPoint('publish.afterOldPartsDeleted');
+  const ended = await withCuration(deps, run.runId, async (found) => {
     if (isCurationFinal(found.value.status)) return undefined;
     const moved = await advanceCuration(
       deps,
@@ -423,8 +437,34 @@ async function publish(
       },
       run,
     );
-    return moved === undefined ? { done: false } : { done: true, value: undefined };
+    return moved === undefined ? { done: false } : { done: true, value: true };
   });
+  // Again after `succeeded`: a duplicate conversion may have staged its (identical) parts after the first emptying.
+  if (ended === true) await emptyStaging(deps, run.runId);
+}
+
+/** Deletes the staged parts of a run (idempotent). */
+async function emptyStaging(deps: CuratingDeps, runId: string): Promise<void> {
+  for (const kind of CURATED_KINDS) {
+    for (const blob of await deps.curation.store.list(`${stagingFolder(runId, kind)}/`)) {
+      await deps.curation.store.delete(blob.path);
+    }
+  }
+}
+
+/**
+ * Marks the publication's progress on the curation row (an ETag-conditional write), just before a manifest.json is
+ * written. False when the curation ended meanwhile: a supervisor that failed it has withdrawn (or will withdraw) this
+ * version's parts, and a manifest written after that would name parts that are gone. A supervisor that read the row
+ * before this write loses its own conditional write; one that reads it after sees fresh progress, not a stall.
+ */
+async function stillPublishing(deps: CuratingDeps, runId: string): Promise<boolean> {
+  const marked = await withCuration(deps, runId, async (found) => {
+    if (found.value.status !== 'publishing') return { done: true, value: false };
+    const moved = await advanceCuration(deps, found, 'publishing');
+    return moved === undefined ? { done: false } : { done: true, value: true };
+  });
+  return marked === true;
 }
 
 /** Records the hub drop on the publishing curation row (a conditional write of the state machine). */
@@ -439,14 +479,15 @@ async function recordHubDrop(deps: CuratingDeps, run: RunRecord, fields: Partial
 /**
  * Makes a version current in one table's series folder: its parts copied in, then manifest.json (only ever moved to
  * a newer run), then the parts of older versions deleted. 'superseded' when a newer run's version is current (this
- * version's parts are then removed from the folder again).
+ * version's parts are then removed from the folder again); 'ended' when the curation ended (failed) meanwhile, before
+ * this manifest.json was written.
  */
 async function publishTable(
   deps: CuratingDeps,
   folder: string,
   manifest: CuratedManifest,
   staging: string,
-): Promise<'current' | 'superseded'> {
+): Promise<'current' | 'superseded' | 'ended'> {
   const runId = manifest.source.runId;
   const manifestPath = `${folder}/manifest.json`;
   let outcome: 'current' | 'superseded' = 'current';
@@ -461,12 +502,17 @@ async function publishTable(
     for (const file of manifest.files) {
       await deps.curation.store.copy(`${staging}/${file.name}`, `${folder}/${file.name}`);
     }
+    crashPoint('publish.afterPartsCopied');
+    if (!(await stillPublishing(deps, runId))) return 'ended';
     const written = await deps.destination.writeJson(
       manifestPath,
       manifest,
       found === undefined ? { ifNoneMatch: '*' } : { ifMatch: found.etag },
     );
-    if (written) break;
+    if (written) {
+      crashPoint('publish.afterManifest');
+      break;
+    }
     if (attempt >= 5) {
       throw new ExportError('DESTINATION_UNAVAILABLE', `Could not write ${manifestPath}: it kept changing under us.`, {
         retryable: true,
@@ -489,7 +535,8 @@ async function publishTable(
 
 /**
  * After a curation failed: removes from the series folders the parts of this run that a publisher had copied in
- * before its manifest.json was written (they would be counted beside the current version's). Best effort: logged,
+ * before its manifest.json was written (they would be counted beside the current version's), and empties its
+ * staging. Best effort: logged,
  * never thrown (a part left behind is removed by the next version's publication).
  */
 export async function withdrawUnpublished(deps: CuratingDeps, run: RunRecord): Promise<void> {
@@ -507,6 +554,7 @@ export async function withdrawUnpublished(deps: CuratingDeps, run: RunRecord): P
         }
       }
     }
+    await emptyStaging(deps, run.runId);
   } catch (error) {
     runLogger(deps, run).warn(
       `Parts of the failed curation may be left in curated/${series} or focus/${series} (the next version removes them): ${redact(errorMessage(error))}`,

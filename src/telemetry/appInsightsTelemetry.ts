@@ -11,6 +11,7 @@ import type * as AzureFunctions from '@azure/functions';
 import type { TokenCredential } from '@azure/identity';
 import { TelemetryEvents, TelemetryMetrics } from '../names';
 import { type CurationEvent, noTelemetry, type RunIdentity, type RunStatus, type Telemetry } from '../pipeline/ports';
+import type { EventMeasurements, EventName, EventProperties } from './events';
 import type { HostTraceContext, RuntimeSettings, TelemetryRuntime } from './openTelemetryRuntime';
 import { finiteMeasurements, redactProperties, redactTelemetryText } from './redaction';
 
@@ -76,9 +77,24 @@ function usableConnectionString(connectionString: string | undefined): string | 
 // ---------------------------------------------------------------------------------------------------------
 // The process-wide runtime: OpenTelemetry providers are global, so there is one per process.
 
-let runtime: TelemetryRuntime | undefined;
-let runtimeFailed = false;
-const runtimeListeners: Array<(started: TelemetryRuntime) => void> = [];
+/** What is started once per process. */
+interface ProcessTelemetry {
+  runtime: TelemetryRuntime | undefined;
+  failed: boolean;
+}
+
+/**
+ * Kept on the global object, as OpenTelemetry keeps its providers: the deployment package holds this module twice
+ * (in main.js for the start-up hooks, in core.js for the composition root), and both copies must find the one
+ * runtime, or the second would start the Azure Monitor distro again.
+ */
+const PROCESS_TELEMETRY = Symbol.for('csp-unbilled-export.telemetry');
+
+function processTelemetry(): ProcessTelemetry {
+  const holder = globalThis as { [PROCESS_TELEMETRY]?: ProcessTelemetry };
+  holder[PROCESS_TELEMETRY] ??= { runtime: undefined, failed: false };
+  return holder[PROCESS_TELEMETRY];
+}
 
 /**
  * Starts OpenTelemetry towards Application Insights, once per process, and returns it (undefined when it could
@@ -86,37 +102,31 @@ const runtimeListeners: Array<(started: TelemetryRuntime) => void> = [];
  * it in a chunk of its own and an app without a connection string never pays for it.
  */
 export function loadTelemetryRuntime(settings: RuntimeSettings): TelemetryRuntime | undefined {
-  if (runtime !== undefined) {
-    if (runtime.connectionString !== settings.connectionString) {
+  const state = processTelemetry();
+  if (state.runtime !== undefined) {
+    if (state.runtime.connectionString !== settings.connectionString) {
       warn(
         'Application Insights',
         new Error('a second connection string was given in this process; telemetry keeps going to the first one'),
       );
     }
-    return runtime;
+    return state.runtime;
   }
-  if (runtimeFailed) return undefined;
+  if (state.failed) return undefined;
   try {
     const module = require('./openTelemetryRuntime') as typeof import('./openTelemetryRuntime');
-    runtime = module.startTelemetryRuntime(settings);
+    state.runtime = module.startTelemetryRuntime(settings);
+    return state.runtime;
   } catch (error) {
-    runtimeFailed = true;
+    state.failed = true;
     warn('Application Insights telemetry is off: OpenTelemetry could not start', error);
     return undefined;
   }
-  for (const listener of runtimeListeners) {
-    try {
-      listener(runtime);
-    } catch (error) {
-      warn('Application Insights start-up', error);
-    }
-  }
-  return runtime;
 }
 
 /** The runtime if it has started (never starts it). */
 export function telemetryRuntime(): TelemetryRuntime | undefined {
-  return runtime;
+  return processTelemetry().runtime;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -150,10 +160,10 @@ export function createTelemetry(connectionString: string | undefined, options: T
    * The one way out for a custom event: every property passes the redaction here. Adding an event or a
    * dimension is a line in the methods below.
    */
-  const event = (
-    name: string,
-    properties: () => Record<string, string | undefined>,
-    measurements?: () => Partial<Measurements> | Record<string, number>,
+  const event = <E extends EventName>(
+    name: E,
+    properties: () => NoInfer<EventProperties<E>>,
+    measurements?: () => NoInfer<EventMeasurements<E>>,
   ): void => {
     guarded(name, () => {
       const started = loadTelemetryRuntime(settings);
@@ -182,7 +192,11 @@ export function createTelemetry(connectionString: string | undefined, options: T
 
   return {
     runStarted(run) {
-      event(TelemetryEvents.runStarted, () => runProperties(run, 'starting'));
+      event(
+        TelemetryEvents.runStarted,
+        () => runProperties(run, 'starting'),
+        () => ({}),
+      );
     },
     runCompleted(run, measurements) {
       event(
@@ -201,14 +215,18 @@ export function createTelemetry(connectionString: string | undefined, options: T
       runMetrics(run, measurements);
     },
     messagePoisoned(details) {
-      event(TelemetryEvents.messagePoisoned, () => ({
-        queue: details.queue,
-        runId: details.runId,
-        reason: details.reason,
-        runStatus: details.runStatus,
-        dataset: details.dataset,
-        invoiceId: details.invoiceId,
-      }));
+      event(
+        TelemetryEvents.messagePoisoned,
+        () => ({
+          queue: details.queue,
+          runId: details.runId,
+          reason: details.reason,
+          runStatus: details.runStatus,
+          dataset: details.dataset,
+          invoiceId: details.invoiceId,
+        }),
+        () => ({}),
+      );
     },
     runResumed(run, details) {
       event(
@@ -218,10 +236,14 @@ export function createTelemetry(connectionString: string | undefined, options: T
       );
     },
     runMissing(details) {
-      event(TelemetryEvents.runMissing, () => ({ ...details }));
+      event(TelemetryEvents.runMissing, () => ({ runId: details.runId, queue: details.queue, step: details.step }));
     },
     runUnreadable(details) {
-      event(TelemetryEvents.runUnreadable, () => ({ ...details }));
+      event(TelemetryEvents.runUnreadable, () => ({
+        runId: details.runId,
+        field: details.field,
+        problem: details.problem,
+      }));
     },
     curationCompleted(details) {
       event(
@@ -239,7 +261,7 @@ export function createTelemetry(connectionString: string | undefined, options: T
     },
     async flush() {
       try {
-        await runtime?.flush(flushTimeoutMs);
+        await processTelemetry().runtime?.flush(flushTimeoutMs);
       } catch (error) {
         warn('Application Insights flush', error);
       }
@@ -248,7 +270,10 @@ export function createTelemetry(connectionString: string | undefined, options: T
 }
 
 /** The dimensions of the curation events: the run's, and where its curated data is. */
-function curationProperties(details: CurationEvent, status: string): Record<string, string | undefined> {
+function curationProperties(
+  details: CurationEvent,
+  status: string,
+): EventProperties<typeof TelemetryEvents.curationCompleted> {
   return {
     ...runProperties(details, 'succeeded'),
     curationStatus: status,
@@ -260,7 +285,7 @@ function curationProperties(details: CurationEvent, status: string): Record<stri
   };
 }
 
-function curationMeasurements(details: CurationEvent): Record<string, number> {
+function curationMeasurements(details: CurationEvent): EventMeasurements<typeof TelemetryEvents.curationCompleted> {
   return {
     fileCount: details.fileCount,
     rowsRead: details.rowsRead,
@@ -271,7 +296,7 @@ function curationMeasurements(details: CurationEvent): Record<string, number> {
 }
 
 /** The dimensions every run event carries. */
-function runProperties(run: RunIdentity, status: RunStatus): Record<string, string | undefined> {
+function runProperties(run: RunIdentity, status: RunStatus): EventProperties<typeof TelemetryEvents.runStarted> {
   return {
     runId: run.runId,
     currency: run.currency,
@@ -292,9 +317,12 @@ function runProperties(run: RunIdentity, status: RunStatus): Record<string, stri
  * Connects the Functions worker to OpenTelemetry when APPLICATIONINSIGHTS_CONNECTION_STRING is set (with
  * `"telemetryMode": "OpenTelemetry"` in host.json): `@azure/functions-opentelemetry-instrumentation` tells the
  * host that this worker exports its own logs, forwards `context.log` lines as OpenTelemetry log records and runs
- * every handler in the host's trace context; an invocation's error is recorded as an exception of it. The
- * OpenTelemetry stack itself starts with the first invocation (lazily), before the handler runs.
- * Returns whether telemetry is on. Without a connection string nothing is loaded and nothing registered.
+ * every handler in the host's trace context; an invocation's error is recorded as an exception of it.
+ *
+ * At start-up only the capability and three hooks are registered (nothing is loaded: the cold start is the same as
+ * without telemetry). The first invocation's first hook starts OpenTelemetry and the Functions instrumentation,
+ * then runs the instrumentation's hooks, for that invocation and every later one, before the handler makes any
+ * call. Returns whether telemetry is on. Without a connection string nothing is loaded and nothing registered.
  */
 export function instrumentFunctionsApp(
   functions: typeof AzureFunctions,
@@ -311,28 +339,51 @@ export function instrumentFunctionsApp(
       ...(resolved.credential === undefined ? {} : { credential: resolved.credential }),
     };
   };
-  try {
-    // First hook of the app, so it runs before the instrumentation's: the propagator must exist when the
-    // host's trace context is extracted.
-    functions.app.hook.preInvocation(() => {
-      if (runtime === undefined) guarded('start-up', () => loadTelemetryRuntime(settings()));
-    });
+  // The preInvocation hooks the Functions instrumentation registers, once it is loaded.
+  const deferred: PreInvocationHandler[] = [];
+  let instrumented = false;
+  const instrument = (): void => {
+    instrumented = true;
+    if (loadTelemetryRuntime(settings()) === undefined) return;
     const { AzureFunctionsInstrumentationESM } =
       require('@azure/functions-opentelemetry-instrumentation') as typeof import('@azure/functions-opentelemetry-instrumentation');
     // Not enabled as a module hook (which patches `@azure/functions` when it is next required, and cannot once
-    // the app is bundled): registered on this very module instead, as its ESM variant allows.
+    // the app is bundled): handed this app's hooks instead, as its ESM variant allows.
     const instrumentation = new AzureFunctionsInstrumentationESM({ enabled: false });
-    instrumentation.registerAzFunc(functions);
-    // Its logger was taken before OpenTelemetry started: hand it the real provider once it has.
-    const attach = (started: TelemetryRuntime): void => {
-      instrumentation.setLoggerProvider(started.loggerProvider as never);
-    };
-    if (runtime !== undefined) attach(runtime);
-    else runtimeListeners.push(attach);
+    instrumentation.registerAzFunc(deferredApp(functions, deferred) as never);
+  };
+  try {
+    // The host reads the capability when the app has loaded, so it is set now (the instrumentation sets it too,
+    // too late); with it the host leaves the worker's logs to this worker.
+    functions.app.setup({ capabilities: { WorkerOpenTelemetryEnabled: true } });
+    functions.app.hook.preInvocation((context) => {
+      if (!instrumented) guarded('start-up', instrument);
+      for (const hook of deferred) hook(context);
+    });
+    // The invocation's log lines, with the dimensions the host gives its own (which OpenTelemetry mode drops):
+    // the invocation id and the category, Function.<name>.User.
+    functions.app.hook.log((context) => {
+      const started = telemetryRuntime();
+      if (started === undefined) return;
+      guarded('log line', () => {
+        const invocation = context.invocationContext;
+        const attributes: Record<string, string> =
+          invocation === undefined
+            ? { Category: context.category === 'system' ? 'Worker' : 'Worker.User' }
+            : {
+                InvocationId: invocation.invocationId,
+                Category: `Function.${invocation.functionName}${context.category === 'system' ? '' : '.User'}`,
+              };
+        started.log(context.level, context.message, attributes);
+      });
+    });
     functions.app.hook.postInvocation((context) => {
       if (context.error === undefined || context.error === null) return;
       guarded('exception', () =>
-        runtime?.exception(context.error, context.invocationContext.traceContext as HostTraceContext | undefined),
+        telemetryRuntime()?.exception(
+          context.error,
+          context.invocationContext.traceContext as HostTraceContext | undefined,
+        ),
       );
     });
     return true;
@@ -340,6 +391,33 @@ export function instrumentFunctionsApp(
     warn('Application Insights: the Functions instrumentation could not be registered', error);
     return false;
   }
+}
+
+type PreInvocationHandler = (context: AzureFunctions.PreInvocationContext) => void;
+
+/**
+ * `@azure/functions` as the Functions instrumentation sees it: its preInvocation hooks go to `deferred`; set-up is
+ * done and its log hook is not needed (the app's own log hook exports the lines, with their dimensions).
+ */
+function deferredApp(functions: typeof AzureFunctions, deferred: PreInvocationHandler[]): unknown {
+  return {
+    ...functions,
+    app: {
+      ...functions.app,
+      setup: () => undefined,
+      hook: {
+        ...functions.app.hook,
+        preInvocation: (hook: PreInvocationHandler): AzureFunctions.Disposable => {
+          deferred.push(hook);
+          return new functions.Disposable(() => {
+            const index = deferred.indexOf(hook);
+            if (index >= 0) deferred.splice(index, 1);
+          });
+        },
+        log: (): AzureFunctions.Disposable => new functions.Disposable(() => undefined),
+      },
+    },
+  };
 }
 
 function guarded(what: string, action: () => void): void {

@@ -5,8 +5,10 @@
  * loaded by `loadTelemetryRuntime()` in ./appInsightsTelemetry.ts (one dynamic `require`), when a connection
  * string is set and telemetry is first needed. Nothing here runs at import time.
  */
+import * as coreTracing from '@azure/core-tracing';
 import type { TokenCredential } from '@azure/identity';
 import { useAzureMonitor } from '@azure/monitor-opentelemetry';
+import { AzureSdkInstrumentation } from '@azure/opentelemetry-instrumentation-azure-sdk';
 import { type Context, context, metrics, propagation, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { type AnyValueMap, logs, SeverityNumber } from '@opentelemetry/api-logs';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
@@ -30,14 +32,17 @@ export interface TelemetryRuntime {
   readonly connectionString: string;
   /** A custom event (`customEvents`), correlated with the active invocation. Values must be redacted already. */
   event(name: string, properties: Record<string, string>, measurements: Record<string, number>): void;
+  /**
+   * A log line of an invocation (`traces`), correlated with the active context. `level` is the Functions log level
+   * (`information`, `warning`, ...); `attributes` become its custom dimensions.
+   */
+  log(level: string, message: string, attributes: Record<string, string>): void;
   /** A data point of a custom metric (`customMetrics`). */
   metric(name: string, value: number, dimensions: Record<string, string>): void;
   /** An exception (`exceptions`) of the invocation whose host trace context is given. */
   exception(error: unknown, parent?: HostTraceContext | undefined): void;
   /** The OpenTelemetry context of a host trace context (parent of what the invocation emits). */
   contextOf(parent: HostTraceContext | undefined): Context;
-  /** The logger provider, for instrumentations created before the runtime started. */
-  readonly loggerProvider: unknown;
   /** Sends what is buffered; settles within the timeout, never rejects. */
   flush(timeoutMs: number): Promise<void>;
 }
@@ -47,6 +52,16 @@ const INSTRUMENTATION_SCOPE = 'csp-unbilled-export';
 const CUSTOM_EVENT_ATTRIBUTE = 'microsoft.custom_event.name';
 
 type Mutable = Record<string, unknown>;
+
+/** OpenTelemetry severities of the Functions log levels. */
+const SEVERITIES: Readonly<Record<string, SeverityNumber>> = {
+  trace: SeverityNumber.TRACE,
+  debug: SeverityNumber.DEBUG,
+  information: SeverityNumber.INFO,
+  warning: SeverityNumber.WARN,
+  error: SeverityNumber.ERROR,
+  critical: SeverityNumber.FATAL,
+};
 
 /** A span as the SDK hands it to processors: only what the redaction touches. */
 interface ProcessedSpan {
@@ -203,12 +218,12 @@ export function startTelemetryRuntime(settings: RuntimeSettings): TelemetryRunti
     instrumentationOptions: {
       azureSdk: { enabled: true },
       // Outgoing calls only: the Functions host records the invocation (the request) itself, and this worker serves
-      // no HTTP of its own in Azure.
-      // The Azure SDK traces its own HTTP calls (core-rest-pipeline): not twice.
+      // no HTTP of its own in Azure. An Azure SDK call the SDK traces itself (core-rest-pipeline's span) is not
+      // traced twice; any other, an SDK call included when its own tracing is off, is a node:http(s) dependency.
       http: {
         enabled: true,
         ignoreIncomingRequestHook: () => true,
-        ignoreOutgoingRequestHook: (options: { headers?: unknown }) => isAzureSdkRequest(options.headers),
+        ignoreOutgoingRequestHook: (options: { headers?: unknown }) => isTracedAzureSdkRequest(options.headers),
       } as never,
       mongoDb: { enabled: false },
       mySql: { enabled: false },
@@ -228,15 +243,13 @@ export function startTelemetryRuntime(settings: RuntimeSettings): TelemetryRunti
     // The undici spans are exported as dependencies; no request or response headers as attributes.
     headersToSpanAttributes: { requestHeaders: [], responseHeaders: [] },
   });
-  // The instrumentations patch a module when it is next required. The Azure SDK and node:http were loaded
-  // before telemetry started (this module is loaded lazily), so require them once more here.
-  for (const name of ['@azure/core-tracing', 'node:http', 'node:https']) {
-    try {
-      require(name);
-    } catch {
-      // Not installed: nothing to instrument.
-    }
-  }
+  // The distro's Azure SDK instrumentation sets the OpenTelemetry instrumenter of @azure/core-tracing when that
+  // module is next loaded through require(). In the deployment package every SDK is bundled with its own copy of
+  // @azure/core-tracing, loaded long before and never required by name: set the instrumenter on that very copy
+  // (the one this module imports is the one the SDK clients use, in the bundle as with node_modules).
+  instrumentAzureSdk();
+  // The http instrumentation patches node:http(s) when next required; they were loaded before telemetry started.
+  for (const name of ['node:http', 'node:https']) require(name);
 
   const logger = logs.getLogger(INSTRUMENTATION_SCOPE);
   const meter = metrics.getMeter(INSTRUMENTATION_SCOPE);
@@ -253,13 +266,21 @@ export function startTelemetryRuntime(settings: RuntimeSettings): TelemetryRunti
 
   return {
     connectionString: settings.connectionString,
-    loggerProvider: logs.getLoggerProvider(),
     event(name, properties, measurements) {
       logger.emit({
         severityNumber: SeverityNumber.INFO,
         severityText: 'Information',
         body: { measurements },
         attributes: { ...properties, [CUSTOM_EVENT_ATTRIBUTE]: name },
+        context: context.active(),
+      });
+    },
+    log(level, message, attributes) {
+      logger.emit({
+        severityNumber: SEVERITIES[level] ?? SeverityNumber.UNSPECIFIED,
+        severityText: level,
+        body: message,
+        attributes,
         context: context.active(),
       });
     },
@@ -293,15 +314,32 @@ export function startTelemetryRuntime(settings: RuntimeSettings): TelemetryRunti
   };
 }
 
-/** Requests the Azure SDK sends (and traces itself) carry its client request id and user agent. */
-function isAzureSdkRequest(headers: unknown): boolean {
+/**
+ * Points @azure/core-tracing (every Azure SDK client: Storage, Tables, Queues, identity) at OpenTelemetry, with the
+ * instrumenter of Microsoft's Azure SDK instrumentation, applied to the copy of the module this code is built with.
+ */
+function instrumentAzureSdk(): void {
+  const instrumentation = new AzureSdkInstrumentation({ enabled: false });
+  for (const definition of instrumentation.getModuleDefinitions()) {
+    definition.patch?.(coreTracing as never, undefined);
+  }
+}
+
+/**
+ * An Azure SDK request (its client request id or user agent) that its own HTTP span already covers: the SDK's
+ * tracing policy adds a W3C `traceparent` header only when it records a span for the request.
+ */
+function isTracedAzureSdkRequest(headers: unknown): boolean {
   if (typeof headers !== 'object' || headers === null) return false;
+  let azureSdk = false;
+  let traced = false;
   for (const [name, value] of Object.entries(headers)) {
     const key = name.toLowerCase();
-    if (key === 'x-ms-client-request-id') return true;
-    if (key === 'user-agent' && String(value).startsWith('azsdk-js')) return true;
+    if (key === 'x-ms-client-request-id') azureSdk = true;
+    else if (key === 'user-agent' && String(value).startsWith('azsdk-js')) azureSdk = true;
+    else if (key === 'traceparent') traced = true;
   }
-  return false;
+  return azureSdk && traced;
 }
 
 interface Flushable {

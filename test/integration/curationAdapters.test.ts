@@ -21,6 +21,7 @@ import {
 import { DuckDbCurationEngine } from '../../src/adapters/curation/duckDbCurationEngine';
 import { BlobCurationStore } from '../../src/adapters/storage/blobCurationStore';
 import { BlobDestination } from '../../src/adapters/storage/blobDestination';
+import { createTableClient } from '../../src/adapters/storage/clients';
 import { BlobFinOpsHubDrop, HUB_INGESTION_CONTAINER } from '../../src/adapters/storage/finOpsHubDrop';
 import { TableCurationLedger } from '../../src/adapters/storage/tableCurationLedger';
 import { datasetBlobChunks } from '../../src/emulator/datasetData';
@@ -333,5 +334,94 @@ describe('curation on Azurite and DuckDB', () => {
       (await hubContainer(az, []).getBlobClient(`${folder}manifest.json`).downloadToBuffer()).toString(),
       new RegExp(NEWER_RUN_ID),
     );
+  });
+
+  it('never resets a converted file when a second start of the same curation races the first (ledger file rows)', async () => {
+    const az = azurite();
+    const connection = {
+      kind: 'connectionString' as const,
+      connectionString: az.connectionString(DEV_STORE_ACCOUNT.name),
+    };
+    const names = { curations: uniqueName('curations'), files: uniqueName('curationFiles') };
+    // The second start lists the file rows before the first start writes them, then writes its own after the first
+    // start's worker converted a file (the supervisor starting a curation whose finisher was slow).
+    let between: (() => Promise<void>) | undefined;
+    const factory = (name: string) => {
+      const client = createTableClient(connection, name);
+      if (name !== names.files) return client;
+      const list = client.listEntities.bind(client);
+      client.listEntities = ((options?: Parameters<typeof list>[0]) => {
+        const pause = between;
+        between = undefined;
+        const rows = list(options);
+        return (async function* () {
+          const listed = [];
+          for await (const row of rows) listed.push(row);
+          if (pause !== undefined) await pause();
+          yield* listed;
+        })();
+      }) as unknown as typeof client.listEntities;
+      return client;
+    };
+    const second = new TableCurationLedger(factory, { tableNames: names });
+    const first = new TableCurationLedger(connection, { tableNames: names });
+    const record = {
+      runId: RUN_ID,
+      status: 'pending' as const,
+      curationVersion: '1.0',
+      fileCount: 2,
+      startedAt: '2026-11-25T11:46:00.000Z',
+      updatedAt: '2026-11-25T11:46:00.000Z',
+    };
+    const result = {
+      rowsRead: 1,
+      rowsConverted: 1,
+      rejected: { count: 0, reasons: {} },
+      parts: [],
+      totals: { raw: {}, curated: {}, focus: {} },
+      focusVersion: '1.2',
+    };
+    between = async () => {
+      await first.createCuration(record, FILES);
+      await first.markFileConverted(RUN_ID, FILES[0] as string, result, '2026-11-25T11:47:00.000Z');
+    };
+    await second.createCuration(record, FILES);
+
+    const files = await first.listFiles(RUN_ID);
+    assert.deepEqual(
+      files.map((file) => [file.name, file.status]),
+      [
+        [FILES[0], 'converted'],
+        [FILES[1], 'pending'],
+      ],
+    );
+    assert.deepEqual(files[0]?.result, result);
+  });
+
+  it('copies a staged part into its series folder on the service side, replacing an older copy whole', async () => {
+    const az = azurite();
+    const container = BlobServiceClient.fromConnectionString(
+      az.connectionString(PARTNER_DEST_ACCOUNT.name),
+    ).getContainerClient(uniqueName('copy'));
+    await container.createIfNotExists();
+    const staged = '_curation-staging/r/curated/part-0.parquet';
+    const target = 'curated/series/part-0.parquet';
+    const body = Buffer.from('PAR1 the part PAR1');
+    await container.getBlockBlobClient(target).upload('an older, longer copy of the part', 33);
+    await container
+      .getBlockBlobClient(staged)
+      .upload(body, body.length, { blobHTTPHeaders: { blobContentType: 'application/vnd.apache.parquet' } });
+
+    await new BlobCurationStore(container).copy(staged, target);
+
+    const properties = await container.getBlobClient(target).getProperties();
+    assert.equal(properties.copyStatus, 'success', 'a Copy Blob of the service, not bytes streamed through us');
+    assert.equal(properties.copySource, container.getBlobClient(staged).url);
+    assert.equal(properties.contentType, 'application/vnd.apache.parquet');
+    assert.deepEqual(await container.getBlobClient(target).downloadToBuffer(), body);
+    await assert.rejects(new BlobCurationStore(container).copy('_curation-staging/r/curated/gone.parquet', target), {
+      code: 'COPY_FAILED',
+      retryable: true,
+    });
   });
 });

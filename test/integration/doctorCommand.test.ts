@@ -13,10 +13,12 @@ import {
 import { EMULATOR_DEV_TOKEN, emulatorDevToken } from '../../src/adapters/graph/devToken';
 import { readAccessTokenClaims } from '../../src/adapters/graph/tokenClaims';
 import { type PartnerBillingEmulator, startPartnerBillingEmulator } from '../../src/emulator/partnerBillingEmulator';
+import { isExportError } from '../../src/errors';
 import { DEV_STORE_ACCOUNT, exportSourceStorage, PARTNER_DEST_ACCOUNT } from '../../src/local/azurite';
+import { describeFailure, formatHelp } from '../../src/local/commandLine';
 import {
   commandDoctor,
-  DOCTOR_USAGE,
+  DOCTOR_COMMAND,
   type DoctorCheck,
   formatChecks,
   permissionCheck,
@@ -276,9 +278,30 @@ describe('doctor', () => {
   it('answers --help with every check, its flags and an example', async () => {
     const lines: string[] = [];
     assert.equal(await commandDoctor(['--help'], (line) => lines.push(line)), 0);
-    assert.equal(lines.join('\n'), DOCTOR_USAGE);
+    const help = lines.join('\n');
+    assert.equal(help, formatHelp(DOCTOR_COMMAND));
     for (const word of ['--json', '--help', 'Examples:', 'npm run cli -- doctor', 'Graph permission', 'destination']) {
-      assert.ok(DOCTOR_USAGE.includes(word), word);
+      assert.ok(help.includes(word), word);
+    }
+  });
+
+  it('refuses an unknown flag or an argument with USAGE_INVALID naming the accepted flags, before any check starts', async () => {
+    for (const [argv, pattern] of [
+      [['--verbose'], /^doctor: unknown flag --verbose\. Accepted: --json, --help\. See "doctor --help"\.$/],
+      [['now'], /^doctor: unexpected argument "now"\. Accepted: flags only: --json, --help\./],
+      [['--json=yes'], /^doctor: --json takes no value\. Accepted: --json\./],
+    ] as const) {
+      const lines: string[] = [];
+      await assert.rejects(
+        commandDoctor([...argv], (line) => lines.push(line), { log: (line) => lines.push(line) }),
+        (error: unknown) =>
+          isExportError(error) &&
+          error.code === 'USAGE_INVALID' &&
+          pattern.test(error.message) &&
+          describeFailure(error).exitCode === 2,
+        argv.join(' '),
+      );
+      assert.deepEqual(lines, [], 'nothing printed: no Azurite, emulator or check was started');
     }
   });
 });

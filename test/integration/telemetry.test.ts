@@ -366,12 +366,17 @@ describe('Telemetry of the app on OpenTelemetry (one process, the worker played 
   });
 
   it('registers the OpenTelemetry hooks at start-up and loads OpenTelemetry only with the first invocation', async () => {
-    assert.ok((hooks['preInvocation'] ?? []).length >= 2, 'the start-up and the Functions instrumentation hooks');
-    assert.ok((hooks['log'] ?? []).length >= 1, 'the log hook of the Functions instrumentation');
-    assert.ok((hooks['postInvocation'] ?? []).length >= 1, 'the exception hook');
+    assert.equal((hooks['preInvocation'] ?? []).length, 1, 'the start-up hook (it runs the Functions instrumentation)');
+    assert.equal((hooks['log'] ?? []).length, 1, 'the log hook (it runs the Functions instrumentation)');
+    assert.equal((hooks['postInvocation'] ?? []).length, 1, 'the exception hook');
     assert.equal(telemetry.telemetryRuntime(), undefined, 'OpenTelemetry started before any invocation');
-    const loaded = Object.keys(require.cache).some((path) => path.includes(join('@azure', 'monitor-opentelemetry')));
-    assert.equal(loaded, false, '@azure/monitor-opentelemetry was loaded at start-up');
+    for (const name of [
+      join('@azure', 'monitor-opentelemetry'),
+      join('@azure', 'functions-opentelemetry-instrumentation'),
+    ]) {
+      const loaded = Object.keys(require.cache).some((path) => path.includes(name));
+      assert.equal(loaded, false, `${name} was loaded at start-up`);
+    }
     await invokeAsWorker(functions, 'warmUp', async () => undefined, undefined);
     assert.notEqual(telemetry.telemetryRuntime(), undefined, 'OpenTelemetry did not start with the first invocation');
   });
@@ -589,6 +594,10 @@ describe('Telemetry of the app on OpenTelemetry (one process, the worker played 
       lines.some((line) => String(line.baseData['message']).includes(runId)),
       `no log line names the run: ${detail}`,
     );
+    for (const line of lines) {
+      assert.equal(line.properties['Category'], 'Function.startExportsHttp.User', line.raw);
+      assert.notEqual(line.properties['InvocationId'] ?? '', '', line.raw);
+    }
     const dependencies = ofOperation(mine, traceId, 'RemoteDependencyData');
     const graphHost = new URL(h.emulator.baseUrl).host;
     assert.ok(

@@ -157,8 +157,10 @@ export class FakeCurationEngine implements CurationEngine {
 export class InMemoryCurationStore implements CurationStore {
   /** Thrown by the next uploads, once each (a crash mid-upload). */
   uploadFailures: Error[] = [];
-  /** Called before each copy (to look at the folder mid-switch). */
-  beforeCopy: ((from: string, to: string) => void) | undefined;
+  /** Called (and awaited) before each copy (to look at the folder mid-switch, or to let another worker run). */
+  beforeCopy: ((from: string, to: string) => void | Promise<void>) | undefined;
+  /** Called (and awaited) before each upload (to hold a slow worker back). */
+  beforeUpload: ((path: string) => void | Promise<void>) | undefined;
 
   constructor(readonly destination: InMemoryDestination) {}
 
@@ -171,6 +173,7 @@ export class InMemoryCurationStore implements CurationStore {
 
   async upload(file: string, path: string): Promise<{ byteCount: number }> {
     await tick();
+    await this.beforeUpload?.(path);
     const failure = this.uploadFailures.shift();
     if (failure !== undefined) throw failure;
     const body = await readFile(file, 'utf8');
@@ -196,7 +199,7 @@ export class InMemoryCurationStore implements CurationStore {
 
   async copy(from: string, to: string): Promise<void> {
     await tick();
-    this.beforeCopy?.(from, to);
+    await this.beforeCopy?.(from, to);
     const blob = this.destination.blobs.get(from);
     if (blob === undefined) throw new Error(`no blob ${from}`);
     this.destination.put(to, { body: blob.body, byteCount: blob.byteCount, contentType: blob.contentType });

@@ -7,6 +7,7 @@
  * in NOT_SET_IN_INFRA with the reason. Then run `node scripts/test-infra.js --update-snapshots` and commit the
  * snapshot diff.
  */
+import { EVENTS } from '../../src/telemetry/events';
 
 /** Settings of SETTINGS that infra/main.bicep does not set, and why. */
 export const NOT_SET_IN_INFRA: Readonly<Record<string, string>> = {
@@ -93,46 +94,17 @@ export const REQUIRED_ROLES: Readonly<
 };
 
 /**
- * The custom dimensions each custom event carries (src/telemetry), as the alert and workbook queries may read them.
- * dataset, invoiceId (billed datasets) and runStatus (ExportMessagePoisoned: the run's status when poisoned, empty
- * when the run is unknown) are the contract agreed for the datasets and run-supervision work; the queries treat an
- * absent or empty dataset as unbilledUsage (older events).
+ * The custom dimensions each custom event carries, as the alert and workbook queries may read them: the code's own
+ * definition (src/telemetry/events.ts), which types what the emitters send.
  */
-const RUN_DIMENSIONS = [
-  'runId',
-  'currency',
-  'billingPeriod',
-  'attributeSet',
-  'status',
-  'operationId',
-  'trigger',
-  'dataset',
-  'invoiceId',
-];
-/** Dimensions of the curation events (src/telemetry/appInsightsTelemetry.ts curationProperties). */
-const CURATION_DIMENSIONS = [
-  ...RUN_DIMENSIONS,
-  'curationStatus',
-  'billingMonth',
-  'curationVersion',
-  'curatedPath',
-  'current',
-  'hubIngestionId',
-];
+export const EVENT_DIMENSIONS: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
+  Object.entries(EVENTS).map(([event, { dimensions }]) => [event, dimensions]),
+);
 
-export const EVENT_DIMENSIONS: Readonly<Record<string, readonly string[]>> = {
-  ExportRunStarted: RUN_DIMENSIONS,
-  ExportRunCompleted: RUN_DIMENSIONS,
-  ExportRunFailed: [...RUN_DIMENSIONS, 'errorCode', 'error'],
-  ExportMessagePoisoned: ['queue', 'runId', 'reason', 'dataset', 'invoiceId', 'runStatus'],
-  ExportRunMissing: ['runId', 'queue', 'step'],
-  ExportRunUnreadable: ['runId', 'field', 'problem'],
-  ExportCurationCompleted: CURATION_DIMENSIONS,
-  ExportCurationFailed: [...CURATION_DIMENSIONS, 'errorCode', 'error'],
-};
-
-/** Measurements (customMeasurements) of the run events. */
-export const EVENT_MEASUREMENTS = ['durationMs', 'blobCount', 'byteCount', 'polls'];
+/** Measurements (customMeasurements) any event carries. */
+export const EVENT_MEASUREMENTS: readonly string[] = [
+  ...new Set(Object.values(EVENTS).flatMap(({ measurements }) => measurements)),
+];
 
 /** Datasets the app exports, and the ones that run every day (the no-success alert's series). */
 export const DATASETS = [

@@ -7,7 +7,7 @@ import { type AddressInfo, createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { ExportError, isExportError } from '../../src/errors';
 import { checkRunSettings, main } from '../../src/local/cli';
-import { describeFailure } from '../../src/local/commandLine';
+import { describeFailure, EXIT_CODES_TEXT } from '../../src/local/commandLine';
 import { FolderBusyError } from '../../src/local/dataFolderLock';
 
 /** Runs `main` with standard output captured. */
@@ -55,8 +55,13 @@ const FLAGS_IN_HELP: Record<string, string[]> = {
   serve: ['--port', '--verbose'],
   runs: ['--status', '--since', '--until', '--currency', '--dataset', '--invoice', '--limit', '--json'],
   files: ['--run', '--all', '--dataset', '--download', '--json'],
+  query: ['--json', '--destination'],
+  doctor: ['--json'],
   emulator: ['--port', '--blob-count', '--outcome', '--quiet'],
 };
+
+/** Commands whose help is made from their CommandSpec: the usage line, the flags, the examples, the exit codes. */
+const SHARED_HELP_FORMAT = new Set(['run', 'start', 'serve', 'runs', 'query', 'doctor']);
 
 describe('command line: help', () => {
   for (const [command, flags] of Object.entries(FLAGS_IN_HELP)) {
@@ -66,6 +71,17 @@ describe('command line: help', () => {
         assert.equal(code, 0, `${command} ${help}`);
         for (const flag of [...flags, '--help']) assert.ok(stdout.includes(flag), `${command} ${help} shows ${flag}`);
         assert.match(stdout, /Examples:\n {2}(npm|csp-unbilled-export)/, `${command} ${help} has an example`);
+        if (SHARED_HELP_FORMAT.has(command)) {
+          assert.ok(stdout.startsWith(`Usage: csp-unbilled-export ${command} `), `${command} ${help}: the usage line`);
+          for (const flag of [...flags, '--help']) {
+            assert.match(
+              stdout,
+              new RegExp(`^ {2}(-\\w, | {4})${flag}\\b.* \\S`, 'm'),
+              `${command}: ${flag} described`,
+            );
+          }
+          assert.ok(stdout.trimEnd().endsWith(EXIT_CODES_TEXT), `${command} ${help} ends with the exit codes`);
+        }
       }
     });
   }
@@ -95,6 +111,14 @@ describe('command line: usage errors name what was wrong and what is accepted (e
       /^runs: unknown flag --state\. Accepted: --status S/,
     );
     assert.match(await usageProblem(['files', '--bogus']), /^files: unknown flag --bogus\. Accepted: --run ID/);
+    assert.match(
+      await usageProblem(['query', 'SELECT 1', '--limit', '3']),
+      /^query: unknown flag --limit\. Accepted: --json, --destination DIR\|URL, --help\. See "query --help"\.$/,
+    );
+    assert.match(
+      await usageProblem(['doctor', '--verbose']),
+      /^doctor: unknown flag --verbose\. Accepted: --json, --help\. See "doctor --help"\.$/,
+    );
     assert.match(await usageProblem(['run', '--port', '7072']), /^run: unknown flag --port\./);
   });
 
@@ -111,7 +135,7 @@ describe('command line: usage errors name what was wrong and what is accepted (e
     const message = await usageProblem(['foo']);
     assert.equal(
       message,
-      'unknown command "foo". Accepted: run, start, serve, runs, files, emulator, help. See "csp-unbilled-export --help".',
+      'unknown command "foo". Accepted: run, start, serve, runs, files, query, doctor, emulator, help. See "csp-unbilled-export --help".',
     );
   });
 

@@ -8,6 +8,7 @@ import type { ContainerClient } from '@azure/storage-blob';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { loadConfig } from '../../src/config';
 import { isExportError } from '../../src/errors';
+import { formatHelp } from '../../src/local/commandLine';
 import {
   createViewsSql,
   currentData,
@@ -21,7 +22,7 @@ import {
   formatJson,
   formatTable,
   parseQueryFlags,
-  QUERY_USAGE,
+  QUERY_COMMAND,
   QuerySqlError,
   runQuery,
   syncCache,
@@ -137,11 +138,15 @@ describe('query: flags', () => {
     assert.equal(parseQueryFlags(['--help']).help, true);
   });
 
-  it('refuses no SQL, SQL in several arguments, an unknown flag, a SAS URL and a missing folder (CONFIG_INVALID)', () => {
+  it('refuses no SQL, SQL in several arguments, an unknown flag, a SAS URL and a missing folder (USAGE_INVALID, with what is accepted)', () => {
     for (const [argv, message] of [
-      [[], /no SQL given/],
+      [[], /^query: no SQL given\. Accepted: the SQL as one argument in quotes/],
       [['SELECT', '1'], /2 arguments given .* one pair of quotes/],
-      [['SELECT 1', '--limit', '3'], /unknown flag "--limit"/],
+      [
+        ['SELECT 1', '--limit', '3'],
+        /^query: unknown flag --limit\. Accepted: --json, --destination DIR\|URL, --help\./,
+      ],
+      [['SELECT 1', '--destination'], /^query: --destination needs a value/],
       [['SELECT 1', '--destination', 'https://acct.blob.core.windows.net/?sv=1&sig=secret'], /without a query string/],
       [['SELECT 1', '--destination', 'http://acct.blob.core.windows.net'], /must use https/],
       [['SELECT 1', '--destination', join(root, 'nothing-here')], /does not exist .*files --download/],
@@ -149,8 +154,9 @@ describe('query: flags', () => {
       assert.throws(
         () => parseQueryFlags([...argv]),
         (error: unknown) => {
-          assert.ok(isExportError(error) && error.code === 'CONFIG_INVALID');
+          assert.ok(isExportError(error) && error.code === 'USAGE_INVALID');
           assert.match(error.message, message);
+          assert.match(error.message, /See "query --help"\.$/);
           assert.doesNotMatch(error.message, /secret/);
           return true;
         },
@@ -159,6 +165,7 @@ describe('query: flags', () => {
   });
 
   it('--help names every flag and shows an example', () => {
+    const help = formatHelp(QUERY_COMMAND);
     for (const flag of [
       '--json',
       '--destination',
@@ -167,9 +174,9 @@ describe('query: flags', () => {
       'unbilled_usage',
       'billed_aggregated_usage',
     ]) {
-      assert.ok(QUERY_USAGE.includes(flag), flag);
+      assert.ok(help.includes(flag), flag);
     }
-    assert.match(QUERY_USAGE, /npm run cli -- query "SELECT .* FROM focus_costs/);
+    assert.match(help, /Examples:\n {2}npm run cli -- query "SELECT .* FROM focus_costs/);
   });
 });
 

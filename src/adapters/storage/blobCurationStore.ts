@@ -6,13 +6,14 @@ import type { CuratedBlob, CurationStore } from '../../pipeline/curationPorts';
 import { redact } from '../../redact';
 import { destinationError, storageErrorInfo } from './clients';
 
-/** Block size and parallel blocks of the streamed uploads and copies: at most 4 × 8 MiB in memory per transfer. */
+/** Block size and parallel blocks of the streamed uploads: at most 4 × 8 MiB in memory per transfer. */
 const BLOCK_BYTES = 8 * 1024 * 1024;
 const PARALLEL = 4;
 
 /**
  * The curation step's blob operations in the destination container, through the Storage SDK: streamed downloads
- * of raw files to a local file, streamed uploads of Parquet parts, copies inside the container, deletes, listings.
+ * of raw files to a local file, streamed uploads of Parquet parts, server-side copies inside the container, deletes,
+ * listings.
  */
 export class BlobCurationStore implements CurationStore {
   constructor(private readonly container: ContainerClient) {}
@@ -56,28 +57,27 @@ export class BlobCurationStore implements CurationStore {
   }
 
   /**
-   * Streams the blob through this process (bounded memory), rather than a server-side copy whose source
-   * authorization differs between shared key and Microsoft Entra ID: parts are compressed Parquet, small next to the
-   * raw files.
+   * A server-side copy (Copy Blob) inside the container: the part's bytes never pass through this process, and the
+   * destination is replaced whole (no block list that a second publisher could spoil). Source and destination are in
+   * the same account, so the request's own credential authorizes the source too, with a shared key or Microsoft
+   * Entra ID alike (a Copy Blob *From URL* would need a SAS or a bearer token for the source). A copy inside one
+   * account ends at once; the poller waits if the service answers `pending`.
    */
   async copy(from: string, to: string): Promise<void> {
     try {
-      const source = await this.container.getBlobClient(from).download();
-      if (source.readableStreamBody === undefined) throw new Error(`${from} has no body`);
-      await this.container
-        .getBlockBlobClient(to)
-        .uploadStream(
-          source.readableStreamBody as NodeJS.ReadableStream as import('node:stream').Readable,
-          BLOCK_BYTES,
-          PARALLEL,
-          {
-            blobHTTPHeaders: { blobContentType: source.contentType ?? 'application/vnd.apache.parquet' },
-          },
-        );
+      const source = this.container.getBlobClient(from);
+      const poller = await this.container.getBlobClient(to).beginCopyFromURL(source.url, { intervalInMs: 500 });
+      const copied = await poller.pollUntilDone();
+      if (copied.copyStatus !== undefined && copied.copyStatus !== 'success') {
+        throw new ExportError('COPY_FAILED', `Copying ${this.where(from)} to ${to} ended ${copied.copyStatus}.`, {
+          retryable: true,
+        });
+      }
     } catch (error) {
+      if (error instanceof ExportError) throw error;
       const failed = destinationError(error, `Copying ${this.where(from)} to ${to}`);
-      // Two writers of one part (a resumed publisher beside a slow one) can spoil each other's block list (400):
-      // the copy is redone by the queue's retry.
+      // A second publisher copying onto the same part (409: a copy pending), or a staged part another publisher
+      // already removed (404): the queue's retry finds the publication done or redoes it.
       throw failed.code === 'COPY_FAILED'
         ? new ExportError('COPY_FAILED', failed.message, { retryable: true, status: failed.status, cause: error })
         : failed;

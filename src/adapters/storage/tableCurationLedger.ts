@@ -141,17 +141,27 @@ export class TableCurationLedger implements CurationLedger {
       if (row.rowKey !== undefined) existing.add(row.rowKey);
     }
     const missing = files.filter((name) => !existing.has(blobRowKey(name)));
+    // Insert only, never upsert: a second start racing this one (the supervisor beside a slow finisher) may write a
+    // row after our listing and a worker may convert that file at once; an upsert of `pending` would undo it.
+    const row = (name: string) => {
+      assertNoSecret(name, `${this.names.files}.name`);
+      return { partitionKey: record.runId, rowKey: blobRowKey(name), name, status: 'pending' };
+    };
     for (let i = 0; i < missing.length; i += BATCH_SIZE) {
-      await fileTable.submitTransaction(
-        missing.slice(i, i + BATCH_SIZE).map((name) => {
-          assertNoSecret(name, `${this.names.files}.name`);
-          return [
-            'upsert',
-            { partitionKey: record.runId, rowKey: blobRowKey(name), name, status: 'pending' },
-            'Merge',
-          ] as const;
-        }) as never,
-      );
+      const batch = missing.slice(i, i + BATCH_SIZE);
+      try {
+        await fileTable.submitTransaction(batch.map((name) => ['create', row(name)] as const) as never);
+      } catch (error) {
+        if (storageErrorInfo(error).status !== 409) throw error;
+        // A row of the batch exists already (the whole batch failed): the others one by one.
+        for (const name of batch) {
+          try {
+            await fileTable.createEntity(row(name));
+          } catch (rowError) {
+            if (storageErrorInfo(rowError).status !== 409) throw rowError;
+          }
+        }
+      }
     }
     const table = await this.table(this.curations);
     try {
