@@ -225,7 +225,8 @@ export function localQueueSettings(env: Record<string, string | undefined>): Par
     maxPollingIntervalMs: 1000,
     visibilityTimeoutSeconds: 5,
     ...(lease === undefined ? {} : { leaseSeconds: lease, leaseRenewalMs: Math.max(250, (lease * 1000) / 3) }),
-    ...(batchSize === undefined ? {} : { batchSize }),
+    // A smaller batch keeps fewer in flight too (the Functions host's default threshold: half the batch).
+    ...(batchSize === undefined ? {} : { batchSize, newBatchThreshold: Math.floor(batchSize / 2) }),
   };
 }
 

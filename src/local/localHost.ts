@@ -23,6 +23,8 @@ import { redact } from '../redact';
 /** The queue settings of host.json that the local host honours, as the Functions host does. */
 export interface QueueHostSettings {
   batchSize: number;
+  /** A new batch is received once the messages being handled are down to this many (host.json; batchSize / 2). */
+  newBatchThreshold: number;
   maxDequeueCount: number;
   /** Delay before a failed message is retried. */
   visibilityTimeoutSeconds: number;
@@ -53,8 +55,11 @@ export function readQueueHostSettings(
     if (match === null) return fallbackSeconds;
     return Number(match[1]) * 3600 + Number(match[2]) * 60 + Number(match[3]);
   };
+  const batchSize = typeof queues['batchSize'] === 'number' ? queues['batchSize'] : 16;
   return {
-    batchSize: typeof queues['batchSize'] === 'number' ? queues['batchSize'] : 16,
+    batchSize,
+    newBatchThreshold:
+      typeof queues['newBatchThreshold'] === 'number' ? queues['newBatchThreshold'] : Math.floor(batchSize / 2),
     maxDequeueCount: typeof queues['maxDequeueCount'] === 'number' ? queues['maxDequeueCount'] : 5,
     visibilityTimeoutSeconds: span(queues['visibilityTimeout'], 0),
     maxPollingIntervalMs: span(queues['maxPollingInterval'], 60) * 1000,
@@ -186,6 +191,8 @@ class QueueListener {
   /** Set when this process sent a message to the queue while the listener was not sleeping. */
   private woken = false;
   private endSleep: (() => void) | undefined;
+  /** Waiters for a handler to finish (the loop, while more than `newBatchThreshold` messages are handled). */
+  private readonly slotWaiters = new Set<() => void>();
 
   constructor(
     private readonly queue: QueueClient,
@@ -251,9 +258,20 @@ class QueueListener {
     });
   }
 
+  /** Resolves when a message being handled finishes. */
+  private slotFreed(): Promise<void> {
+    return new Promise<void>((resolve) => this.slotWaiters.add(resolve));
+  }
+
   private async loop(): Promise<void> {
     let idleMs = 100;
     while (this.running) {
+      // As the Functions host: the next batch is received once the messages being handled are down to
+      // newBatchThreshold, not when the whole batch is done (its slowest message would hold the others' slots).
+      if (this.inFlight > this.settings.newBatchThreshold) {
+        await this.untilStopped(this.slotFreed());
+        continue;
+      }
       let received: ReceivedMessage[] = [];
       try {
         const response = await this.queue.receiveMessages({
@@ -285,12 +303,16 @@ class QueueListener {
       idleMs = 100;
       this.inFlight += received.length;
       this.onActivity();
-      const batch = Promise.all(received.map((message, index) => this.process(message, leases[index]!)));
       // On stop, running handlers are abandoned (their messages handed back), not awaited.
-      await this.untilStopped(batch);
-      if (!this.running) break;
-      this.inFlight -= received.length;
-      this.onActivity();
+      for (const [index, message] of received.entries()) {
+        void this.process(message, leases[index]!).finally(() => {
+          if (!this.running) return;
+          this.inFlight -= 1;
+          this.onActivity();
+          for (const resolve of [...this.slotWaiters]) resolve();
+          this.slotWaiters.clear();
+        });
+      }
     }
   }
 

@@ -1,12 +1,38 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { ClientRequest } from 'node:http';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { layoutFor, runLabel } from '../datasets';
 import { errorMessage } from '../errors';
+import { TableNames } from '../names';
 import type { PipelineDeps } from '../pipeline/deps';
 import type { RunRecord } from '../pipeline/ports';
 import { TERMINAL_STATUSES } from '../pipeline/ports';
 import { redact } from '../redact';
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const REQUEST_START = 'http.client.request.start';
+
+/**
+ * Waits `ms`, or less: until this process has written a run row (the local host's handlers run in this process, so
+ * a run's end is seen when its row is written, not up to a poll interval later). Reads stay one per interval while
+ * nothing changes.
+ */
+function untilRunWritten(ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      unsubscribe(REQUEST_START, onRequest);
+      resolve();
+    };
+    const onRequest = (message: unknown): void => {
+      const request = (message as { request?: ClientRequest }).request;
+      if (request === undefined || request.method === 'GET' || request.method === 'HEAD') return;
+      if (!request.path.includes(`/${TableNames.runs}(`)) return;
+      request.once('response', done);
+    };
+    const timer = setTimeout(done, ms);
+    subscribe(REQUEST_START, onRequest);
+  });
+}
 
 function mib(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
@@ -152,7 +178,7 @@ export async function waitForRuns(
     display.update(runs, await currentFolders(runs, deps, folders));
     const done = runs.length === runIds.length && runs.every((r) => TERMINAL_STATUSES.includes(r.status));
     if (done || Date.now() > deadline) return runs;
-    await sleep(intervalMs);
+    await untilRunWritten(intervalMs);
   }
 }
 

@@ -1,28 +1,33 @@
 import { crashPoint } from '../crashPoints';
 import { ExportError, isExportError } from '../errors';
 import { QueueNames } from '../names';
+import { blobNamesOf, COPY_BATCH_CONCURRENCY } from './copyBatches';
 import type { PipelineDeps } from './deps';
 import { finalizeRunIfComplete } from './finalizeRun';
 import { reportMissingRun } from './missingRun';
 import { checkGraphEndpoint } from './pollExportStatus';
-import type { CopyMessage, ExportManifest, RunRecord } from './ports';
+import type { BlobRecord, CopyMessage, ExportManifest, RunRecord } from './ports';
 import { handleStepError, isTerminal, runLogger } from './runStateMachine';
 
 /**
- * Copies one blob of a run (queue export-copy) server-side into the run folder, idempotently, then
- * lets the fan-in decide whether this was the last one. An expired source SAS is refreshed by fetching
- * the Graph operation again.
+ * Copies the blob, or the batch of blobs, of one copy message (queue export-copy) server-side into the run folder,
+ * idempotently and blob by blob: each blob is recorded copied on its own ledger row as soon as it is, so a redelivered
+ * message (a crash between two blobs, a retry after one failed) copies only what is not recorded yet. Then the fan-in
+ * decides, once for the message, whether the run is complete. An expired source SAS is refreshed by fetching the
+ * Graph operation again.
  */
 export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): Promise<void> {
+  const names = blobNamesOf(message);
+  const what = names.length === 1 ? names[0]! : `${names.length} blobs (${names[0]}, …)`;
   const found = await deps.ledger.getRun(message.runId);
   if (found === undefined) {
-    reportMissingRun(deps, { runId: message.runId, queue: QueueNames.copy, step: `The copy of ${message.blobName}` });
+    reportMissingRun(deps, { runId: message.runId, queue: QueueNames.copy, step: `The copy of ${what}` });
     return;
   }
   const run = found.value;
   const log = runLogger(deps, run);
   if (isTerminal(run.status)) {
-    log.info(`Duplicate copy of ${message.blobName}: the run is already ${run.status}.`);
+    log.info(`Duplicate copy of ${what}: the run is already ${run.status}.`);
     return;
   }
   try {
@@ -34,40 +39,72 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
         { retryable: true },
       );
     }
-    const blob = await deps.ledger.getBlob(run.runId, message.blobName);
-    if (blob === undefined) {
+    const rows = await blobRows(deps, run.runId, names);
+    const missing = names.find((name) => !rows.has(name));
+    if (missing !== undefined) {
       throw new ExportError(
         'MANIFEST_INVALID',
-        `Copy message names blob "${message.blobName}", which is not in the manifest of run ${run.runId}.`,
+        `Copy message names blob "${missing}", which is not in the manifest of run ${run.runId}.`,
       );
     }
-    if (blob.status !== 'copied') {
-      const destinationPath = `${run.path}/${message.blobName}`;
-      crashPoint('copy.beforeCopy');
-      // A blob the fan-in set back to pending may be in the destination with its length but other content: copy it
-      // again rather than take it as already there.
-      const replace = (blob.recopies ?? 0) > 0;
-      const result = await copyWithFreshSas(deps, run, message.blobName, destinationPath, replace);
-      crashPoint('copy.afterCopy');
-      await deps.ledger.markBlobCopied(run.runId, message.blobName, {
-        byteCount: result.byteCount,
-        contentType: result.contentType,
-        method: result.method,
-        copiedAt: deps.clock.now().toISOString(),
-        contentCrc64: result.contentCrc64,
-        contentMd5: result.contentMd5,
-        destinationEtag: result.destinationEtag,
-      });
-      crashPoint('copy.afterMarkCopied');
-      log.info(`Copied ${message.blobName} (${result.byteCount} bytes, ${result.method}).`);
-    } else {
-      log.info(`Blob ${message.blobName} was already copied; redelivered message ignored.`);
+    const pending = names.filter((name) => rows.get(name)?.status !== 'copied');
+    for (const name of names) {
+      if (!pending.includes(name)) log.info(`Blob ${name} was already copied; redelivered message ignored.`);
     }
-    // The run as read before the copy: most times still current, so the fan-in need not read it again.
+    // After a failure no further blob is started; the copies in flight finish and are recorded, so the retry of the
+    // message copies only the rest. The first failure decides what happens to the message, as for one blob.
+    let failure: { error: unknown } | undefined;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (failure === undefined && next < pending.length) {
+        const name = pending[next++]!;
+        try {
+          await copyOne(deps, run, name, rows.get(name)!);
+        } catch (error) {
+          failure ??= { error };
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(COPY_BATCH_CONCURRENCY, pending.length) }, worker));
+    if (failure !== undefined) throw failure.error;
+    // The run as read before the copies: most times still current, so the fan-in need not read it again.
     await finalizeRunIfComplete(deps, run.runId, found);
   } catch (error) {
     await handleStepError(deps, run, error);
   }
+}
+
+/** The ledger rows of the named blobs: one read for one blob, one query of the run's rows for a batch. */
+async function blobRows(deps: PipelineDeps, runId: string, names: string[]): Promise<Map<string, BlobRecord>> {
+  if (names.length === 1) {
+    const blob = await deps.ledger.getBlob(runId, names[0]!);
+    return new Map(blob === undefined ? [] : [[blob.name, blob]]);
+  }
+  const wanted = new Set(names);
+  return new Map(
+    (await deps.ledger.listBlobs(runId)).filter((b) => wanted.has(b.name)).map((b) => [b.name, b] as const),
+  );
+}
+
+async function copyOne(deps: PipelineDeps, run: RunRecord, name: string, blob: BlobRecord): Promise<void> {
+  const destinationPath = `${run.path}/${name}`;
+  crashPoint('copy.beforeCopy');
+  // A blob the fan-in set back to pending may be in the destination with its length but other content: copy it
+  // again rather than take it as already there.
+  const replace = (blob.recopies ?? 0) > 0;
+  const result = await copyWithFreshSas(deps, run, name, destinationPath, replace);
+  crashPoint('copy.afterCopy');
+  await deps.ledger.markBlobCopied(run.runId, name, {
+    byteCount: result.byteCount,
+    contentType: result.contentType,
+    method: result.method,
+    copiedAt: deps.clock.now().toISOString(),
+    contentCrc64: result.contentCrc64,
+    contentMd5: result.contentMd5,
+    destinationEtag: result.destinationEtag,
+  });
+  crashPoint('copy.afterMarkCopied');
+  runLogger(deps, run).info(`Copied ${name} (${result.byteCount} bytes, ${result.method}).`);
 }
 
 async function copyWithFreshSas(

@@ -2,6 +2,7 @@ import { crashPoint } from '../crashPoints';
 import { layoutFor } from '../datasets';
 import { classifyError, ExportError, errorMessage } from '../errors';
 import { redact } from '../redact';
+import { copyMessagesFor } from './copyBatches';
 import { startCuration } from './curateExport';
 import type { PipelineDeps } from './deps';
 import type { BlobRecord, DestinationBlobInfo, RunRecord, Versioned } from './ports';
@@ -251,7 +252,12 @@ async function destinationHolds(deps: PipelineDeps, run: RunRecord, copied: Blob
     if (await deps.ledger.markBlobPending(run.runId, blob.name, (blob.recopies ?? 0) + 1)) reset.push(blob);
   }
   if (reset.length > 0) {
-    await deps.queue.sendCopies(reset.map((b) => ({ version: 1, runId: run.runId, blobName: b.name })));
+    await deps.queue.sendCopies(
+      copyMessagesFor(
+        run.runId,
+        reset.map((b) => b.name),
+      ),
+    );
   }
   return false;
 }

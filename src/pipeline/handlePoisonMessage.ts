@@ -10,10 +10,7 @@ import { endRun, isTerminal } from './runStateMachine';
 export async function handlePoisonMessage(queue: string, raw: unknown, deps: PipelineDeps): Promise<void> {
   const runId = runIdOf(raw);
   const body = decodeMessageBody(raw);
-  const blobName =
-    typeof body === 'object' && body !== null && typeof (body as { blobName?: unknown }).blobName === 'string'
-      ? (body as { blobName: string }).blobName
-      : undefined;
+  const copied = copiedBlobsOf(body);
   const excerpt = redact(typeof body === 'string' ? body : (JSON.stringify(body) ?? String(raw))).slice(0, 500);
   if (runId === undefined) {
     const reason = `A message in ${queue} names no run; recorded and dropped.`;
@@ -23,7 +20,7 @@ export async function handlePoisonMessage(queue: string, raw: unknown, deps: Pip
     return;
   }
   const found = await deps.ledger.getRun(runId);
-  const what = blobName !== undefined ? `the copy of ${blobName}` : 'a status check';
+  const what = copied ?? 'a status check';
   if (found === undefined) {
     const reason = `${what} of unknown run ${runId} was poisoned.`;
     deps.logger.child({ runId }).error(reason);
@@ -64,4 +61,16 @@ export async function handlePoisonMessage(queue: string, raw: unknown, deps: Pip
   const final = ended ?? (await deps.ledger.getRun(runId))?.value.status ?? '';
   log.warn(`Poisoned message for a run that ended ${final === '' ? 'meanwhile' : final}: ${redact(reason)}`);
   poisoned(final);
+}
+
+/** "the copy of <blob>" (or "the copies of N blobs (a, b, …)" for a batch) of a copy message; undefined otherwise. */
+function copiedBlobsOf(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const { blobName, blobNames } = body as { blobName?: unknown; blobNames?: unknown };
+  if (typeof blobName === 'string') return `the copy of ${blobName}`;
+  if (!Array.isArray(blobNames)) return undefined;
+  const names = blobNames.filter((name): name is string => typeof name === 'string');
+  if (names.length === 0) return undefined;
+  const shown = names.slice(0, 3).join(', ');
+  return `the copies of ${names.length} blobs (${shown}${names.length > 3 ? ', …' : ''})`;
 }

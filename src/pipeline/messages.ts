@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ExportError } from '../errors';
+import { COPY_BATCH_MAX_BLOBS } from './copyBatches';
 import type { CurateMessage } from './curationPorts';
 import { isRunId } from './layout';
 import type { CopyMessage, StatusMessage } from './ports';
@@ -26,7 +27,21 @@ const statusSchema = z.discriminatedUnion('kind', [
     .strict(),
 ]);
 
-const copySchema = z.object({ version: z.literal(1), runId, blobName: z.string().min(1).max(1024) }).strict();
+const blobName = z.string().min(1).max(1024);
+const copySchema = z.union([
+  z.object({ version: z.literal(1), runId, blobName }).strict(),
+  z
+    .object({
+      version: z.literal(1),
+      runId,
+      blobNames: z
+        .array(blobName)
+        .min(1)
+        .max(COPY_BATCH_MAX_BLOBS)
+        .refine((names) => new Set(names).size === names.length, 'name a blob twice'),
+    })
+    .strict(),
+]);
 
 const curateSchema = z.discriminatedUnion('kind', [
   z.object({ version: z.literal(1), kind: z.literal('file'), runId, blobName: z.string().min(1).max(1024) }).strict(),
@@ -72,7 +87,7 @@ export function parseCopyMessage(raw: unknown): CopyMessage {
   if (!result.success) {
     throw new ExportError(
       'MESSAGE_INVALID',
-      `Invalid export-copy message: ${describe(result.error)}. Accepted: {"version":1,"runId":"<run id>","blobName":"<name>"}.`,
+      `Invalid export-copy message: ${describe(result.error)}. Accepted: {"version":1,"runId":"<run id>","blobName":"<name>"} or {"version":1,"runId":"<run id>","blobNames":["<name>", …]} (at most ${COPY_BATCH_MAX_BLOBS}).`,
     );
   }
   return result.data;

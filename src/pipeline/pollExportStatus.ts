@@ -4,6 +4,7 @@ import { fallbackBillingMonth, layoutFor } from '../datasets';
 import { ExportError, isExportError } from '../errors';
 import { QueueNames } from '../names';
 import { safeUrl } from '../redact';
+import { copyMessagesFor } from './copyBatches';
 import type { PipelineDeps } from './deps';
 import { finalizeRunIfComplete } from './finalizeRun';
 import { reportMissingRun } from './missingRun';
@@ -272,7 +273,12 @@ export async function resumeCopying(deps: PipelineDeps, run: RunRecord, force: b
   let sent = 0;
   if (force || run.copiesQueuedAt === undefined) {
     const pending = (await deps.ledger.listBlobs(run.runId)).filter((b) => b.status !== 'copied');
-    await deps.queue.sendCopies(pending.map((b) => ({ version: 1, runId: run.runId, blobName: b.name })));
+    await deps.queue.sendCopies(
+      copyMessagesFor(
+        run.runId,
+        pending.map((b) => b.name),
+      ),
+    );
     sent = pending.length;
     crashPoint('fanout.afterCopyMessages');
     await deps.ledger.updateRun(run.runId, { copiesQueuedAt: deps.clock.now().toISOString() });

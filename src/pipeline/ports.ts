@@ -323,12 +323,13 @@ export type StatusMessage =
       operationUrl?: string | undefined;
     };
 
-/** Messages of the export-copy queue: one per blob. */
-export interface CopyMessage {
-  version: 1;
-  runId: string;
-  blobName: string;
-}
+/**
+ * Messages of the export-copy queue: one blob (`blobName`), or a batch of blobs of one run (`blobNames`), each blob
+ * copied and recorded on its own ledger row as if it had its own message (src/pipeline/copyBatches.ts).
+ */
+export type CopyMessage =
+  | { version: 1; runId: string; blobName: string }
+  | { version: 1; runId: string; blobNames: string[] };
 
 /** Queues with delayed delivery (base64 JSON, as the Functions host expects). */
 export interface MessageQueue {

@@ -130,6 +130,8 @@ interface Spawned {
   code: number | null;
   spawnedAt: number;
   exitedAt: number;
+  /** When the command printed its first line to stdout (`run --json` prints its result there, once). */
+  firstStdoutAt: number;
   stdout: string;
   stderr: string;
   trace: RequestTraceFile | undefined;
@@ -174,7 +176,9 @@ async function spawnNode(
   });
   let stdout = '';
   let stderr = '';
+  let firstStdoutAt = Number.NaN;
   child.stdout?.on('data', (chunk: Buffer) => {
+    if (stdout === '') firstStdoutAt = nowMs();
     stdout += chunk.toString('utf8');
   });
   child.stderr?.on('data', (chunk: Buffer) => {
@@ -192,7 +196,7 @@ async function spawnNode(
       trace = undefined;
     }
   }
-  return { code, spawnedAt, exitedAt, stdout, stderr, trace };
+  return { code, spawnedAt, exitedAt, firstStdoutAt, stdout, stderr, trace };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -423,8 +427,10 @@ interface ExportTiming {
   noCopyInFlightMs: number;
   /** Last copy response to manifest.json written. */
   completionMs: number;
-  /** Graph's success to manifest.json written: the figure of items 3 and 6. */
+  /** Graph's success to manifest.json written (the figure of items 3 and 6 before it measured what the user sees). */
   totalMs: number;
+  /** Graph's success to the command's result (its `--json` line): what the user of the command waits for. */
+  resultMs: number;
   /** manifest.json written to the process's exit. */
   exitMs: number;
   graphRequests: number;
@@ -445,7 +451,8 @@ async function runExport(
   const before = services.lines.length;
   const spawned = await spawnNode(
     [cliEntry(), 'run', '--currencies', currency, '--periods', 'current', '--force', '--json'],
-    services.env(container, { EXPORT_CURRENCIES: currency }),
+    // Curation follows the copy phase and the command waits for it: off, so the command's result ends the copy phase.
+    services.env(container, { EXPORT_CURRENCIES: currency, EXPORT_CURATION: 'off' }),
     cwd,
     { trace: true, timeoutMs: 900_000 },
   );
@@ -506,6 +513,7 @@ async function runExport(
     noCopyInFlightMs: noCopyMs,
     completionMs: manifestAt - lastCopy,
     totalMs: manifestAt - success,
+    resultMs: spawned.firstStdoutAt - success,
     exitMs: spawned.exitedAt - manifestAt,
     graphRequests: lines.length,
     statusSends: requests.filter(
@@ -625,6 +633,22 @@ function minimumRequests(blobs: number, statusChecks: number) {
   };
 }
 
+/**
+ * The least with batched copy messages (src/pipeline/copyBatches.ts: one per blob up to 16 blobs, then at least 16
+ * messages of at most 32 blobs): M messages instead of B, so queue sends and deletes P + M, and the run read and the
+ * fan-in query once per message (2M) besides one write per blob.
+ */
+function minimumBatchedRequests(blobs: number, statusChecks: number) {
+  const messages = blobs <= 16 ? blobs : Math.max(16, Math.ceil(blobs / 32));
+  return {
+    graph: 1 + statusChecks,
+    queueSend: statusChecks + messages,
+    queueDelete: statusChecks + messages,
+    table: 8 + statusChecks + Math.ceil(blobs / 100) + blobs + 2 * messages,
+    blob: 4 + 2 * blobs,
+  };
+}
+
 function measuredRequests(timing: ExportTiming) {
   const c = (key: string) => timing.counts[key] ?? 0;
   return {
@@ -720,19 +744,31 @@ async function main(): Promise<void> {
         options.copyRuns,
         `copy phase ${options.copyBlobs} x ${options.copyMiB} MiB`,
       );
-      const ours = copySeries.runs.map((run) => run.totalMs);
+      const ours = copySeries.runs.map((run) => run.resultMs);
+      const toManifest = copySeries.runs.map((run) => run.totalMs);
       const floor = copySeries.floors.map((f) => f.totalMs);
       const ratio = median(ours.map((value, index) => value / (floor[index] ?? Number.NaN)));
+      const manifestRatio = median(toManifest.map((value, index) => value / (floor[index] ?? Number.NaN)));
       const bytes = median(copySeries.runs.map((run) => run.socketBytes / Math.max(1, run.byteCount)));
       rows.push({
         item: '3',
-        figure: `copy + completion, ${options.copyBlobs} x ${options.copyMiB} MiB (Graph success to manifest.json), s`,
+        figure: `copy + completion, ${options.copyBlobs} x ${options.copyMiB} MiB (Graph success to the command's result), s`,
         ours: fixed(median(ours) / 1000),
         baseline: `${fixed(median(floor) / 1000)} (same copies + manifest, SDK)`,
         ratio: `${fixed(ratio)}x`,
         target: '<= 1.15x',
         met: ratio <= 1.15,
         values: { copyPhaseMs: round(median(ours), 0), floorMs: round(median(floor), 0), ratio: round(ratio, 3) },
+      });
+      rows.push({
+        item: '3',
+        figure: '  the same, Graph success to the manifest.json write only, s',
+        ours: fixed(median(toManifest) / 1000),
+        baseline: `${fixed(median(floor) / 1000)} (same copies + manifest, SDK)`,
+        ratio: `${fixed(manifestRatio)}x`,
+        target: '-',
+        met: undefined,
+        values: { toManifestMs: round(median(toManifest), 0), ratio: round(manifestRatio, 3) },
       });
       const outside = median(
         copySeries.runs.map(
@@ -760,13 +796,14 @@ async function main(): Promise<void> {
         values: { processBytesPerExportByte: bytes },
       });
       details.push(
-        '\nCopy phase, per timed run (ms): pickup = Graph success -> first copy request; copies = first copy -> last copy response; completion = last copy -> manifest.json; exit = manifest.json -> process exit.',
+        "\nCopy phase, per timed run (ms): pickup = Graph success -> first copy request; copies = first copy -> last copy response; completion = last copy -> manifest.json; result = manifest.json -> the command's result; exit = manifest.json -> process exit.",
         ...copySeries.runs.map(
           (run, index) =>
-            `  run ${index + 1}: total ${fixed(run.totalMs, 0)} = pickup ${fixed(run.pickupMs, 0)} (fan-out ${fixed(run.fanOutMs, 0)}, sends ${fixed(run.sendMs, 0)}, receive ${fixed(run.receiveAfterFirstSendMs, 0)} after the first send) + copies ${fixed(run.copyWindowMs, 0)} (none in flight for ${fixed(run.noCopyInFlightMs, 0)}) + completion ${fixed(run.completionMs, 0)}; exit +${fixed(run.exitMs, 0)}; floor ${fixed(copySeries?.floors[index]?.totalMs ?? Number.NaN, 0)} (copies ${fixed(copySeries?.floors[index]?.copiesMs ?? Number.NaN, 0)}); ${fixed(run.byteCount / MiB, 1)} MiB`,
+            `  run ${index + 1}: result ${fixed(run.resultMs, 0)} = pickup ${fixed(run.pickupMs, 0)} (fan-out ${fixed(run.fanOutMs, 0)}, sends ${fixed(run.sendMs, 0)}, receive ${fixed(run.receiveAfterFirstSendMs, 0)} after the first send) + copies ${fixed(run.copyWindowMs, 0)} (none in flight for ${fixed(run.noCopyInFlightMs, 0)}) + completion ${fixed(run.completionMs, 0)} + result ${fixed(run.resultMs - run.totalMs, 0)}; exit +${fixed(run.exitMs, 0)}; floor ${fixed(copySeries?.floors[index]?.totalMs ?? Number.NaN, 0)} (copies ${fixed(copySeries?.floors[index]?.copiesMs ?? Number.NaN, 0)}); ${fixed(run.byteCount / MiB, 1)} MiB`,
         ),
       );
       json['copyPhase'] = copySeries.runs.map((run, index) => ({
+        resultMs: round(run.resultMs, 0),
         totalMs: round(run.totalMs, 0),
         pickupMs: round(run.pickupMs, 0),
         fanOutMs: round(run.fanOutMs, 0),
@@ -788,24 +825,44 @@ async function main(): Promise<void> {
         options.orchestrationRuns,
         `orchestration ${options.orchestrationBlobs} small blobs`,
       );
-      const ours = orchestration.runs.map((run) => run.totalMs);
+      const ours = orchestration.runs.map((run) => run.resultMs);
+      const toManifest = orchestration.runs.map((run) => run.totalMs);
       const floor = orchestration.floors.map((f) => f.totalMs);
       const ratio = median(ours.map((value, index) => value / (floor[index] ?? Number.NaN)));
+      const manifestRatio = median(toManifest.map((value, index) => value / (floor[index] ?? Number.NaN)));
+      const copyMessages = median(
+        orchestration.runs.map(
+          (run) =>
+            run.requests.filter(
+              (request) => request.method === 'POST' && request.path.endsWith('/export-copy/messages'),
+            ).length,
+        ),
+      );
       rows.push({
         item: '6',
-        figure: `orchestration: ${options.orchestrationBlobs} small blobs, Graph success to manifest.json, s`,
+        figure: `orchestration: ${options.orchestrationBlobs} small blobs, Graph success to the command's result, s`,
         ours: fixed(median(ours) / 1000),
         baseline: `${fixed(median(floor) / 1000)} (same copies + manifest, SDK)`,
         ratio: `${fixed(ratio)}x`,
-        target: 'report (no number in issue 9)',
-        met: undefined,
+        target: '<= 3x',
+        met: ratio <= 3,
         values: { orchestrationMs: round(median(ours), 0), floorMs: round(median(floor), 0), ratio: round(ratio, 3) },
+      });
+      rows.push({
+        item: '6',
+        figure: `  the same, Graph success to the manifest.json write only, s (copy messages: ${copyMessages})`,
+        ours: fixed(median(toManifest) / 1000),
+        baseline: `${fixed(median(floor) / 1000)} (same copies + manifest, SDK)`,
+        ratio: `${fixed(manifestRatio)}x`,
+        target: '-',
+        met: undefined,
+        values: { toManifestMs: round(median(toManifest), 0), copyMessages },
       });
       details.push(
         `\nOrchestration of ${options.orchestrationBlobs} blobs, per timed run (ms):`,
         ...orchestration.runs.map(
           (run, index) =>
-            `  run ${index + 1}: total ${fixed(run.totalMs, 0)} = pickup ${fixed(run.pickupMs, 0)} (fan-out ${fixed(run.fanOutMs, 0)}, sends ${fixed(run.sendMs, 0)}) + copies ${fixed(run.copyWindowMs, 0)} (none in flight for ${fixed(run.noCopyInFlightMs, 0)}) + completion ${fixed(run.completionMs, 0)}; exit +${fixed(run.exitMs, 0)}; floor ${fixed(orchestration?.floors[index]?.totalMs ?? Number.NaN, 0)}`,
+            `  run ${index + 1}: result ${fixed(run.resultMs, 0)} = pickup ${fixed(run.pickupMs, 0)} (fan-out ${fixed(run.fanOutMs, 0)}, sends ${fixed(run.sendMs, 0)}) + copies ${fixed(run.copyWindowMs, 0)} (none in flight for ${fixed(run.noCopyInFlightMs, 0)}) + completion ${fixed(run.completionMs, 0)} + result ${fixed(run.resultMs - run.totalMs, 0)}; exit +${fixed(run.exitMs, 0)}; floor ${fixed(orchestration?.floors[index]?.totalMs ?? Number.NaN, 0)}`,
         ),
       );
     }
@@ -842,6 +899,8 @@ async function main(): Promise<void> {
       const appTotal = b.graph + b.queueSend + b.queueDelete + b.table + b.blob;
       const minTotal = minimum.graph + minimum.queueSend + minimum.queueDelete + minimum.table + minimum.blob;
       const graphPolls = large.graphRequests;
+      const batched = minimumBatchedRequests(blobsB, checks);
+      const batchedTotal = batched.graph + batched.queueSend + batched.queueDelete + batched.table + batched.blob;
       rows.push({
         item: '4',
         figure: `request economy: app requests per export of ${blobsB} blobs (Graph, queue send+delete, table, blob)`,
@@ -851,6 +910,16 @@ async function main(): Promise<void> {
         target: '<= 1.2x',
         met: appTotal / minTotal <= 1.2,
         values: { appRequests: appTotal, minimumRequests: minTotal },
+      });
+      rows.push({
+        item: '4',
+        figure: '  the same against the least with batched copy messages',
+        ours: String(appTotal),
+        baseline: `${batchedTotal} (batched minimum)`,
+        ratio: `${fixed(appTotal / batchedTotal)}x`,
+        target: '-',
+        met: undefined,
+        values: { batchedMinimumRequests: batchedTotal },
       });
       for (const [key, label] of [
         ['table', 'table transactions'],
@@ -898,6 +967,7 @@ async function main(): Promise<void> {
         `  per export: ${JSON.stringify(exportPart, (_k, v) => (typeof v === 'number' ? round(v, 2) : v))}`,
         `  per blob:   ${JSON.stringify(blobPart, (_k, v) => (typeof v === 'number' ? round(v, 2) : v))}`,
         `  minimum (${blobsB} blobs, ${checks} status check): ${JSON.stringify(minimum)}`,
+        `  minimum with batched copy messages: ${JSON.stringify(batched)}`,
         `  daily export: ${JSON.stringify(cost, (_k, v) => (typeof v === 'number' ? round(v, 5) : v))}`,
       );
       json['requests'] = {

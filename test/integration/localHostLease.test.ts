@@ -68,4 +68,38 @@ describe('local host: message lease and hand-back', () => {
       await host.stop();
     }
   });
+
+  it('receives the next messages once those in flight are down to newBatchThreshold, not when the whole batch is done', {
+    timeout: 60_000,
+  }, async () => {
+    const connectionString = azurite().connectionString(DEV_STORE_ACCOUNT.name);
+    const queue = new QueueClient(connectionString, QueueNames.copy);
+    await queue.createIfNotExists();
+    await queue.clearMessages();
+    const started: number[] = [];
+    const release = new Map<number, () => void>();
+    const host = await LocalFunctionsHost.start({
+      hostStorage: { kind: 'connectionString', connectionString },
+      handlers: handlers(async (item) => {
+        const n = (item as { n: number }).n;
+        started.push(n);
+        // Message 1 ends at once; message 2 (the slow one of the first batch) runs until released.
+        if (n !== 1) await new Promise<void>((resolve) => release.set(n, resolve));
+      }),
+      queueSettings: { batchSize: 2, newBatchThreshold: 1, maxPollingIntervalMs: 100 },
+      log: () => undefined,
+    });
+    try {
+      for (const n of [1, 2]) await queue.sendMessage(Buffer.from(JSON.stringify({ n })).toString('base64'));
+      while (started.length < 2) await sleep(20);
+      await queue.sendMessage(Buffer.from(JSON.stringify({ n: 3 })).toString('base64'));
+      const deadline = Date.now() + 10_000;
+      while (!started.includes(3) && Date.now() < deadline) await sleep(20);
+      assert.ok(started.includes(3), 'message 3 is handled while message 2 of the first batch still runs');
+      assert.ok(release.has(2), 'message 2 still runs');
+    } finally {
+      for (const resolve of release.values()) resolve();
+      await host.stop();
+    }
+  });
 });

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { ClientRequest } from 'node:http';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { TelemetryEvents, TelemetryMetrics } from '../../src/names';
+import { QueueNames, TelemetryEvents, TelemetryMetrics } from '../../src/names';
+import { COPY_MESSAGES_SPREAD } from '../../src/pipeline/copyBatches';
 import { startGraphProxy } from '../support/graphProxy';
 import {
   assertNoSecrets,
@@ -10,6 +13,9 @@ import {
   runFolderPattern,
   startHarness,
 } from '../support/harness';
+
+/** Blobs of the batched export: 200 with FAULTS_SCALE=full; 40 (still 16 batches) in the quick suite. */
+const SMALL_BLOBS = process.env['FAULTS_SCALE'] === 'full' ? 200 : 40;
 
 describe('export pipeline end to end (Azurite, HTTPS emulator, local Functions host)', () => {
   let h: Harness;
@@ -54,6 +60,40 @@ describe('export pipeline end to end (Azurite, HTTPS emulator, local Functions h
     }
     assert.equal(all.filter((b) => latest.test(b.path)).length, 4);
     assert.equal(all.filter((b) => b.path.endsWith('/manifest.json')).length, 4);
+  });
+
+  it(`exports ${SMALL_BLOBS} small blobs with ${COPY_MESSAGES_SPREAD} copy messages (batches), each blob copied once and listed in manifest.json`, async () => {
+    h.beginTest();
+    h.emulator.configure({ blobCount: SMALL_BLOBS, rowsPerBlob: 2 }, 'CHF');
+    const copySends: string[] = [];
+    const onRequest = (message: unknown): void => {
+      const request = (message as { request: ClientRequest }).request;
+      if (request.method === 'POST' && request.path.split('?')[0]!.endsWith(`/${QueueNames.copy}/messages`)) {
+        copySends.push(request.path);
+      }
+    };
+    subscribe('http.client.request.start', onRequest);
+    try {
+      const { runs } = await h.startExports({ currencies: ['CHF'] });
+      assert.equal(runs.length, 1);
+      // The emulator writes the blobs to Azurite first: longer than the default wait on a loaded machine.
+      const [run] = await h.waitForTerminal(
+        runs.map((r) => r.runId),
+        300_000,
+      );
+      assert.equal(run?.status, 'succeeded');
+      assert.equal(run?.blobCount, SMALL_BLOBS);
+      await assertRunFolder(h, run!);
+      assert.equal(copySends.length, COPY_MESSAGES_SPREAD, 'one copy message per batch, not one per blob');
+      const methods = (await h.listBlobs(run!.runId)).map((b) => b.method);
+      assert.equal(methods.length, SMALL_BLOBS);
+      assert.ok(
+        methods.every((m) => m === 'copyFromUrl'),
+        'each blob copied once, none found already there by a second copy',
+      );
+    } finally {
+      unsubscribe('http.client.request.start', onRequest);
+    }
   });
 
   it('accepts both Graph dialects: inline manifest with @odata.type, and navigationLink + GET manifest with status completed', async () => {

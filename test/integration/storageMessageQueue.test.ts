@@ -66,8 +66,8 @@ describe('StorageMessageQueue', () => {
 
   it('creates its queues when missing and sends every copy message of a run', async () => {
     const { queue, copy } = newQueue();
-    const messages: CopyMessage[] = Array.from({ length: 45 }, (_, i) => ({
-      version: 1,
+    const messages: Array<Extract<CopyMessage, { blobName: string }>> = Array.from({ length: 45 }, (_, i) => ({
+      version: 1 as const,
       runId: '20260301T060000000Z-0a1b2c3d',
       blobName: `part-${i}.json.gz`,
     }));

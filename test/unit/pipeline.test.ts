@@ -1068,7 +1068,7 @@ describe('logs and secrets of a run', () => {
     const drained = await drain(deps, deps.queue);
     assert.equal(drained.errors.length, 1, 'the retryable copy error reached the queue');
     const failedCopy = deps.queue.copiesSent.find(
-      (c) => !deps.destination.blobs.has(`${run(deps, c.runId).path}/${c.blobName}`),
+      (c) => 'blobName' in c && !deps.destination.blobs.has(`${run(deps, c.runId).path}/${c.blobName}`),
     );
     await deliverCopy(deps, JSON.stringify(failedCopy));
 

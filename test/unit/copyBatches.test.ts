@@ -1,0 +1,227 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ExportError, isExportError } from '../../src/errors';
+import {
+  blobNamesOf,
+  COPY_BATCH_MAX_BLOBS,
+  COPY_BATCH_MAX_NAME_CHARS,
+  COPY_MESSAGES_SPREAD,
+  copyMessagesFor,
+} from '../../src/pipeline/copyBatches';
+import { copyExportBlob } from '../../src/pipeline/copyExportBlob';
+import { handlePoisonMessage } from '../../src/pipeline/handlePoisonMessage';
+import { parseCopyMessage, parseStatusMessage } from '../../src/pipeline/messages';
+import { pollExportStatus } from '../../src/pipeline/pollExportStatus';
+import type { BlobRecord, RunLedger } from '../../src/pipeline/ports';
+import { startExports } from '../../src/pipeline/startExports';
+import { type FakeDeps, makeDeps, makeManifest, succeeded } from '../support/fakes';
+
+const RUN_ID = '20241008T060000000Z-0a1b2c3d';
+const names = (count: number, prefix = 'part') =>
+  Array.from({ length: count }, (_, i) => `${prefix}-${String(i).padStart(5, '0')}.json.gz`);
+
+/** A USD run whose export succeeded with `blobs` blobs: copying, its copy messages pending. */
+async function copyingRun(blobs: number): Promise<{ deps: FakeDeps; runId: string; blobNames: string[] }> {
+  const deps = makeDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
+  const [started] = await startExports({ trigger: 'manual', currencies: ['USD'], billingPeriods: ['current'] }, deps);
+  const blobNames = names(blobs);
+  deps.graph.scriptOperation('*', succeeded(makeManifest({ blobNames })));
+  const status = deps.queue.pendingStatus.shift();
+  assert.ok(status !== undefined);
+  deps.clock.advanceSeconds(status.delaySeconds);
+  await pollExportStatus(parseStatusMessage(status.raw), deps);
+  return { deps, runId: started!.runId, blobNames };
+}
+
+function deliver(deps: FakeDeps, raw: string): Promise<void> {
+  return copyExportBlob(parseCopyMessage(raw), deps);
+}
+
+/** Counts the ledger calls the copy handler makes (the requests of item 4 in docs/performance.md). */
+function countLedgerCalls(ledger: RunLedger): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const method of ['getRun', 'getBlob', 'listBlobs', 'markBlobCopied', 'updateRun'] as const) {
+    const original = ledger[method].bind(ledger) as (...args: unknown[]) => Promise<unknown>;
+    (ledger as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+      counts.set(method, (counts.get(method) ?? 0) + 1);
+      return original(...args);
+    };
+  }
+  return counts;
+}
+
+describe('copy messages of a run', () => {
+  it(`sends one message per blob, in the single-blob format, while a run has at most ${COPY_MESSAGES_SPREAD} blobs`, () => {
+    const messages = copyMessagesFor(RUN_ID, names(COPY_MESSAGES_SPREAD));
+    assert.equal(messages.length, COPY_MESSAGES_SPREAD);
+    assert.deepEqual(messages[0], { version: 1, runId: RUN_ID, blobName: 'part-00000.json.gz' });
+  });
+
+  it(`spreads 200 blobs evenly over ${COPY_MESSAGES_SPREAD} batch messages, each blob named once, in order`, () => {
+    const all = names(200);
+    const messages = copyMessagesFor(RUN_ID, all);
+    assert.equal(messages.length, COPY_MESSAGES_SPREAD);
+    const sizes = messages.map((m) => blobNamesOf(m).length);
+    assert.ok(Math.max(...sizes) - Math.min(...sizes) <= 1, `even shares: ${sizes.join(',')}`);
+    assert.deepEqual(messages.flatMap(blobNamesOf), all);
+  });
+
+  it(`names at most ${COPY_BATCH_MAX_BLOBS} blobs per message for a large run`, () => {
+    const messages = copyMessagesFor(RUN_ID, names(1000));
+    assert.equal(messages.length, Math.ceil(1000 / COPY_BATCH_MAX_BLOBS));
+    assert.ok(messages.every((m) => blobNamesOf(m).length <= COPY_BATCH_MAX_BLOBS));
+    assert.equal(messages.flatMap(blobNamesOf).length, 1000);
+  });
+
+  it('splits a batch whose names would not fit one queue message (64 KiB, base64)', () => {
+    const long = names(64, 'x'.repeat(1000));
+    const messages = copyMessagesFor(RUN_ID, long);
+    assert.deepEqual(messages.flatMap(blobNamesOf), long);
+    for (const message of messages) {
+      const text = Buffer.from(JSON.stringify(message)).toString('base64');
+      assert.ok(text.length <= 64 * 1024, `${text.length} characters of base64`);
+      assert.ok(blobNamesOf(message).join('').length <= COPY_BATCH_MAX_NAME_CHARS);
+    }
+  });
+
+  it('parses the single-blob format of messages already in queues and the batch format, and refuses a batch naming a blob twice', () => {
+    assert.deepEqual(parseCopyMessage({ version: 1, runId: RUN_ID, blobName: 'a.json.gz' }), {
+      version: 1,
+      runId: RUN_ID,
+      blobName: 'a.json.gz',
+    });
+    assert.deepEqual(blobNamesOf(parseCopyMessage({ version: 1, runId: RUN_ID, blobNames: ['a', 'b'] })), ['a', 'b']);
+    for (const bad of [
+      { version: 1, runId: RUN_ID, blobNames: [] },
+      { version: 1, runId: RUN_ID, blobNames: ['a', 'a'] },
+      { version: 1, runId: RUN_ID, blobNames: names(COPY_BATCH_MAX_BLOBS + 1) },
+      { version: 1, runId: RUN_ID, blobName: 'a', blobNames: ['b'] },
+    ]) {
+      assert.throws(
+        () => parseCopyMessage(bad),
+        (error: unknown) => isExportError(error) && error.code === 'MESSAGE_INVALID',
+      );
+    }
+  });
+});
+
+describe('copyExportBlob with a batch of blobs', () => {
+  it('completes a 200-blob run with 16 copy messages, each blob copied once and listed in manifest.json', async () => {
+    const { deps, runId, blobNames } = await copyingRun(200);
+    const raws = deps.queue.takeCopies();
+    assert.equal(raws.length, COPY_MESSAGES_SPREAD);
+
+    for (const raw of raws) await deliver(deps, raw);
+
+    const run = deps.ledger.run(runId);
+    assert.equal(run.status, 'succeeded');
+    assert.equal(run.blobsCopied, 200);
+    assert.equal(deps.copier.calls.length, 200);
+    const manifest = deps.destination.json(`${run.path}/manifest.json`) as { blobs: Array<{ name: string }> };
+    assert.deepEqual(
+      manifest.blobs.map((b) => b.name),
+      [...blobNames].sort(),
+    );
+    assert.equal(deps.telemetry.completed.length, 1);
+  });
+
+  it('reads the run once and the blob rows once per batch message, and writes one row per blob', async () => {
+    const { deps } = await copyingRun(200);
+    const [first] = deps.queue.takeCopies();
+    const counts = countLedgerCalls(deps.ledger);
+
+    await deliver(deps, first!);
+
+    const blobs = blobNamesOf(parseCopyMessage(first!)).length;
+    assert.equal(counts.get('getRun'), 1);
+    assert.equal(counts.get('getBlob') ?? 0, 0);
+    assert.equal(counts.get('markBlobCopied'), blobs);
+    // The rows of the batch, then the fan-in's "was this the last?" once for the whole message.
+    assert.equal(counts.get('listBlobs'), 2);
+  });
+
+  it('copies only the blobs not recorded yet when a batch message is redelivered', async () => {
+    const { deps, runId } = await copyingRun(40);
+    const [first] = deps.queue.takeCopies();
+    const batch = blobNamesOf(parseCopyMessage(first!));
+    assert.ok(batch.length > 1);
+
+    await deliver(deps, first!);
+    await deliver(deps, first!);
+
+    assert.equal(deps.copier.calls.length, batch.length, 'the redelivery copies nothing');
+    for (const name of batch) assert.equal((await deps.ledger.getBlob(runId, name))?.status, 'copied');
+  });
+
+  it('records the blobs copied before one failed, rethrows for the queue, and the retry copies only the rest', async () => {
+    const { deps, runId } = await copyingRun(40);
+    const raws = deps.queue.takeCopies();
+    const [first] = raws;
+    const batch = blobNamesOf(parseCopyMessage(first!));
+    // The copies run a few at a time: the first one started fails, the others in flight finish and are recorded.
+    const failure = new ExportError('DESTINATION_UNAVAILABLE', 'The destination answered 503.', {
+      retryable: true,
+      status: 503,
+    });
+    deps.copier.failNext(failure);
+
+    await assert.rejects(deliver(deps, first!), (error: unknown) => error === failure);
+
+    const rows = new Map<string, BlobRecord | undefined>();
+    for (const name of batch) rows.set(name, await deps.ledger.getBlob(runId, name));
+    const copied = batch.filter((name) => rows.get(name)?.status === 'copied');
+    assert.ok(copied.length >= 1 && copied.length < batch.length, `${copied.length} of ${batch.length} recorded`);
+    assert.match(deps.ledger.run(runId).lastError ?? '', /^DESTINATION_UNAVAILABLE/);
+
+    const before = deps.copier.calls.length;
+    await deliver(deps, first!);
+    const retried = deps.copier.calls.slice(before).map((c) => c.destinationPath.split('/').pop());
+    assert.deepEqual(
+      retried.sort(),
+      batch.filter((name) => !copied.includes(name)).sort(),
+      'the retry copies the blobs not recorded, and only those',
+    );
+    for (const raw of raws.slice(1)) await deliver(deps, raw);
+    assert.equal(deps.ledger.run(runId).status, 'succeeded');
+  });
+
+  it('still takes single-blob messages of a run whose copies were sent in batches (messages queued by an older version)', async () => {
+    const { deps, runId, blobNames } = await copyingRun(40);
+    deps.queue.takeCopies();
+
+    for (const blobName of blobNames) await deliver(deps, JSON.stringify({ version: 1, runId, blobName }));
+
+    assert.equal(deps.ledger.run(runId).status, 'succeeded');
+    assert.equal(deps.copier.calls.length, 40);
+  });
+
+  it('fails the run with MANIFEST_INVALID when a batch names a blob that is not in the run', async () => {
+    const { deps, runId, blobNames } = await copyingRun(40);
+    deps.queue.takeCopies();
+
+    await deliver(deps, JSON.stringify({ version: 1, runId, blobNames: [blobNames[0], 'other.json.gz'] }));
+
+    const run = deps.ledger.run(runId);
+    assert.equal(run.status, 'failed');
+    assert.equal(run.errorCode, 'MANIFEST_INVALID');
+    assert.match(run.error ?? '', /other\.json\.gz/);
+    assert.equal(deps.copier.calls.length, 0, 'nothing of the batch is copied');
+  });
+
+  it('fails the run with MESSAGE_POISONED naming the batch when a batch message is poisoned', async () => {
+    const { deps, runId } = await copyingRun(40);
+    const [first] = deps.queue.takeCopies();
+
+    await handlePoisonMessage('export-copy-poison', Buffer.from(first!).toString('base64'), deps);
+
+    const run = deps.ledger.run(runId);
+    assert.equal(run.status, 'failed');
+    assert.equal(run.errorCode, 'MESSAGE_POISONED');
+    const batch = blobNamesOf(parseCopyMessage(first!));
+    assert.match(run.error ?? '', new RegExp(`^the copies of ${batch.length} blobs \\(part-00000\\.json\\.gz, `));
+    assert.deepEqual(
+      deps.telemetry.poisoned.map((p) => [p.queue, p.runId]),
+      [['export-copy-poison', runId]],
+    );
+  });
+});
