@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type FaultAction, type FaultProxy, type ProxiedRequest, startFaultProxy } from '../support/faultProxy';
 import { type FaultEnv, type HostProcess, startFaultEnv } from './support/faultEnv';
-import { checkSeries, describeReport, scanForSecrets, terminalEvents } from './support/invariants';
+import { checkSeries, describeReport, endEventsOf, scanForSecrets, terminalEvents } from './support/invariants';
 import { FULL } from './support/scale';
 
 const graphError = (code: string, message: string) => JSON.stringify({ error: { code, message, innerError: {} } });
@@ -207,7 +207,7 @@ describe('Graph faults through a fault proxy in front of the emulator', () => {
           assert.equal(run.errorCode, c.expect.code, run.error);
           assert.match(run.error ?? '', c.expect.mentions);
         }
-        assert.equal(terminalEvents(env, run.runId).length, 1, 'ended once');
+        assert.equal((await endEventsOf(env, run.runId)).length, 1, 'ended once');
         const report = await checkSeries(env, { currency: c.currency, expectSuccess: c.expect.status === 'succeeded' });
         assert.deepEqual(report.problems, [], describeReport(report));
         c.verify?.(proxy, env);
@@ -275,7 +275,7 @@ describe('Graph faults through a fault proxy in front of the emulator', () => {
       assert.equal(run?.errorCode, 'EXPORT_TIMEOUT', run?.error);
       const report = await checkSeries(env, { currency: 'GAZ', expectSuccess: false });
       assert.deepEqual(report.problems, [], describeReport(report));
-      assert.equal(terminalEvents(env, runId).length, 1);
+      assert.equal((await endEventsOf(env, runId)).length, 1);
       assert.equal(terminalEvents(env, runId)[0]?.name, 'ExportRunFailed');
     } finally {
       await stuckHost.stop();

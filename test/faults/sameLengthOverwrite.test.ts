@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { PARTNER_DEST_ACCOUNT } from '../../src/local/azurite';
 import { type FaultProxy, startFaultProxy } from '../support/faultProxy';
 import { type FaultEnv, startFaultEnv } from './support/faultEnv';
-import { checkSeries, describeReport, terminalEvents } from './support/invariants';
+import { checkSeries, describeReport, endEventsOf } from './support/invariants';
 import { FULL } from './support/scale';
 
 const CURRENCY = 'TOW';
@@ -91,7 +91,7 @@ describe('a same-length overwrite between copy and completion', () => {
       // Every blob of the folder is byte-identical to the export blob, manifest.json lists exactly them.
       const report = await checkSeries(env, { currency: CURRENCY });
       assert.deepEqual(report.problems, [], describeReport(report));
-      assert.equal(terminalEvents(env, runId).length, 1, 'ended once');
+      assert.equal((await endEventsOf(env, runId)).length, 1, 'ended once');
     } finally {
       await host.stop();
     }

@@ -17,7 +17,7 @@ import { uniqueName } from '../support/azurite';
 import { type FaultAction, type FaultProxy, startFaultProxy } from '../support/faultProxy';
 import { finishWithSupervisor } from './support/crashCase';
 import { type FaultEnv, type HostProcess, startFaultEnv } from './support/faultEnv';
-import { checkSeries, describeReport, scanForSecrets, terminalEvents } from './support/invariants';
+import { checkSeries, describeReport, endEventsOf, scanForSecrets, terminalEvents } from './support/invariants';
 import { FULL } from './support/scale';
 
 const storageError = (status: number, code: string, message: string): FaultAction => ({
@@ -223,7 +223,7 @@ describe('storage faults through fault proxies in front of Azurite', () => {
     for (const currency of ['TAA', 'TAB', 'TAC', 'TAD']) {
       await check(currency, async () => {
         const run = runOf(currency);
-        assert.equal(terminalEvents(env, run.runId).length, 1, 'ended once');
+        assert.equal((await endEventsOf(env, run.runId)).length, 1, 'ended once');
         const report = await checkSeries(env, { currency, expectSuccess: currency !== 'TAC' });
         assert.deepEqual(report.problems, [], describeReport(report));
       });
@@ -257,7 +257,7 @@ describe('storage faults through fault proxies in front of Azurite', () => {
       if (run.status === 'failed') assert.match(run.error ?? '', /container|ContainerNotFound|404/i);
       const report = await checkSeries(env, { currency: 'TAE', container, expectSuccess: false });
       assert.deepEqual(report.problems, [], describeReport(report));
-      assert.equal(terminalEvents(env, runId).length, 1);
+      assert.equal((await endEventsOf(env, runId)).length, 1);
     } finally {
       await h.stop();
     }
@@ -293,7 +293,7 @@ describe('storage faults through fault proxies in front of Azurite', () => {
         !env.logs.some((l) => l.host === h.name && /Attempt [2-9] failed/.test(l.line) && l.line.includes('403')),
         `failed at once, not redelivered (${refused} refused sends)`,
       );
-      assert.equal(terminalEvents(env, run.runId).length, 1);
+      assert.equal((await endEventsOf(env, run.runId)).length, 1);
     } finally {
       await h.stop();
       await queueProxy.stop();

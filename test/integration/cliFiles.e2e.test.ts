@@ -120,7 +120,7 @@ describe('command line: files lists and downloads what landed', () => {
   });
 
   it('files --json lists, for each series, its latest.json and the run folder it names, and curated/ and focus/', {
-    timeout: 120_000,
+    timeout: 300_000,
   }, async () => {
     const { code, output } = await cli(['files', '--json'], folder);
     assert.equal(code, 0, output);
@@ -171,7 +171,7 @@ describe('command line: files lists and downloads what landed', () => {
     ]);
   });
 
-  it('files prints the current data grouped by dataset and series with sizes', { timeout: 120_000 }, async () => {
+  it('files prints the current data grouped by dataset and series with sizes', { timeout: 300_000 }, async () => {
     const { code, output } = await cli(['files'], folder);
     assert.equal(code, 0, output);
     assert.match(output, /Current data \(each series' latest\.json and the run folder it names\):/);
@@ -186,7 +186,7 @@ describe('command line: files lists and downloads what landed', () => {
   });
 
   it('files --all lists every run folder; --run ID only that run’s; --dataset narrows to a dataset', {
-    timeout: 120_000,
+    timeout: 300_000,
   }, async () => {
     const all = lastJson<{ files: FileRow[] }>((await cli(['files', '--all', '--json'], folder)).output).files;
     const allRuns = new Set(all.map((file) => file.runId).filter((id) => id !== null));
@@ -222,7 +222,7 @@ describe('command line: files lists and downloads what landed', () => {
   });
 
   it('files --download DIR writes byte-identical files at their container paths; a second download skips them all', {
-    timeout: 120_000,
+    timeout: 300_000,
   }, async () => {
     const target = join(folder, 'download');
     const first = await cli(['files', '--all', '--download', target, '--json'], folder);
@@ -260,7 +260,7 @@ describe('command line: files lists and downloads what landed', () => {
 
 describe('command line: files refuses bad flags before starting anything', () => {
   it('an unknown flag, a bad run id, --run with --all, a flag without its value, a bad setting: an error naming it and what is accepted, exit 2, no Azurite started', {
-    timeout: 60_000,
+    timeout: 180_000,
   }, async () => {
     const folder = workFolder('files-flags');
     const cases: Array<[string[], RegExp]> = [
@@ -297,7 +297,7 @@ describe('command line: files refuses bad flags before starting anything', () =>
     assert.equal(existsSync(join(folder, '.azurite')), false, 'nothing was started');
   });
 
-  it('files --help prints every flag with an example and exits 0', { timeout: 30_000 }, async () => {
+  it('files --help prints every flag with an example and exits 0', { timeout: 120_000 }, async () => {
     const { code, output } = await cli(['files', '--help'], workFolder('files-help'));
     assert.equal(code, 0, output);
     for (const flag of ['--run ID', '--all', '--dataset D', '--download DIR', '--json', '--help']) {
@@ -315,7 +315,7 @@ describe('command line: files of a configured destination, and start says how to
   after(() => azurite.stop());
 
   it('with DESTINATION_STORAGE set, files reads that account as it is and starts no Azurite of its own', {
-    timeout: 60_000,
+    timeout: 180_000,
   }, async () => {
     const service = BlobServiceClient.fromConnectionString(azurite.connectionString(PARTNER_DEST_ACCOUNT.name));
     const container = service.getContainerClient('exports');
@@ -351,7 +351,7 @@ describe('command line: files of a configured destination, and start says how to
   });
 
   it('start prints the files command and the local account name, key and endpoint; files then uses its Azurite', {
-    timeout: 180_000,
+    timeout: 360_000,
   }, async () => {
     const folder = workFolder('files-start');
     const start = spawnCli(['start', '--port', '0'], folder, SMALL);
@@ -385,7 +385,7 @@ describe('command line: files of a configured destination, and start says how to
   });
 
   it('start with the destination in DESTINATION_STORAGE prints the files command but no account or key', {
-    timeout: 180_000,
+    timeout: 360_000,
   }, async () => {
     const folder = workFolder('files-start-configured');
     const start = spawnCli(['start', '--port', '0'], folder, {

@@ -81,6 +81,21 @@ export function terminalEvents(env: FaultEnv, runId: string) {
   );
 }
 
+/**
+ * The run's end events once the first has arrived (or after `timeoutMs`, the events there are). A host flushes
+ * telemetry every 300 ms: on a busy machine the event can arrive after the ledger row says the run ended.
+ */
+export async function endEventsOf(env: FaultEnv, runId: string, timeoutMs = 15_000) {
+  await env
+    .waitUntil(
+      `the end event of ${runId}`,
+      async () => (terminalEvents(env, runId).length > 0 ? true : undefined),
+      timeoutMs,
+    )
+    .catch(() => undefined);
+  return terminalEvents(env, runId);
+}
+
 /** Checks one currency's series; returns what it found (problems listed, nothing thrown). */
 export async function checkSeries(env: FaultEnv, expectation: SeriesExpectation): Promise<InvariantReport> {
   const report = emptyReport();
