@@ -261,9 +261,9 @@ resource noSuccessfulRunAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01
 }
 
 // (c) An ExportMessagePoisoned event of a run that had not ended: a status check or a blob copy
-// failed maxDequeueCount times. A poisoned late duplicate of an ended run does not alert (the
-// query filters on runStatus). One alert per run and poison queue, once; informational, as the
-// run's own failure alerts too.
+// failed maxDequeueCount times. A poisoned late duplicate of a run that had ended otherwise does
+// not alert (the query keeps endedRun "true" or a runStatus that is not final). One alert per run
+// and poison queue, once; informational, as the run's own failure alerts too.
 resource messagePoisonedAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
   name: 'alert-csp-export-message-poisoned-${nameToken}'
   location: location

@@ -181,26 +181,53 @@ export interface FocusLookups {
   servicesByType: Record<string, [string, string, string, string]>;
 }
 
-/** Queries that resolve a file's lookup keys (each row: key, then the values of FocusLookups' tuple). */
-export function lookupQueriesSql(schema: CuratedSchema, staging: string): Record<keyof FocusLookups, string | null> {
-  const source = focusSourceSql(schema, staging);
+/** The table of a file's lookup keys (fileKeysSql), read by lookupQueriesSql and conversionWarningsSql. */
+export const FILE_KEYS_TABLE = 'focus_file_keys';
+
+/**
+ * One read of the FOCUS source rows for everything the lookups and the warnings need: each distinct combination of
+ * lookup keys (and, reconciliation, whether Total differs from Subtotal + TaxTotal) with its number of rows. A file
+ * has a few dozen combinations whatever its rows.
+ */
+export function fileKeysSql(schema: CuratedSchema, staging: string): string {
   const keys = lookupKeys(schema);
-  const distinct = (key: string): string => `(SELECT DISTINCT ${key} AS k FROM (${source}) WHERE ${key} IS NOT NULL)`;
+  const mismatch =
+    datasetFamily(schema.dataset) === 'reconciliation'
+      ? 'NOT __is_tax AND Total IS DISTINCT FROM coalesce(Subtotal, 0) + coalesce(TaxTotal, 0)'
+      : 'false';
+  const columns = [
+    `${keys.unit} AS unit_key`,
+    `${keys.region ?? 'CAST(NULL AS VARCHAR)'} AS region_key`,
+    `${keys.service ?? 'CAST(NULL AS VARCHAR)'} AS service_key`,
+    `${keys.service === null ? 'CAST(NULL AS VARCHAR)' : '__type'} AS type_key`,
+    `${mismatch} AS total_mismatch`,
+  ];
+  return `CREATE TEMP TABLE ${FILE_KEYS_TABLE} AS SELECT ${columns.join(', ')}, count(*) AS n FROM (${focusSourceSql(schema, staging)}) GROUP BY ALL`;
+}
+
+/**
+ * Queries that resolve a file's lookup keys (each row: key, then the values of FocusLookups' tuple), from the table
+ * fileKeysSql creates.
+ */
+export function lookupQueriesSql(schema: CuratedSchema): Record<keyof FocusLookups, string | null> {
+  const keys = lookupKeys(schema);
+  const distinct = (key: string): string =>
+    `(SELECT DISTINCT ${key} AS k FROM ${FILE_KEYS_TABLE} WHERE ${key} IS NOT NULL)`;
   const service = 'name, category, subcategory, model';
   return {
-    pricingUnits: `SELECT k, l.unit, CAST(l.block_size AS VARCHAR) FROM ${distinct(keys.unit)} JOIN ${LOOKUP_TABLES.pricingUnits} l ON l.unit_key = k ORDER BY k`,
+    pricingUnits: `SELECT k, l.unit, CAST(l.block_size AS VARCHAR) FROM ${distinct('unit_key')} JOIN ${LOOKUP_TABLES.pricingUnits} l ON l.unit_key = k ORDER BY k`,
     regions:
       keys.region === null
         ? null
-        : `SELECT k, l.region_id, l.region_name FROM ${distinct(keys.region)} JOIN ${LOOKUP_TABLES.regions} l ON l.region_key = k ORDER BY k`,
+        : `SELECT k, l.region_id, l.region_name FROM ${distinct('region_key')} JOIN ${LOOKUP_TABLES.regions} l ON l.region_key = k ORDER BY k`,
     services:
       keys.service === null
         ? null
-        : `SELECT k, ${service} FROM ${distinct(keys.service)} JOIN ${LOOKUP_TABLES.services} l ON l.service_key || '|' || l.type_key = k ORDER BY k`,
+        : `SELECT k, ${service} FROM ${distinct('service_key')} JOIN ${LOOKUP_TABLES.services} l ON l.service_key || '|' || l.type_key = k ORDER BY k`,
     servicesByType:
       keys.service === null
         ? null
-        : `SELECT k, ${service} FROM ${distinct('__type')} JOIN ${LOOKUP_TABLES.servicesByType} l ON l.type_key = k ORDER BY k`,
+        : `SELECT k, ${service} FROM ${distinct('type_key')} JOIN ${LOOKUP_TABLES.servicesByType} l ON l.type_key = k ORDER BY k`,
   };
 }
 
@@ -261,25 +288,25 @@ export function focusSelectSql(
  * Counts of converted rows the FOCUS mapping could only fill with a fallback, and (reconciliation) of lines whose
  * Total is not Subtotal + TaxTotal. Not rejections: the rows are written; the counts are for the manifest.
  */
-export function conversionWarningsSql(schema: CuratedSchema, staging: string, lookups: FocusLookups): string {
+export function conversionWarningsSql(schema: CuratedSchema, lookups: FocusLookups): string {
   const keys = lookupKeys(schema);
   const known = (entries: Record<string, unknown>): string =>
     `[${Object.keys(entries)
       .sort()
       .map((key) => sqlString(key))
       .join(', ')}]::VARCHAR[]`;
+  // Rows, from the key combinations of fileKeysSql and their row counts.
+  const rowsWhere = (condition: string): string => `CAST(coalesce(sum(n) FILTER (WHERE ${condition}), 0) AS BIGINT)`;
   const counts = [
-    `count(*) FILTER (WHERE ${keys.unit} IS NOT NULL AND NOT list_contains(${known(lookups.pricingUnits)}, ${keys.unit})) AS pricingUnitNotInOpenData`,
+    `${rowsWhere(`unit_key IS NOT NULL AND NOT list_contains(${known(lookups.pricingUnits)}, unit_key)`)} AS pricingUnitNotInOpenData`,
   ];
   if (keys.service !== null) {
     counts.push(
-      `count(*) FILTER (WHERE NOT list_contains(${known(lookups.services)}, coalesce(${keys.service}, '')) AND NOT list_contains(${known(lookups.servicesByType)}, coalesce(__type, ''))) AS serviceNotInOpenData`,
+      `${rowsWhere(`NOT list_contains(${known(lookups.services)}, coalesce(service_key, '')) AND NOT list_contains(${known(lookups.servicesByType)}, coalesce(type_key, ''))`)} AS serviceNotInOpenData`,
     );
   }
   if (datasetFamily(schema.dataset) === 'reconciliation') {
-    counts.push(
-      'count(*) FILTER (WHERE NOT __is_tax AND Total IS DISTINCT FROM coalesce(Subtotal, 0) + coalesce(TaxTotal, 0)) AS totalIsNotSubtotalPlusTax',
-    );
+    counts.push(`${rowsWhere('total_mismatch')} AS totalIsNotSubtotalPlusTax`);
   }
-  return `SELECT ${counts.join(', ')} FROM (${focusSourceSql(schema, staging)})`;
+  return `SELECT ${counts.join(', ')} FROM ${FILE_KEYS_TABLE}`;
 }

@@ -7,6 +7,7 @@ import {
   conversionWarningsSql,
   curatedSelectSql,
   type FocusLookups,
+  fileKeysSql,
   focusSelectSql,
   lookupQueriesSql,
   lookupTablesSql,
@@ -202,30 +203,33 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
       );
       staging = `read_parquet(${sqlString(stagingPath)})`;
     }
-    const counts = (await rows(
+    // Counts, reasons and the raw totals in one read of the staging rows. The raw text is summed for converted rows
+    // only (the CASE casts nothing else: a rejected row's money text may not be a number).
+    const currency = sqlName(schema.currencyColumn);
+    const rawSums = schema.totalColumns.map(
+      (name) =>
+        `CAST(sum(CASE WHEN __reject IS NULL THEN CAST(nullif(${sqlName(`${RAW_PREFIX}${name}`)}, '') AS DECIMAL(38, 18)) END) AS VARCHAR)`,
+    );
+    const summary = (await rows(
       connection,
-      `SELECT __reject, count(*) FROM ${staging} GROUP BY __reject ORDER BY __reject NULLS FIRST`,
-    )) as [string | null, string][];
+      `SELECT __reject, ${currency}, count(*), ${rawSums.join(', ')} FROM ${staging} GROUP BY ALL ORDER BY __reject NULLS FIRST, ${currency} NULLS FIRST`,
+    )) as [string | null, string | null, string, ...(string | null)[]][];
     let rowsRead = 0;
     let rowsConverted = 0;
     const reasons: Record<string, number> = {};
-    for (const [reason, count] of counts) {
+    const rawRows: unknown[][] = [];
+    for (const [reason, rowCurrency, count, ...sums] of summary) {
       rowsRead += Number(count);
-      if (reason === null) rowsConverted += Number(count);
-      else reasons[reason] = Number(count);
+      if (reason !== null) {
+        reasons[reason] = (reasons[reason] ?? 0) + Number(count);
+        continue;
+      }
+      rowsConverted += Number(count);
+      schema.totalColumns.forEach((name, index) => {
+        rawRows.push([rowCurrency, name, sums[index] ?? null]);
+      });
     }
-    const currency = sqlName(schema.currencyColumn);
-    const rawTotals = totalsFrom(
-      await rows(
-        connection,
-        schema.totalColumns
-          .map(
-            (name) =>
-              `SELECT ${currency}, ${sqlString(name)}, CAST(sum(CAST(nullif(${sqlName(`${RAW_PREFIX}${name}`)}, '') AS DECIMAL(38, 18))) AS VARCHAR) FROM ${staging} WHERE __reject IS NULL GROUP BY ${currency}`,
-          )
-          .join(' UNION ALL '),
-      ),
-    );
+    const rawTotals = totalsFrom(rawRows);
     const curatedDir = join(input.outputDir, 'curated');
     const focusDir = join(input.outputDir, 'focus');
     const curated = await writeParts(
@@ -235,8 +239,10 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
       partName,
       engine.maxPartBytes,
     );
+    // One read of the staging rows for the file's lookup keys and the warnings' counts; the rest reads that table.
+    await connection.run(fileKeysSql(schema, staging));
     const lookups: FocusLookups = { pricingUnits: {}, regions: {}, services: {}, servicesByType: {} };
-    for (const [name, sql] of Object.entries(lookupQueriesSql(schema, staging))) {
+    for (const [name, sql] of Object.entries(lookupQueriesSql(schema))) {
       if (sql === null) continue;
       const target = lookups[name as keyof FocusLookups] as Record<string, string[]>;
       for (const [key, ...values] of (await rows(connection, sql)) as string[][]) target[key as string] = values;
@@ -259,17 +265,17 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
       engine.maxPartBytes,
     );
     const curatedFiles = `read_parquet(${sqlString(join(curatedDir, '*.parquet'))})`;
-    const curatedTotals = totalsFrom(
-      await rows(
-        connection,
-        schema.totalColumns
-          .map(
-            (name) =>
-              `SELECT ${currency}, ${sqlString(name)}, CAST(CAST(sum(${sqlName(name)}) AS DECIMAL(38, 18)) AS VARCHAR) FROM ${curatedFiles} GROUP BY ${currency}`,
-          )
-          .join(' UNION ALL '),
-      ),
-    );
+    // One read of the written curated parts for every measure.
+    const curatedRows: unknown[][] = [];
+    for (const [rowCurrency, ...sums] of await rows(
+      connection,
+      `SELECT ${currency}, ${schema.totalColumns.map((name) => `CAST(CAST(sum(${sqlName(name)}) AS DECIMAL(38, 18)) AS VARCHAR)`).join(', ')} FROM ${curatedFiles} GROUP BY ${currency} ORDER BY ${currency} NULLS FIRST`,
+    )) {
+      schema.totalColumns.forEach((name, index) => {
+        curatedRows.push([rowCurrency, name, sums[index] ?? null]);
+      });
+    }
+    const curatedTotals = totalsFrom(curatedRows);
     // FOCUS BilledCost per currency, keyed by the raw column it restates: usage rows restate BillingPreTaxTotal;
     // reconciliation charge rows Subtotal, Tax rows TaxTotal.
     const measure =
@@ -283,7 +289,7 @@ export async function convertFile(input: ConvertFileInput): Promise<ConvertFileR
       ),
     );
     const warnings: Record<string, number> = {};
-    const warningReader = await connection.runAndReadAll(conversionWarningsSql(schema, staging, lookups));
+    const warningReader = await connection.runAndReadAll(conversionWarningsSql(schema, lookups));
     const [values = []] = warningReader.getRowsJson() as unknown[][];
     warningReader.columnNames().forEach((name, index) => {
       warnings[name] = Number(values[index] ?? 0);

@@ -313,12 +313,12 @@ function nothingStarted(skipped: SkippedDatasets[]): number {
     stderr('Nothing to do: every billed dataset asked for is up to date.');
     return EXIT_CODES.ok;
   }
-  const datasets = needed.flatMap((skip) => skip.datasets).join(', ');
+  const names = needed.flatMap((skip) => skip.datasets);
   stderr(
     describeFailure(
       usageError(
         RUN_COMMAND,
-        `nothing could start: ${datasets} need invoice ids and none were given`,
+        `nothing could start: ${names.join(', ')} ${names.length === 1 ? 'needs' : 'need'} invoice ids and none were given`,
         '--invoices G000000001,… or EXPORT_INVOICE_DISCOVERY=partnerCenter, or --datasets with a daily dataset',
       ),
     ).line,

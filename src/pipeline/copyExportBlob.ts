@@ -3,7 +3,7 @@ import { ExportError, isExportError } from '../errors';
 import { QueueNames } from '../names';
 import { blobNamesOf, COPY_BATCH_CONCURRENCY } from './copyBatches';
 import type { PipelineDeps } from './deps';
-import { finalizeRunIfComplete } from './finalizeRun';
+import { type CopyProgress, finalizeRunIfComplete } from './finalizeRun';
 import { reportMissingRun } from './missingRun';
 import { checkGraphEndpoint } from './pollExportStatus';
 import type { BlobRecord, CopyMessage, ExportManifest, RunRecord } from './ports';
@@ -39,7 +39,7 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
         { retryable: true },
       );
     }
-    const rows = await blobRows(deps, run.runId, names);
+    const { rows, progress } = await blobRows(deps, run.runId, names);
     const missing = names.find((name) => !rows.has(name));
     if (missing !== undefined) {
       throw new ExportError(
@@ -59,7 +59,11 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
       while (failure === undefined && next < pending.length) {
         const name = pending[next++]!;
         try {
-          await copyOne(deps, run, name, rows.get(name)!);
+          const bytes = await copyOne(deps, run, name, rows.get(name)!);
+          if (progress !== undefined) {
+            progress.copied += 1;
+            progress.bytes += bytes;
+          }
         } catch (error) {
           failure ??= { error };
         }
@@ -67,26 +71,38 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
     };
     await Promise.all(Array.from({ length: Math.min(COPY_BATCH_CONCURRENCY, pending.length) }, worker));
     if (failure !== undefined) throw failure.error;
-    // The run as read before the copies: most times still current, so the fan-in need not read it again.
-    await finalizeRunIfComplete(deps, run.runId, found);
+    // The run as read before the copies: most times still current, so the fan-in need not read it again. A batch
+    // hands over what its listing and its copies showed copied, so the fan-in lists the rows only once none is pending.
+    await finalizeRunIfComplete(deps, run.runId, found, progress);
   } catch (error) {
     await handleStepError(deps, run, error);
   }
 }
 
-/** The ledger rows of the named blobs: one read for one blob, one query of the run's rows for a batch. */
-async function blobRows(deps: PipelineDeps, runId: string, names: string[]): Promise<Map<string, BlobRecord>> {
+/**
+ * The ledger rows of the named blobs: one read for one blob, one query of the run's rows for a batch. That query also
+ * gives the run's copied blobs and bytes (the batch's progress starts from them).
+ */
+async function blobRows(
+  deps: PipelineDeps,
+  runId: string,
+  names: string[],
+): Promise<{ rows: Map<string, BlobRecord>; progress?: CopyProgress }> {
   if (names.length === 1) {
     const blob = await deps.ledger.getBlob(runId, names[0]!);
-    return new Map(blob === undefined ? [] : [[blob.name, blob]]);
+    return { rows: new Map(blob === undefined ? [] : [[blob.name, blob]]) };
   }
   const wanted = new Set(names);
-  return new Map(
-    (await deps.ledger.listBlobs(runId)).filter((b) => wanted.has(b.name)).map((b) => [b.name, b] as const),
-  );
+  const all = await deps.ledger.listBlobs(runId);
+  const copied = all.filter((b) => b.status === 'copied');
+  return {
+    rows: new Map(all.filter((b) => wanted.has(b.name)).map((b) => [b.name, b] as const)),
+    progress: { copied: copied.length, bytes: copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0) },
+  };
 }
 
-async function copyOne(deps: PipelineDeps, run: RunRecord, name: string, blob: BlobRecord): Promise<void> {
+/** Copies one blob and records it copied; returns its length. */
+async function copyOne(deps: PipelineDeps, run: RunRecord, name: string, blob: BlobRecord): Promise<number> {
   const destinationPath = `${run.path}/${name}`;
   crashPoint('copy.beforeCopy');
   // A blob the fan-in set back to pending may be in the destination with its length but other content: copy it
@@ -105,6 +121,7 @@ async function copyOne(deps: PipelineDeps, run: RunRecord, name: string, blob: B
   });
   crashPoint('copy.afterMarkCopied');
   runLogger(deps, run).info(`Copied ${name} (${result.byteCount} bytes, ${result.method}).`);
+  return result.byteCount;
 }
 
 async function copyWithFreshSas(

@@ -64,6 +64,12 @@ export async function finalizeRunIfComplete(
   deps: PipelineDeps,
   runId: string,
   read?: Versioned<RunRecord>,
+  /**
+   * Blobs (and their bytes) the caller knows copied: its own listing of the run's rows plus what it copied since. With
+   * it, a run with pending blobs is recognised by one small query, and the progress comes from these counts; the rows
+   * are listed only once none is pending. Without it, the rows are listed to decide.
+   */
+  known?: CopyProgress,
 ): Promise<void> {
   await withRun(
     deps,
@@ -72,26 +78,16 @@ export async function finalizeRunIfComplete(
       const run = current.value;
       if (run.status !== 'copying') return undefined;
       if (run.committedAt !== undefined) return outcome(await completeCommitted(deps, current));
+      if (known !== undefined && (await deps.ledger.hasPendingBlobs(runId))) {
+        await recordProgress(deps, current, known, run.blobCount ?? known.copied);
+        return undefined;
+      }
       const blobs = await deps.ledger.listBlobs(runId);
       const copied = blobs.filter((b) => b.status === 'copied');
       const bytes = copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0);
       const expected = run.blobCount ?? blobs.length;
       if (copied.length < expected) {
-        // Progress only, every 5 % of the blobs (not every blob: a ledger write each): conditional, so a late
-        // writer never lowers the counts of a run that moved on. Progress also gives the run its resumes back: the
-        // supervisor limits runs that stopped, not long ones.
-        if (copied.length - run.blobsCopied >= Math.max(1, Math.ceil(expected / 20))) {
-          await deps.ledger.updateRun(
-            runId,
-            {
-              blobsCopied: copied.length,
-              byteCount: bytes,
-              updatedAt: deps.clock.now().toISOString(),
-              ...(run.resumes ? { resumes: 0 } : {}),
-            },
-            current.etag,
-          );
-        }
+        await recordProgress(deps, current, { copied: copied.length, bytes }, expected);
         return undefined;
       }
       const fromManifest = await completeFromManifest(deps, current);
@@ -114,6 +110,37 @@ export async function finalizeRunIfComplete(
       return outcome(await completeCommitted(deps, latest, copied));
     },
     read,
+  );
+}
+
+/** Blobs of a run known copied, and their bytes: a lower bound (other messages may have copied more meanwhile). */
+export interface CopyProgress {
+  copied: number;
+  bytes: number;
+}
+
+/**
+ * Progress only, every 5 % of the blobs (not every blob: a ledger write each): conditional, so a late writer never
+ * lowers the counts of a run that moved on, and a count that is a lower bound never lowers them either. Progress also
+ * gives the run its resumes back: the supervisor limits runs that stopped, not long ones.
+ */
+async function recordProgress(
+  deps: PipelineDeps,
+  current: Versioned<RunRecord>,
+  progress: CopyProgress,
+  expected: number,
+): Promise<void> {
+  const run = current.value;
+  if (progress.copied - run.blobsCopied < Math.max(1, Math.ceil(expected / 20))) return;
+  await deps.ledger.updateRun(
+    run.runId,
+    {
+      blobsCopied: progress.copied,
+      byteCount: progress.bytes,
+      updatedAt: deps.clock.now().toISOString(),
+      ...(run.resumes ? { resumes: 0 } : {}),
+    },
+    current.etag,
   );
 }
 

@@ -16,7 +16,7 @@ export async function handlePoisonMessage(queue: string, raw: unknown, deps: Pip
     const reason = `A message in ${queue} names no run; recorded and dropped.`;
     deps.logger.error(`${reason} Message: ${excerpt}`);
     await deps.ledger.recordRejectedMessage(queue, reason, excerpt);
-    deps.telemetry.messagePoisoned({ queue, runId: undefined, reason, runStatus: '' });
+    deps.telemetry.messagePoisoned({ queue, runId: undefined, reason, runStatus: '', endedRun: false });
     return;
   }
   const found = await deps.ledger.getRun(runId);
@@ -25,42 +25,43 @@ export async function handlePoisonMessage(queue: string, raw: unknown, deps: Pip
     const reason = `${what} of unknown run ${runId} was poisoned.`;
     deps.logger.child({ runId }).error(reason);
     await deps.ledger.recordRejectedMessage(queue, reason, excerpt);
-    deps.telemetry.messagePoisoned({ queue, runId, reason, runStatus: '' });
+    deps.telemetry.messagePoisoned({ queue, runId, reason, runStatus: '', endedRun: false });
     return;
   }
   const run = found.value;
   const reason = `${what} failed repeatedly and reached ${queue}${
     run.lastError !== undefined && run.lastError !== '' ? `; last error: ${run.lastError}` : ''
   }`;
-  const poisoned = (runStatus: string) =>
+  const poisoned = (runStatus: string, endedRun: boolean) =>
     deps.telemetry.messagePoisoned({
       queue,
       runId,
       reason: redact(reason),
       runStatus,
+      endedRun,
       dataset: run.dataset ?? 'unbilledUsage',
       invoiceId: run.invoiceId,
     });
   const log = deps.logger.child({ runId, currency: run.currency, billingPeriod: run.billingPeriod });
   if (isTerminal(run.status)) {
     log.warn(`Poisoned message for a run already ${run.status}: ${redact(reason)}`);
-    poisoned(run.status);
+    poisoned(run.status, false);
     return;
   }
   // Through the state machine: a run that ended meanwhile stays as it ended, and a copying run whose folder already
   // holds manifest.json completes instead of failing.
   const ended = await endRun(deps, runId, 'failed', 'MESSAGE_POISONED', reason);
   if (ended === 'failed') {
-    // This write ended the run: the poisoning cost it, so the event carries the status the run had not left
-    // (the poison alert fires, ExportRunFailed follows).
-    poisoned(run.status);
+    // This write ended the run: the event carries the status it wrote and says that the poisoning ended the run
+    // (the poison alert fires on endedRun, ExportRunFailed follows).
+    poisoned('failed', true);
     return;
   }
   // The run ended otherwise: completed from its manifest.json (ended === 'succeeded'), or by another worker between
   // the read above and the conditional write (read again). Its final status lets the alert skip it.
   const final = ended ?? (await deps.ledger.getRun(runId))?.value.status ?? '';
   log.warn(`Poisoned message for a run that ended ${final === '' ? 'meanwhile' : final}: ${redact(reason)}`);
-  poisoned(final);
+  poisoned(final, false);
 }
 
 /** "the copy of <blob>" (or "the copies of N blobs (a, b, …)" for a batch) of a copy message; undefined otherwise. */

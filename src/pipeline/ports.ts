@@ -82,6 +82,8 @@ export interface PoisonedMessage {
   runId: string | undefined;
   reason: string;
   runStatus: string;
+  /** This message's poisoning ended the run (its conditional write failed it): the poison alert fires on it. */
+  endedRun: boolean;
   /** The run's dataset (unbilledUsage for rows from before datasets); absent for an unknown run. */
   dataset?: DatasetId | undefined;
   /** The invoice of a billed dataset run. */
@@ -100,9 +102,9 @@ export interface Telemetry {
     measurements: { durationMs: number; blobCount: number; byteCount: number; polls: number },
   ): void;
   /**
-   * A message reached a poison queue. `runStatus`: the status of the run when the handler's conditional write failed
-   * it (not a final one: the alert fires), or the final status of a run that had ended without it (another worker
-   * ended it, or it completed from its manifest.json: the alert skips it); '' for an unknown run.
+   * A message reached a poison queue. `runStatus`: the run's status after the handler's conditional write (`failed`
+   * with `endedRun` when that write failed it: the alert fires), or the final status of a run that had ended without
+   * it (another worker ended it, or it completed from its manifest.json: the alert skips it); '' for an unknown run.
    */
   messagePoisoned(details: PoisonedMessage): void;
   /** The supervisor resumed an overdue run (`step`: what it re-sent). */
@@ -287,6 +289,8 @@ export interface RunLedger {
     } & CopiedContent,
   ): Promise<void>;
   listBlobs(runId: string): Promise<BlobRecord[]>;
+  /** Whether any blob row of the run is still pending: one small query, not a listing of the rows. */
+  hasPendingBlobs(runId: string): Promise<boolean>;
   /**
    * Takes the in-flight lock of (currency, period, attribute set) for `runId`. Returns undefined when taken,
    * or the run id holding it. `isStale(holderRunId, heldMs)` decides whether an existing holder may be replaced;

@@ -222,6 +222,7 @@ export function createTelemetry(connectionString: string | undefined, options: T
           runId: details.runId,
           reason: details.reason,
           runStatus: details.runStatus,
+          endedRun: details.endedRun ? 'true' : 'false',
           dataset: details.dataset,
           invoiceId: details.invoiceId,
         }),

@@ -42,12 +42,14 @@ export const EVENTS = {
     measurements: RUN_MEASUREMENTS,
   },
   /**
-   * `runStatus`: the status of the run when the handler's conditional write failed it (not a final one: the poison
-   * alert fires), or the final status of a run that had ended without it (the alert skips it); '' for an unknown
-   * run. `dataset` and `invoiceId`: those of the run (none for an unknown run).
+   * `runStatus`: the status of the run after the handler's conditional write: `failed` when that write failed it,
+   * or the final status of a run that had ended without it; '' for an unknown run. `endedRun`: 'true' when this
+   * poisoning ended the run, else 'false'. The poison alert fires for `endedRun` 'true' or a status that is not
+   * final, and skips a late duplicate of a run that had ended otherwise. `dataset` and `invoiceId`: those of the
+   * run (none for an unknown run).
    */
   [TelemetryEvents.messagePoisoned]: {
-    dimensions: ['queue', 'runId', 'reason', 'runStatus', 'dataset', 'invoiceId'],
+    dimensions: ['queue', 'runId', 'reason', 'runStatus', 'endedRun', 'dataset', 'invoiceId'],
     measurements: [],
   },
   [TelemetryEvents.runResumed]: { dimensions: [...RUN_DIMENSIONS, 'step'], measurements: ['resumes'] },

@@ -12,6 +12,7 @@ import { AzureSdkInstrumentation } from '@azure/opentelemetry-instrumentation-az
 import { type Context, context, metrics, propagation, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { type AnyValueMap, logs, SeverityNumber } from '@opentelemetry/api-logs';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
+import { azureVmDetector } from '@opentelemetry/resource-detector-azure';
 import { redactAttribute, redactAttributesInPlace, redactBody, redactTelemetryText } from './redaction';
 
 /** What the runtime needs; built by the composition root from the app settings. */
@@ -191,8 +192,11 @@ class RedactingLogRecordProcessor {
  */
 export function startTelemetryRuntime(settings: RuntimeSettings): TelemetryRuntime {
   // SDK usage statistics ("statsbeat", sent to Microsoft) and per-resource SDK stats (sent to the app's own
-  // resource, billed): neither is wanted. Read by the exporter when it starts.
+  // resource, billed): neither is wanted. Read by the exporter when it starts. APPLICATIONINSIGHTS_STATSBEAT_DISABLED
+  // stops the optional statistics only; APPLICATION_INSIGHTS_NO_STATSBEAT stops the rest, and with it the exporter's
+  // probe of the VM instance metadata service (169.254.169.254) outside Azure Functions and App Service.
   process.env['APPLICATIONINSIGHTS_STATSBEAT_DISABLED'] ??= 'true';
+  process.env['APPLICATION_INSIGHTS_NO_STATSBEAT'] ??= 'true';
   process.env['APPLICATIONINSIGHTS_SDKSTATS_DISABLED'] ??= 'true';
   // The distro sets the log level of every Azure SDK client in the process (and its own diagnostics) from this
   // setting, "warning" by default, which prints SDK deprecation notices on every client; errors only unless set.
@@ -200,6 +204,11 @@ export function startTelemetryRuntime(settings: RuntimeSettings): TelemetryRunti
   // Cloud role name (cloud_RoleName) outside Azure; in Azure the Functions resource detector names the app.
   process.env['OTEL_SERVICE_NAME'] ??= settings.roleName;
 
+  // The distro's configuration runs the Azure VM resource detector whatever OTEL_NODE_RESOURCE_DETECTORS says: an
+  // HTTP request to the instance metadata service (169.254.169.254) at start. A Functions app is no VM (App Service
+  // does not offer that service to apps; the Functions detector names the app and its region), and outside Azure the
+  // request leaves the machine: the detector (one instance, shared with the distro and its SDK) detects nothing.
+  azureVmDetector.detect = () => ({ attributes: {} });
   useAzureMonitor({
     azureMonitorExporterOptions: {
       connectionString: settings.connectionString,

@@ -39,7 +39,7 @@ describe('command line: refused before anything starts', () => {
       [
         ['run', '--datasets', 'billedUsage', '--json'],
         {},
-        /^error USAGE_INVALID: run: nothing could start: billedUsage need invoice ids/m,
+        /^error USAGE_INVALID: run: nothing could start: billedUsage needs invoice ids/m,
       ],
       [
         ['run'],

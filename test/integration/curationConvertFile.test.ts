@@ -414,4 +414,25 @@ describe('curation: one raw file to typed Parquet and FOCUS 1.2 (real DuckDB, em
     assert.match(focus, /WHEN '[^']*' THEN CAST\('/);
     assert.doesNotMatch(focus, /WHEN '[^']*' THEN '/);
   });
+
+  it('reads the staging rows twice for its counts, totals, lookups and warnings, besides the curated and FOCUS writes', async () => {
+    const input = await emulatorFile('stagingReads', 'unbilledUsage', 'EUR', 'full', 200);
+    const statements: string[] = [];
+    const prototype = DuckDBConnection.prototype as unknown as { run: (sql: string, ...rest: unknown[]) => unknown };
+    const run = prototype.run;
+    prototype.run = function recorded(this: unknown, sql: string, ...rest: unknown[]) {
+      statements.push(sql);
+      return run.call(this, sql, ...rest);
+    };
+    try {
+      await convert('stagingReads', input, 'unbilledUsage', 'full');
+    } finally {
+      prototype.run = run;
+    }
+    // Every read of the staging file outside the three COPY statements (pass 1 and the two outputs) is a full scan.
+    const bookkeeping = statements
+      .filter((sql) => !sql.startsWith('COPY'))
+      .flatMap((sql) => sql.match(/staging\.parquet'/g) ?? []);
+    assert.equal(bookkeeping.length, 2);
+  });
 });

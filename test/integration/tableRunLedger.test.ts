@@ -348,6 +348,31 @@ describe('TableRunLedger blobs', () => {
     });
   });
 
+  it('tells whether a blob of the run is still pending, by its own partition only, and again after one goes back to pending', async () => {
+    const tables = uniqueTables();
+    const ledger = newLedger(tables);
+    const runId = runIdAt('2026-03-01T06:00:00.000Z');
+    const other = runIdAt('2026-03-01T07:00:00.000Z');
+    const names = Array.from({ length: 120 }, (_, i) => `part-${String(i).padStart(4, '0')}.json.gz`);
+    await ledger.addBlobs(runId, names);
+    await ledger.addBlobs(other, ['pending.json.gz']);
+    const copy = {
+      byteCount: 1,
+      contentType: undefined,
+      method: 'copyFromUrl' as const,
+      copiedAt: '2026-03-01T06:01:00.000Z',
+    };
+    assert.equal(await ledger.hasPendingBlobs(runId), true);
+    // Only the last row (in RowKey order it may be anywhere) is pending.
+    for (const name of names.slice(0, -1)) await ledger.markBlobCopied(runId, name, copy);
+    assert.equal(await ledger.hasPendingBlobs(runId), true);
+    await ledger.markBlobCopied(runId, names.at(-1)!, copy);
+    assert.equal(await ledger.hasPendingBlobs(runId), false, "another run's pending row does not count");
+    assert.equal(await ledger.markBlobPending(runId, names[7]!, 1), true);
+    assert.equal(await ledger.hasPendingBlobs(runId), true);
+    assert.equal(await ledger.hasPendingBlobs(runIdAt('2026-03-01T08:00:00.000Z')), false);
+  });
+
   it('adds more than one batch of blobs, also when two workers add the same list at once', async () => {
     const tables = uniqueTables();
     const runId = runIdAt('2026-03-01T06:00:00.000Z');

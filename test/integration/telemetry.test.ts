@@ -22,6 +22,8 @@ import type { RunIdentity } from '../../src/pipeline/ports';
 import type * as TelemetryModule from '../../src/telemetry/appInsightsTelemetry';
 import type { Harness } from '../support/harness';
 import { type IngestedItem, type IngestionMode, startIngestionServer } from '../support/ingestionServer';
+// The telemetry runtime starts in this process: nothing it does may leave the machine.
+import '../support/loopbackOnly';
 
 const SAS_SIGNATURE = 'SECRET123';
 const JWT = 'eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJwYXJ0bmVyLWFwcCJ9.c2lnbmF0dXJlLXBhcnQ';
@@ -397,7 +399,8 @@ describe('Telemetry of the app on OpenTelemetry (one process, the worker played 
       queue: 'export-copy-poison',
       runId,
       reason: `Message for ${SAS_URL} was dequeued 5 times`,
-      runStatus: 'copying',
+      runStatus: 'failed',
+      endedRun: true,
       dataset: 'billedUsage',
       invoiceId: 'G000000001',
     });
@@ -451,7 +454,8 @@ describe('Telemetry of the app on OpenTelemetry (one process, the worker played 
       queue: 'export-copy-poison',
       runId,
       reason: 'Message for https://x.blob.core.windows.net/c/b was dequeued 5 times',
-      runStatus: 'copying',
+      runStatus: 'failed',
+      endedRun: 'true',
       dataset: 'billedUsage',
       invoiceId: 'G000000001',
     });

@@ -30,6 +30,7 @@ import { type IngestedItem, type IngestionServer, startIngestionServer } from '.
 
 const PACKAGE_DIR = process.env['TELEMETRY_PACKAGE_DIR'] ?? join(__dirname, '..', '..', 'package');
 const SAS_SIGNATURE = 'PACKAGESECRET42';
+const LOOPBACK_GUARD = join(__dirname, '..', 'support', 'loopbackOnly.js');
 
 /**
  * Runs in the package folder: the worker's part. Loads `main`, then invokes the functions named in argv[1] one after
@@ -174,7 +175,8 @@ async function runWorker(
   for (const name of Object.keys(childEnv)) if (name.startsWith('APPLICATIONINSIGHTS_')) delete childEnv[name];
   const child = spawn(process.execPath, ['-e', WORKER, JSON.stringify(steps)], {
     cwd: appDir,
-    env: { ...childEnv, NO_PROXY: '127.0.0.1,localhost', ...env },
+    // test/support/loopbackOnly: nothing the package starts (telemetry, identity) leaves the machine.
+    env: { ...childEnv, NO_PROXY: '127.0.0.1,localhost', NODE_OPTIONS: `--require ${LOOPBACK_GUARD}`, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -218,6 +220,7 @@ describe('Start-up of the deployment package with a connection string', () => {
         cwd: appDir,
         env: {
           ...process.env,
+          NODE_OPTIONS: `--require ${LOOPBACK_GUARD}`,
           APPLICATIONINSIGHTS_CONNECTION_STRING: `InstrumentationKey=${'0'.repeat(8)}-0000-0000-0000-000000000000;IngestionEndpoint=https://127.0.0.1:9/`,
         },
         stdio: ['ignore', 'pipe', 'pipe'],

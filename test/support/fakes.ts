@@ -220,6 +220,11 @@ export class InMemoryRunLedger implements RunLedger {
     return [...(this.blobs.get(runId)?.values() ?? [])].map(clone);
   }
 
+  async hasPendingBlobs(runId: string): Promise<boolean> {
+    await tick();
+    return [...(this.blobs.get(runId)?.values() ?? [])].some((row) => row.status === 'pending');
+  }
+
   async acquireStartLock(
     key: string,
     runId: string,

@@ -16,8 +16,12 @@ net.Socket.prototype.connect = function guardedConnect(this: net.Socket, ...args
     path?: unknown;
   };
   const host = typeof options.host === 'string' ? options.host : 'localhost';
-  if (options.path === undefined && !LOOPBACK.has(host)) {
-    throw new Error(`loopbackOnly: refused a connection to ${host} (tests stay on this machine)`);
+  // A Unix socket has a path; node:http passes `path: null` for a TCP connection.
+  if (typeof options.path !== 'string' && !LOOPBACK.has(host)) {
+    const message = `loopbackOnly: refused a connection to ${host} (tests stay on this machine)`;
+    // Also on stderr: a library that swallows the error (a resource detector, a statistics sender) cannot hide it.
+    process.stderr.write(`${message}\n`);
+    throw new Error(message);
   }
   return (connect as (...a: unknown[]) => net.Socket).apply(this, args);
 } as typeof net.Socket.prototype.connect;

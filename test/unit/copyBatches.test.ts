@@ -40,7 +40,8 @@ function deliver(deps: FakeDeps, raw: string): Promise<void> {
 /** Counts the ledger calls the copy handler makes (the requests of item 4 in docs/performance.md). */
 function countLedgerCalls(ledger: RunLedger): Map<string, number> {
   const counts = new Map<string, number>();
-  for (const method of ['getRun', 'getBlob', 'listBlobs', 'markBlobCopied', 'updateRun'] as const) {
+  for (const method of ['getRun', 'getBlob', 'listBlobs', 'hasPendingBlobs', 'markBlobCopied', 'updateRun'] as const) {
+    if (typeof ledger[method] !== 'function') continue;
     const original = ledger[method].bind(ledger) as (...args: unknown[]) => Promise<unknown>;
     (ledger as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
       counts.set(method, (counts.get(method) ?? 0) + 1);
@@ -136,8 +137,51 @@ describe('copyExportBlob with a batch of blobs', () => {
     assert.equal(counts.get('getRun'), 1);
     assert.equal(counts.get('getBlob') ?? 0, 0);
     assert.equal(counts.get('markBlobCopied'), blobs);
-    // The rows of the batch, then the fan-in's "was this the last?" once for the whole message.
-    assert.equal(counts.get('listBlobs'), 2);
+  });
+
+  it('lists the blob rows once for a batch message that is not the last, and asks the ledger only whether a blob is still pending', async () => {
+    const { deps, runId } = await copyingRun(200);
+    deps.copier.byteCountFor = () => 1024;
+    const [first] = deps.queue.takeCopies();
+    const counts = countLedgerCalls(deps.ledger);
+
+    await deliver(deps, first!);
+
+    // The rows of the batch (one listing of the run's partition); the fan-in's "was this the last?" is one small query.
+    assert.equal(counts.get('listBlobs') ?? 0, 1);
+    assert.equal(counts.get('hasPendingBlobs') ?? 0, 1);
+    // The progress comes from the batch's own listing and copies.
+    const blobs = blobNamesOf(parseCopyMessage(first!)).length;
+    assert.equal(deps.ledger.run(runId).blobsCopied, blobs);
+    assert.equal(deps.ledger.run(runId).byteCount, blobs * 1024);
+  });
+
+  it('lists the blob rows a second time only in the batch message that finds none pending, which completes the run', async () => {
+    const { deps, runId } = await copyingRun(200);
+    const raws = deps.queue.takeCopies();
+    for (const raw of raws.slice(0, -1)) await deliver(deps, raw);
+    assert.equal(deps.ledger.run(runId).status, 'copying');
+    const counts = countLedgerCalls(deps.ledger);
+
+    await deliver(deps, raws.at(-1)!);
+
+    assert.equal(counts.get('listBlobs') ?? 0, 2, 'the rows of the batch, then every row for manifest.json');
+    assert.equal(deps.ledger.run(runId).status, 'succeeded');
+    assert.equal(deps.ledger.run(runId).blobsCopied, 200);
+  });
+
+  it('completes a 200-blob run exactly once when all its batch messages, and a duplicate of each, arrive at once', async () => {
+    const { deps, runId } = await copyingRun(200);
+    const raws = deps.queue.takeCopies();
+
+    await Promise.all([...raws, ...raws].map((raw) => deliver(deps, raw)));
+
+    const run = deps.ledger.run(runId);
+    assert.equal(run.status, 'succeeded');
+    assert.equal(run.blobsCopied, 200);
+    assert.equal(deps.telemetry.completed.length, 1);
+    const manifest = deps.destination.json(`${run.path}/manifest.json`) as { blobs: unknown[] };
+    assert.equal(manifest.blobs.length, 200);
   });
 
   it('copies only the blobs not recorded yet when a batch message is redelivered', async () => {

@@ -432,7 +432,7 @@ describe('infra alert queries', () => {
     }
   });
 
-  it('alerts on failed runs, on missing successful runs per series, and on poisoned messages of runs not ended', () => {
+  it('alerts on failed runs, on missing successful runs per series, and on poisoned messages that ended or met a run not ended', () => {
     const query = (name: string): string => read('infra', 'queries', name);
     assert.match(query('alert-run-failed.kql'), new RegExp(`name == "${TelemetryEvents.runFailed}"`));
     const noSuccess = query('alert-no-successful-run.kql');
@@ -447,7 +447,11 @@ describe('infra alert queries', () => {
     assert.match(noSuccess, /join kind=leftouter successes on dataset, currency, billingPeriod, attributeSet/);
     const poisoned = query('alert-message-poisoned.kql');
     assert.match(poisoned, new RegExp(`name == "${TelemetryEvents.messagePoisoned}"`));
-    assert.match(poisoned, /where runStatus !in \("succeeded", "unchanged", "noData", "failed"\)/);
+    assert.match(poisoned, /^ {4}endedRun = tostring\(customDimensions\.endedRun\),$/m);
+    assert.match(
+      poisoned,
+      /^\| where runStatus !in \("succeeded", "unchanged", "noData", "failed"\) or endedRun == "true"$/m,
+    );
   });
 
   it('loads every query file from the Bicep, and every loaded file exists', () => {

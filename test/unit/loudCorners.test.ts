@@ -154,12 +154,12 @@ describe('a poisoned message racing its run (issue 14, defect 7)', () => {
 
     assert.equal(runOf(deps, runId).status, 'succeeded');
     assert.deepEqual(
-      deps.telemetry.poisoned.map((event) => [event.runId, event.runStatus, event.dataset]),
-      [[runId, 'succeeded', 'unbilledUsage']],
+      deps.telemetry.poisoned.map((event) => [event.runId, event.runStatus, event.endedRun, event.dataset]),
+      [[runId, 'succeeded', false, 'unbilledUsage']],
     );
   });
 
-  it('carries the status the run had not left when the poisoning failed it, with its dataset and invoice', async () => {
+  it('carries the status failed and says it ended the run when the poisoning failed it, with its dataset and invoice', async () => {
     const deps = makeDeps();
     const now = deps.clock.now().toISOString();
     const runId = '20241008T060000000Z-0000b111';
@@ -189,7 +189,8 @@ describe('a poisoned message racing its run (issue 14, defect 7)', () => {
         queue: 'export-status-poison',
         runId,
         reason: 'a status check failed repeatedly and reached export-status-poison',
-        runStatus: 'waiting',
+        runStatus: 'failed',
+        endedRun: true,
         dataset: 'billedUsage',
         invoiceId: 'G000000001',
       },

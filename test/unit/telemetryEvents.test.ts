@@ -77,7 +77,8 @@ function emitEveryEvent(telemetry: Telemetry): void {
     queue: 'export-copy-poison',
     runId: run.runId,
     reason: 'poisoned',
-    runStatus: 'copying',
+    runStatus: 'failed',
+    endedRun: true,
     dataset: 'billedUsage',
     invoiceId: 'G000000001',
   });
@@ -112,7 +113,8 @@ describe('custom events', () => {
       queue: 'export-copy-poison',
       runId: 'run-1',
       reason: 'poisoned',
-      runStatus: 'copying',
+      runStatus: 'failed',
+      endedRun: 'true',
       dataset: 'billedUsage',
       invoiceId: 'G000000001',
     });

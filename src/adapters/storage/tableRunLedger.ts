@@ -584,6 +584,19 @@ export class TableRunLedger implements RunLedger {
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
+  async hasPendingBlobs(runId: string): Promise<boolean> {
+    const table = await this.table(this.blobs);
+    const pages = table
+      .listEntities<Record<string, unknown>>({
+        queryOptions: { filter: odata`PartitionKey eq ${runId} and status eq ${'pending'}`, select: ['RowKey'] },
+      })
+      .byPage({ maxPageSize: 1 });
+    // The service may answer a filtered query with an empty page and a continuation token (it stops scanning at a
+    // time or partition boundary): only a page with a row, or the last page, answers the question.
+    for await (const page of pages) if (page.length > 0) return true;
+    return false;
+  }
+
   async acquireStartLock(
     key: string,
     runId: string,

@@ -179,6 +179,9 @@ export async function startFaultEnv(options: FaultEnvOptions = {}): Promise<Faul
     }
     env['NO_PROXY'] = '127.0.0.1,localhost';
     env['no_proxy'] = '127.0.0.1,localhost';
+    // The hosts start telemetry (and a credential could probe): test/support/loopbackOnly keeps them on this machine.
+    env['NODE_OPTIONS'] =
+      `${env['NODE_OPTIONS'] ?? ''} --require ${join(__dirname, '..', '..', 'support', 'loopbackOnly.js')}`.trim();
     // An https ingestion endpoint (newer test support) has a throw-away CA: the hosts must trust it.
     const ingestionCa = (ing as { caCertPath?: string }).caCertPath;
     if (ingestionCa !== undefined) env['NODE_EXTRA_CA_CERTS'] = ingestionCa;
