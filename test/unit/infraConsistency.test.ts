@@ -570,44 +570,34 @@ describe('docs', () => {
     }
   });
 
-  it('quotes host.json values in the README host.json table exactly as host.json has them', (t) => {
-    const readmePath = join(root, 'README.md');
-    if (!existsSync(readmePath)) {
-      t.skip('README.md does not exist yet');
-      return;
-    }
-    const rows = hostJsonTableRows(readFileSync(readmePath, 'utf8'));
-    if (rows.length === 0) {
-      t.skip('README.md has no host.json table yet (a section whose heading names host.json)');
-      return;
-    }
-    const hostJsonPath = join(root, 'host.json');
-    assert.ok(existsSync(hostJsonPath), 'README.md quotes host.json values but host.json does not exist');
-    const hostJson = JSON.parse(readFileSync(hostJsonPath, 'utf8')) as unknown;
+  it('quotes host.json values in the host.json table of docs/configuration.md exactly as host.json has them', () => {
+    const rows = hostJsonTableRows(read('docs', 'configuration.md'));
+    assert.ok(rows.length > 0, 'docs/configuration.md has a host.json table (a section whose heading names host.json)');
+    const hostJson = JSON.parse(readFileSync(join(root, 'host.json'), 'utf8')) as unknown;
     for (const { path, quoted } of rows) {
       const actual = valueAt(hostJson, path);
-      assert.ok(actual !== undefined, `README.md quotes host.json ${path}, which host.json does not have`);
+      assert.ok(actual !== undefined, `docs/configuration.md quotes host.json ${path}, which host.json does not have`);
       assert.ok(
         sameValue(actual, quoted),
-        `README.md says ${path} is ${quoted}, host.json has ${JSON.stringify(actual)}`,
+        `docs/configuration.md says ${path} is ${quoted}, host.json has ${JSON.stringify(actual)}`,
       );
     }
   });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
-// README host.json table: the agreed format
+// The host.json table of docs/configuration.md: the agreed format
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
- * Rows of the host.json table(s) of the README: in a section whose heading contains "host.json", table rows whose
+ * Rows of the host.json table(s) of a Markdown page: in a section whose heading contains "host.json", table rows whose
  * first two cells are code spans, the dotted host.json path and its value:
  * | `extensions.queues.maxDequeueCount` | `5` | why |
  */
-function hostJsonTableRows(readme: string): Array<{ path: string; quoted: string }> {
+function hostJsonTableRows(markdown: string): Array<{ path: string; quoted: string }> {
   const rows: Array<{ path: string; quoted: string }> = [];
   let inSection = false;
-  for (const line of readme.split('\n')) {
+  for (const line of markdown.split('\n')) {
     const heading = /^#{1,6}\s+(.*)$/.exec(line);
     if (heading !== null) {
       inSection = (heading[1] ?? '').includes('host.json');
