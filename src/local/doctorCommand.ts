@@ -102,6 +102,20 @@ const ROLE_FIX = {
     'Grant the app identity "Storage Blob Data Contributor" on the destination account or container (or give DESTINATION_STORAGE a connection string that may write).',
 };
 
+const CA_FILE_FIX = 'Set GRAPH_CA_CERT_FILE to a readable PEM file (the emulator prints its path), or remove it.';
+
+/** The PEM of GRAPH_CA_CERT_FILE; an Error naming the file when it cannot be read (a check's failure, not doctor's). */
+function readCaFile(path: string | undefined): string | Error | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    return new Error(
+      `GRAPH_CA_CERT_FILE ${path} cannot be read (${(error as NodeJS.ErrnoException).code ?? errorMessage(error)})`,
+    );
+  }
+}
+
 function pass(name: string, detail: string): DoctorCheck {
   return { name, ok: true, detail, fix: null };
 }
@@ -181,11 +195,16 @@ async function graphChecks(config: Config, env: Record<string, string | undefine
 
   // A cheap call the partner billing API authorises like an export: GET of an operation that does not exist.
   const operationUrl = `${config.graph.baseUrl.replace(/\/+$/, '')}/reports/partners/billing/operations/${randomUUID()}`;
+  const ca = readCaFile(config.graph.caCertFile);
+  if (ca instanceof Error) {
+    checks.push(fail('Graph call', `not made: ${ca.message}`, CA_FILE_FIX));
+    return checks;
+  }
   const api = new GraphBillingExportApi({
     baseUrl: config.graph.baseUrl,
     credential: { getToken: async () => ({ token: got.token, expiresOnTimestamp: Date.now() + 60_000 }) },
     emulator: config.graph.emulator,
-    caCertPem: config.graph.caCertFile === undefined ? undefined : readFileSync(config.graph.caCertFile, 'utf8'),
+    caCertPem: ca,
     maxInlineRetries: options.maxInlineRetries ?? 1,
     maxInlineRetrySeconds: 5,
   });
@@ -350,10 +369,11 @@ async function partnerCenterChecks(
     pass('Partner Center token', config.partnerCenter.emulator ? 'emulator development token' : 'token obtained'),
   ];
   const url = `${config.partnerCenter.baseUrl.replace(/\/+$/, '')}/invoices?size=1&offset=0`;
-  const ca =
-    config.partnerCenter.emulator && config.graph.caCertFile !== undefined
-      ? readFileSync(config.graph.caCertFile, 'utf8')
-      : undefined;
+  const ca = config.partnerCenter.emulator ? readCaFile(config.graph.caCertFile) : undefined;
+  if (ca instanceof Error) {
+    checks.push(fail('Partner Center call', `not made: ${ca.message}`, CA_FILE_FIX));
+    return checks;
+  }
   try {
     const response = await fetch(url, {
       headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' },

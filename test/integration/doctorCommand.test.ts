@@ -141,6 +141,17 @@ describe('doctor', () => {
     assert.equal(text.at(-1), '2 check(s) failed.');
   });
 
+  it('reports an unreadable GRAPH_CA_CERT_FILE as a failed Graph call with its fix, and still runs the other checks', async () => {
+    const checks = await runDoctor({ ...settings(), GRAPH_CA_CERT_FILE: '/nonexistent/emulator-ca.pem' });
+    assert.deepEqual(failedNames(checks), ['Graph call']);
+    assert.match(
+      check(checks, 'Graph call').detail,
+      /GRAPH_CA_CERT_FILE \/nonexistent\/emulator-ca\.pem cannot be read \(ENOENT\)/,
+    );
+    assert.match(check(checks, 'Graph call').fix ?? '', /readable PEM file/);
+    assert.equal(check(checks, 'destination').ok, true);
+  });
+
   it("says to sign in as the app registration when the token is a user's (az login), which carries no application role", () => {
     const payload = Buffer.from(
       JSON.stringify({ aud: 'https://graph.microsoft.com', scp: 'User.Read', upn: 'ops@contoso.example', tid: 't' }),
