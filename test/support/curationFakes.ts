@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -19,7 +20,17 @@ import type {
 } from '../../src/pipeline/curationPorts';
 import { parseCurateMessage } from '../../src/pipeline/messages';
 import type { Versioned } from '../../src/pipeline/ports';
-import { type DepsOverrides, type FakeDeps, type InMemoryDestination, makeDeps } from './fakes';
+import { startExports } from '../../src/pipeline/startExports';
+import {
+  type DepsOverrides,
+  drain,
+  type FakeDeps,
+  type InMemoryDestination,
+  makeDeps,
+  makeManifest,
+  operationUrl,
+  succeeded,
+} from './fakes';
 
 const clone = <T>(value: T): T => structuredClone(value);
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -254,4 +265,22 @@ export async function drainCuration(deps: CuratingFakeDeps, max = 200): Promise<
     }
   }
   return errors;
+}
+
+/**
+ * Runs one USD export to `succeeded` (its curation messages left pending on export-curate); `force` exports unchanged
+ * data again. Returns the run id.
+ */
+export async function succeededUsdRun(deps: CuratingFakeDeps, force = false): Promise<string> {
+  const before = deps.graph.startCalls.length;
+  const started = await startExports(
+    { trigger: 'manual', currencies: ['USD'], billingPeriods: ['current'], force },
+    deps,
+  );
+  const runId = started[0]?.runId as string;
+  deps.graph.scriptOperation(operationUrl(before + 1), succeeded(makeManifest()));
+  const drained = await drain(deps, deps.queue);
+  assert.deepEqual(drained.errors, []);
+  assert.equal(deps.ledger.run(runId).status, 'succeeded');
+  return runId;
 }

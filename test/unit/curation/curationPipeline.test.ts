@@ -9,28 +9,12 @@ import {
 } from '../../../src/pipeline/curateExport';
 import { getRunDetails } from '../../../src/pipeline/listRuns';
 import type { RunRecord } from '../../../src/pipeline/ports';
-import { startExports } from '../../../src/pipeline/startExports';
-import { type CuratingFakeDeps, drainCuration, makeCuratingDeps } from '../../support/curationFakes';
-import { drain, makeManifest, operationUrl, succeeded } from '../../support/fakes';
+import { type CuratingFakeDeps, drainCuration, makeCuratingDeps, succeededUsdRun } from '../../support/curationFakes';
+import { makeManifest } from '../../support/fakes';
 
 const SERIES = 'unbilled-usage/exportMonth=2024-10/exportCurrency=USD/exportAttributeSet=full';
 const CURATED = `curated/${SERIES}`;
 const FOCUS = `focus/${SERIES}`;
-
-/** Runs one USD export to `succeeded` (its curation messages left pending); `force` exports unchanged data again. */
-async function succeededRun(deps: CuratingFakeDeps, force = false): Promise<string> {
-  const before = deps.graph.startCalls.length;
-  const started = await startExports(
-    { trigger: 'manual', currencies: ['USD'], billingPeriods: ['current'], force },
-    deps,
-  );
-  const runId = started[0]?.runId as string;
-  deps.graph.scriptOperation(operationUrl(before + 1), succeeded(makeManifest()));
-  const drained = await drain(deps, deps.queue);
-  assert.deepEqual(drained.errors, []);
-  assert.equal(deps.ledger.run(runId).status, 'succeeded');
-  return runId;
-}
 
 function parquet(deps: CuratingFakeDeps, folder: string): string[] {
   return deps.curation.store.paths(`${folder}/`).filter((path) => path.endsWith('.parquet'));
@@ -43,7 +27,7 @@ function manifest(deps: CuratingFakeDeps, folder: string): CuratedManifest {
 describe('curation of a succeeded run', () => {
   it('is queued after the run is succeeded, one export-curate message per raw file, and never changes the run', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
 
     assert.equal(deps.telemetry.completed.length, 1, 'the run completed (and said so) before curation');
     assert.equal(deps.curation.ledger.curation(runId).status, 'pending');
@@ -58,7 +42,7 @@ describe('curation of a succeeded run', () => {
 
   it('converts each file into staged parts and the last one publishes the version with its manifest, counts and totals', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     assert.deepEqual(await drainCuration(deps), []);
 
     const curation = deps.curation.ledger.curation(runId);
@@ -88,9 +72,9 @@ describe('curation of a succeeded run', () => {
 
   it('replaces the previous version of the series: after a forced rerun the folder holds only the new parts', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-    const first = await succeededRun(deps);
+    const first = await succeededUsdRun(deps);
     await drainCuration(deps);
-    const second = await succeededRun(deps, true);
+    const second = await succeededUsdRun(deps, true);
     // What a reader sees while the new version goes in: the old parts and the new ones being copied, and the
     // manifest still naming the old version only (it moves once every new part is in place).
     const seen: Array<{ manifestRun: string; parts: string[] }> = [];
@@ -117,9 +101,9 @@ describe('curation of a succeeded run', () => {
 
   it('leaves a newer current version alone when an older run publishes after it (not current, its parts removed)', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-    const older = await succeededRun(deps);
+    const older = await succeededUsdRun(deps);
     const olderMessages = deps.curation.queue.pending.splice(0);
-    const newer = await succeededRun(deps, true);
+    const newer = await succeededUsdRun(deps, true);
     await drainCuration(deps);
     deps.curation.queue.pending.push(...olderMessages);
     assert.deepEqual(await drainCuration(deps), []);
@@ -132,7 +116,7 @@ describe('curation of a succeeded run', () => {
 
   it('gives the same parts when a file conversion is redone after a crash mid-upload', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     deps.curation.store.uploadFailures.push(new Error('process died'));
     const errors = await drainCuration(deps);
     assert.equal(errors.length, 1, 'the queue retries the message');
@@ -153,7 +137,7 @@ describe('curation of a succeeded run', () => {
 
   it('fails loudly with CURATION_TOTALS_MISMATCH when FOCUS totals differ from the raw rows, publishing nothing', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     deps.curation.engine.focusTotalOverride = '4.4';
     assert.deepEqual(await drainCuration(deps), []);
 
@@ -170,9 +154,9 @@ describe('curation of a succeeded run', () => {
 
   it('withdraws the parts a failed publication had copied in, leaving the previous version as it was', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-    const first = await succeededRun(deps);
+    const first = await succeededUsdRun(deps);
     await drainCuration(deps);
-    const second = await succeededRun(deps, true);
+    const second = await succeededUsdRun(deps, true);
     const write = deps.destination.writeJson.bind(deps.destination);
     deps.destination.writeJson = async (path, value, condition) => {
       if (path.endsWith('/manifest.json') && path.startsWith('focus/')) {
@@ -195,7 +179,7 @@ describe('curation of a succeeded run', () => {
 
   it('fails the curation with the last error when its message reaches export-curate-poison', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     deps.curation.engine.failures.push(new ExportError('UNEXPECTED', 'disk full', { retryable: true }));
     const errors = await drainCuration(deps);
     assert.equal(errors.length, 1);
@@ -211,7 +195,7 @@ describe('curation of a succeeded run', () => {
 
   it('shows the curation with the run in its details (GET /api/exports/runs/{runId}, runs ID)', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     await drainCuration(deps);
     const details = await getRunDetails(runId, deps);
     assert.equal(details.curation?.status, 'succeeded');
@@ -222,7 +206,7 @@ describe('curation of a succeeded run', () => {
 
   it('is not started with EXPORT_CURATION off', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD', EXPORT_CURATION: 'off' } });
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     assert.equal(deps.curation.ledger.curations.size, 0);
     assert.equal(deps.curation.queue.sent.length, 0);
     assert.equal(await superviseCurations(deps), undefined);
@@ -233,7 +217,7 @@ describe('curation of a succeeded run', () => {
 describe('supervision of curations', () => {
   it('starts the curation of a succeeded run whose process stopped before starting it', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     deps.curation.ledger.curations.clear();
     deps.curation.ledger.files.clear();
     deps.curation.queue.pending.splice(0);
@@ -247,7 +231,7 @@ describe('supervision of curations', () => {
 
   it('resumes a curation whose messages were lost, then fails it CURATION_STALLED past EXPORT_MAX_RESUMES', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD', EXPORT_MAX_RESUMES: '1' } });
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     deps.curation.queue.pending.splice(0);
     deps.clock.advanceSeconds(31 * 60);
     assert.equal((await superviseCurations(deps))?.resumed, 1);

@@ -13,26 +13,12 @@ import {
 } from '../../../src/pipeline/curateExport';
 import type { CurateMessage } from '../../../src/pipeline/curationPorts';
 import { parseCurateMessage } from '../../../src/pipeline/messages';
-import { startExports } from '../../../src/pipeline/startExports';
-import { type CuratingFakeDeps, drainCuration, makeCuratingDeps } from '../../support/curationFakes';
-import { drain, makeManifest, operationUrl, succeeded } from '../../support/fakes';
+import { type CuratingFakeDeps, drainCuration, makeCuratingDeps, succeededUsdRun } from '../../support/curationFakes';
 
 const SERIES = 'unbilled-usage/exportMonth=2024-10/exportCurrency=USD/exportAttributeSet=full';
 const CURATED = `curated/${SERIES}`;
 const FOCUS = `focus/${SERIES}`;
 const FOLDERS = [CURATED, FOCUS];
-
-async function succeededRun(deps: CuratingFakeDeps, force = false): Promise<string> {
-  const before = deps.graph.startCalls.length;
-  const started = await startExports(
-    { trigger: 'manual', currencies: ['USD'], billingPeriods: ['current'], force },
-    deps,
-  );
-  const runId = started[0]?.runId as string;
-  deps.graph.scriptOperation(operationUrl(before + 1), succeeded(makeManifest()));
-  assert.deepEqual((await drain(deps, deps.queue)).errors, []);
-  return runId;
-}
 
 /** The curation messages waiting on export-curate, taken off the queue. */
 function takeMessages(deps: CuratingFakeDeps): CurateMessage[] {
@@ -74,7 +60,7 @@ async function deliverUntilDone(deps: CuratingFakeDeps, messages: CurateMessage[
 describe('curation under duplicate delivery and races', () => {
   it('converts a file delivered twice at once and publishes once; the slower duplicate leaves nothing in staging', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     const messages = takeMessages(deps);
     const first = messages[0] as CurateMessage & { kind: 'file' };
     const stem = first.blobName.replace('.json.gz', '');
@@ -110,9 +96,9 @@ describe('curation under duplicate delivery and races', () => {
 
   it('makes the version current once when its fan-in is delivered twice at once after its publisher died', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-    const first = await succeededRun(deps);
+    const first = await succeededUsdRun(deps);
     await drainCuration(deps);
-    const runId = await succeededRun(deps, true);
+    const runId = await succeededUsdRun(deps, true);
     let died = false;
     deps.curation.store.beforeCopy = () => {
       if (!died) {
@@ -147,9 +133,9 @@ describe('curation under duplicate delivery and races', () => {
   for (const position of POSITIONS) {
     it(`never makes an older run current once a forced rerun is: the rerun publishes before the older run's ${position.at} #${position.n}`, async () => {
       const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-      const older = await succeededRun(deps);
+      const older = await succeededUsdRun(deps);
       const olderMessages = takeMessages(deps);
-      const newer = await succeededRun(deps, true);
+      const newer = await succeededUsdRun(deps, true);
       const newerMessages = takeMessages(deps);
       let seen = 0;
       const interleave = async () => {
@@ -181,9 +167,9 @@ describe('curation under duplicate delivery and races', () => {
   for (const n of [1, 3]) {
     it(`does not make current the version of a publisher whose curation the supervisor failed after its copy #${n}, and leaves none of its parts`, async () => {
       const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD', EXPORT_MAX_RESUMES: '1' } });
-      const first = await succeededRun(deps);
+      const first = await succeededUsdRun(deps);
       await drainCuration(deps);
-      const second = await succeededRun(deps, true);
+      const second = await succeededUsdRun(deps, true);
       let copies = 0;
       const store = deps.curation.store;
       const copy = store.copy.bind(store);
@@ -208,7 +194,7 @@ describe('curation under duplicate delivery and races', () => {
 
   it('empties the staging folder of a curation that failed', async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     const messages = takeMessages(deps);
     // Two files convert, the third fails for good (its message is poisoned).
     await deliverUntilDone(deps, messages.slice(0, 2));

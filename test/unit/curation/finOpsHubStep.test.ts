@@ -5,7 +5,7 @@ import { type CuratedManifest, superviseCurations } from '../../../src/pipeline/
 import { dropIntoFinOpsHub, hubFileName, hubSeries } from '../../../src/pipeline/finOpsHubStep';
 import type { RunRecord } from '../../../src/pipeline/ports';
 import { startExports } from '../../../src/pipeline/startExports';
-import { type CuratingFakeDeps, drainCuration, makeCuratingDeps } from '../../support/curationFakes';
+import { type CuratingFakeDeps, drainCuration, makeCuratingDeps, succeededUsdRun } from '../../support/curationFakes';
 import { drain, InMemoryFinOpsHub, makeManifest, operationUrl, succeeded } from '../../support/fakes';
 
 const TENANT = makeManifest().partnerTenantId;
@@ -20,19 +20,6 @@ function makeHubDeps(): HubDeps {
   });
 }
 
-/** Runs one USD export to `succeeded` (its curation messages left pending); `force` exports unchanged data again. */
-async function succeededRun(deps: HubDeps, force = false): Promise<string> {
-  const before = deps.graph.startCalls.length;
-  const started = await startExports(
-    { trigger: 'manual', currencies: ['USD'], billingPeriods: ['current'], force },
-    deps,
-  );
-  const runId = started[0]?.runId as string;
-  deps.graph.scriptOperation(operationUrl(before + 1), succeeded(makeManifest()));
-  assert.deepEqual((await drain(deps, deps.queue)).errors, []);
-  return runId;
-}
-
 function focusParts(deps: HubDeps): string[] {
   const manifest = deps.destination.json(`${FOCUS}/manifest.json`) as CuratedManifest;
   return manifest.files.map((file) => file.name);
@@ -41,7 +28,7 @@ function focusParts(deps: HubDeps): string[] {
 describe('the FinOps hub drop-in of the curation fan-in', () => {
   it('drops the current FOCUS version into the hub with the run id as ingestion id, and records it on the curation row and in ExportCurationCompleted', async () => {
     const deps = makeHubDeps();
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     assert.deepEqual(await drainCuration(deps), []);
 
     assert.equal(deps.finOpsHub.publishes.length, 1);
@@ -85,9 +72,9 @@ describe('the FinOps hub drop-in of the curation fan-in', () => {
 
   it('a forced rerun replaces the hub folder with its own ingestion id', async () => {
     const deps = makeHubDeps();
-    const first = await succeededRun(deps);
+    const first = await succeededUsdRun(deps);
     await drainCuration(deps);
-    const second = await succeededRun(deps, true);
+    const second = await succeededUsdRun(deps, true);
     assert.deepEqual(await drainCuration(deps), []);
 
     assert.equal(deps.finOpsHub.publishes.length, 2);
@@ -99,9 +86,9 @@ describe('the FinOps hub drop-in of the curation fan-in', () => {
 
   it('does not drop an older version that publishes after a newer one (not current in focus/)', async () => {
     const deps = makeHubDeps();
-    await succeededRun(deps);
+    await succeededUsdRun(deps);
     const olderMessages = deps.curation.queue.pending.splice(0);
-    const newer = await succeededRun(deps, true);
+    const newer = await succeededUsdRun(deps, true);
     await drainCuration(deps);
     deps.curation.queue.pending.push(...olderMessages);
     assert.deepEqual(await drainCuration(deps), []);
@@ -115,7 +102,7 @@ describe('the FinOps hub drop-in of the curation fan-in', () => {
 
   it('a fan-in redone after the hub drop was recorded does not drop again', async () => {
     const deps = makeHubDeps();
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     // The process stops right after recording the drop: the curation is still publishing.
     const update = deps.curation.ledger.updateCuration.bind(deps.curation.ledger);
     let stopped = false;
@@ -148,7 +135,7 @@ describe('the FinOps hub drop-in of the curation fan-in', () => {
 
   it('a second publisher that read the curation row before the first one recorded its drop does not drop again', async () => {
     const deps = makeHubDeps();
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     assert.deepEqual(await drainCuration(deps), []);
     assert.equal(deps.finOpsHub.publishes.length, 1);
     // The row as a slower publisher of the same version read it when it began: no drop recorded, still publishing.
@@ -164,7 +151,7 @@ describe('the FinOps hub drop-in of the curation fan-in', () => {
 
   it('a transient hub failure is retried at once by a publish message: the redone fan-in drops the same version and ends the curation', async () => {
     const deps = makeHubDeps();
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     deps.finOpsHub.failNext = new ExportError('FINOPS_HUB_UNAVAILABLE', 'FinOps hub drop: 503', { retryable: true });
     const errors = await drainCuration(deps);
     assert.equal(errors.length, 1, 'the failed message is retried by the queue');
@@ -185,7 +172,7 @@ describe('the FinOps hub drop-in of the curation fan-in', () => {
 
   it('a hub that refuses the identity fails the curation FINOPS_HUB_FORBIDDEN; the FOCUS version stays current and the run succeeded', async () => {
     const deps = makeHubDeps();
-    const runId = await succeededRun(deps);
+    const runId = await succeededUsdRun(deps);
     deps.finOpsHub.failNext = new ExportError('FINOPS_HUB_FORBIDDEN', 'FinOps hub drop: refused (403).', {
       status: 403,
     });
