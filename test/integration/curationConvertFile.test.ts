@@ -116,6 +116,23 @@ function assertTotalsAgree(result: ConvertFileResult): void {
   assert.ok(Object.keys(result.totals.raw).length > 0, 'some totals');
 }
 
+/** Every SQL text DuckDB connections run while `work` runs (recorded on the connection prototype, then restored). */
+async function recordStatements(work: () => Promise<unknown>): Promise<string[]> {
+  const statements: string[] = [];
+  const prototype = DuckDBConnection.prototype as unknown as { run: (sql: string, ...rest: unknown[]) => unknown };
+  const run = prototype.run;
+  prototype.run = function recorded(this: unknown, sql: string, ...rest: unknown[]) {
+    statements.push(sql);
+    return run.call(this, sql, ...rest);
+  };
+  try {
+    await work();
+  } finally {
+    prototype.run = run;
+  }
+  return statements;
+}
+
 describe('curation: one raw file to typed Parquet and FOCUS 1.2 (real DuckDB, emulator data)', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'curation-'));
@@ -392,18 +409,7 @@ describe('curation: one raw file to typed Parquet and FOCUS 1.2 (real DuckDB, em
 
   it('reads the raw file in one statement, stages its rows in small row groups and gives FOCUS its lookup values as typed constants', async () => {
     const input = await emulatorFile('statements', 'unbilledUsage', 'EUR', 'full', 200);
-    const statements: string[] = [];
-    const prototype = DuckDBConnection.prototype as unknown as { run: (sql: string, ...rest: unknown[]) => unknown };
-    const run = prototype.run;
-    prototype.run = function recorded(this: unknown, sql: string, ...rest: unknown[]) {
-      statements.push(sql);
-      return run.call(this, sql, ...rest);
-    };
-    try {
-      await convert('statements', input, 'unbilledUsage', 'full');
-    } finally {
-      prototype.run = run;
-    }
+    const statements = await recordStatements(() => convert('statements', input, 'unbilledUsage', 'full'));
     const reads = statements.filter((sql) => sql.includes('read_json('));
     assert.equal(reads.length, 1, 'the raw file is parsed once');
     // DuckDB's default row group (122880 rows of ~90 text columns) crowded the 256 MB limit: 2-3x the time.
@@ -417,18 +423,7 @@ describe('curation: one raw file to typed Parquet and FOCUS 1.2 (real DuckDB, em
 
   it('reads the staging rows twice for its counts, totals, lookups and warnings, besides the curated and FOCUS writes', async () => {
     const input = await emulatorFile('stagingReads', 'unbilledUsage', 'EUR', 'full', 200);
-    const statements: string[] = [];
-    const prototype = DuckDBConnection.prototype as unknown as { run: (sql: string, ...rest: unknown[]) => unknown };
-    const run = prototype.run;
-    prototype.run = function recorded(this: unknown, sql: string, ...rest: unknown[]) {
-      statements.push(sql);
-      return run.call(this, sql, ...rest);
-    };
-    try {
-      await convert('stagingReads', input, 'unbilledUsage', 'full');
-    } finally {
-      prototype.run = run;
-    }
+    const statements = await recordStatements(() => convert('stagingReads', input, 'unbilledUsage', 'full'));
     // Every read of the staging file outside the three COPY statements (pass 1 and the two outputs) is a full scan.
     const bookkeeping = statements
       .filter((sql) => !sql.startsWith('COPY'))
