@@ -65,9 +65,9 @@ export async function finalizeRunIfComplete(
   runId: string,
   read?: Versioned<RunRecord>,
   /**
-   * Blobs (and their bytes) the caller knows copied: its own listing of the run's rows plus what it copied since. With
-   * it, a run with pending blobs is recognised by one small query, and the progress comes from these counts; the rows
-   * are listed only once none is pending. Without it, the rows are listed to decide.
+   * Blobs (and their bytes) the caller knows copied: the run's recorded progress plus what it copied since. With it, a
+   * run with pending blobs is recognised by one small query, and the progress comes from these counts; the rows are
+   * listed only once none is pending. Without it, the rows are listed to decide.
    */
   known?: CopyProgress,
 ): Promise<void> {
@@ -98,8 +98,19 @@ export async function finalizeRunIfComplete(
         );
       }
       if (fromManifest !== 'absent') return outcome(fromManifest);
-      if (!(await destinationHolds(deps, run, copied))) return undefined;
-      const committed = await advance(deps, current, 'copying', {
+      const listing = await destinationHolds(deps, run, copied);
+      if (listing === undefined) return undefined;
+      let base = current;
+      if (current === read) {
+        // The caller read the run before its copies: other messages' progress has most likely moved its ETag since, and
+        // a commit on it would lose and do all of the above again. Read it now; what the checks above rely on (copying,
+        // not committed, not failed) is checked on this read, and the ETag of this read guards the commit.
+        const fresh = await deps.ledger.getRun(runId);
+        if (fresh === undefined) return undefined;
+        if (fresh.value.status !== 'copying' || fresh.value.committedAt !== undefined) return { done: false };
+        base = fresh;
+      }
+      const committed = await advance(deps, base, 'copying', {
         committedAt: deps.clock.now().toISOString(),
         blobsCopied: copied.length,
         byteCount: bytes,
@@ -107,7 +118,7 @@ export async function finalizeRunIfComplete(
       if (committed === undefined) return { done: false };
       const latest = await deps.ledger.getRun(runId);
       if (latest === undefined) return undefined;
-      return outcome(await completeCommitted(deps, latest, copied));
+      return outcome(await completeCommitted(deps, latest, copied, listing));
     },
     read,
   );
@@ -157,12 +168,21 @@ export async function completeCommitted(
   current: Versioned<RunRecord>,
   /** The copied blobs as the caller just listed and verified them; listed here when not given. */
   listed?: BlobRecord[],
+  /** The run folder as the caller just listed it (the Content-MD5 of each blob); listed here when not given. */
+  folder?: Map<string, DestinationBlobInfo>,
 ): Promise<'succeeded' | 'race'> {
   const run = current.value;
   const copied = listed ?? (await deps.ledger.listBlobs(run.runId)).filter((b) => b.status === 'copied');
   const bytes = copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0);
+  const present = folder ?? (await listFolder(deps, run));
   crashPoint('finalize.beforeManifest');
-  const manifest = await writeManifest(deps, run, sortedBlobs(copied), bytes, deps.clock.now().toISOString());
+  const manifest = await writeManifest(
+    deps,
+    run,
+    sortedBlobs(withContentMd5(run, copied, present)),
+    bytes,
+    deps.clock.now().toISOString(),
+  );
   crashPoint('finalize.afterManifest');
   return (await finishFrom(deps, current, manifest)) ? 'succeeded' : 'race';
 }
@@ -219,15 +239,38 @@ function bareEtag(etag: string): string {
   return etag.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
 }
 
+/** The run folder's blobs by path, from one listing. */
+async function listFolder(deps: PipelineDeps, run: RunRecord): Promise<Map<string, DestinationBlobInfo>> {
+  return new Map((await deps.destination.list(`${run.path}/`)).map((blob) => [blob.path, blob] as const));
+}
+
+/**
+ * The rows with the Content-MD5 the destination reports for each blob where the copy did not record one (a Copy Blob
+ * From URL is not read back: the service carries the source's Content-MD5 over, and the listing shows it).
+ */
+function withContentMd5(run: RunRecord, copied: BlobRecord[], folder: Map<string, DestinationBlobInfo>): BlobRecord[] {
+  return copied.map((blob) => {
+    if (blob.contentMd5 !== undefined) return blob;
+    const found = folder.get(`${run.path}/${blob.name}`);
+    return found?.contentMd5 === undefined || changeOf(blob, found) !== undefined
+      ? blob
+      : { ...blob, contentMd5: found.contentMd5 };
+  });
+}
+
 /**
  * How the destination blob differs from the copy recorded on its row, or undefined when it is the copy: its length,
- * its Content-MD5 (where the copy recorded one) and its ETag (where recorded: any write since the copy changes it,
- * which covers a CRC64 no property reports). Rows written before hashes were recorded are checked by length only.
+ * its content type (a copy that did not carry the source's over is copied again, and the copier then sets it), its
+ * Content-MD5 (where the copy recorded one) and its ETag (where recorded: any write since the copy changes it, which
+ * covers a CRC64 no property reports). Rows written before hashes were recorded are checked by length only.
  */
 function changeOf(blob: BlobRecord, found: DestinationBlobInfo | undefined): string | undefined {
   if (found === undefined) return 'does not hold it';
   if (found.byteCount !== blob.byteCount) {
     return `holds it with ${found.byteCount} bytes instead of the ${blob.byteCount ?? 0} bytes copied`;
+  }
+  if (blob.contentType !== undefined && found.contentType !== blob.contentType) {
+    return `holds it with content type ${found.contentType ?? 'none'} instead of ${blob.contentType}`;
   }
   if (blob.contentMd5 !== undefined && found.contentMd5 !== blob.contentMd5) {
     return `holds it with other content (Content-MD5 ${found.contentMd5 ?? 'none'} instead of ${blob.contentMd5})`;
@@ -241,19 +284,23 @@ function changeOf(blob: BlobRecord, found: DestinationBlobInfo | undefined): str
 }
 
 /**
- * Lists the run folder once and checks every copied blob is there as copied (length, Content-MD5, ETag). Missing or
- * changed ones are set back to pending and their copy messages sent again (the container is created if it was
- * deleted); false then.
+ * Lists the run folder once and checks every copied blob is there as copied (length, content type, Content-MD5,
+ * ETag): the listing when so. Missing or changed ones are set back to pending and their copy messages sent again
+ * (the container is created if it was deleted); undefined then.
  */
-async function destinationHolds(deps: PipelineDeps, run: RunRecord, copied: BlobRecord[]): Promise<boolean> {
-  const present = new Map((await deps.destination.list(`${run.path}/`)).map((blob) => [blob.path, blob] as const));
+async function destinationHolds(
+  deps: PipelineDeps,
+  run: RunRecord,
+  copied: BlobRecord[],
+): Promise<Map<string, DestinationBlobInfo> | undefined> {
+  const present = await listFolder(deps, run);
   const changes = new Map<string, string>();
   for (const b of copied) {
     const change = changeOf(b, present.get(`${run.path}/${b.name}`));
     if (change !== undefined) changes.set(b.name, change);
   }
   const missing = copied.filter((b) => changes.has(b.name));
-  if (missing.length === 0) return true;
+  if (missing.length === 0) return present;
   const hopeless = missing.find((b) => (b.recopies ?? 0) >= MAX_RECOPIES);
   if (hopeless !== undefined) {
     // Copied again and again, and still not in the destination as copied: something outside the run keeps removing
@@ -286,7 +333,7 @@ async function destinationHolds(deps: PipelineDeps, run: RunRecord, copied: Blob
       ),
     );
   }
-  return false;
+  return undefined;
 }
 
 function sortedBlobs(blobs: BlobRecord[]): BlobRecord[] {

@@ -107,13 +107,20 @@ class FakeDestination implements CopyDestinationClient {
     };
   }
 
-  async syncCopyFromURL(copySource: string): Promise<{
+  async syncCopyFromURL(
+    copySource: string,
+    options?: { conditions?: { ifNoneMatch?: string } },
+  ): Promise<{
     copyStatus?: string | undefined;
     xMsContentCrc64?: Uint8Array | undefined;
     etag?: string | undefined;
   }> {
-    this.calls.push('syncCopyFromURL');
+    const ifAbsent = options?.conditions?.ifNoneMatch === '*';
+    this.calls.push(ifAbsent ? 'syncCopyFromURL(ifAbsent)' : 'syncCopyFromURL');
     assert.equal(copySource, this.expectedSource);
+    if (ifAbsent && this.content !== undefined) {
+      throw restError(409, 'BlobAlreadyExists', 'The specified blob already exists.');
+    }
     const outcome = this.outcome(this.sync, 0);
     if (outcome !== 'ok') throw outcome;
     this.land(this.source.data, this.source.properties.contentMD5);
@@ -369,19 +376,58 @@ describe('ServerSideBlobCopier fallback order (fakes)', () => {
     destination.sync = restError(403, 'AuthorizationPermissionMismatch', 'copy scope');
     const result = await copy(copier);
     assert.equal(result.method, 'stream');
-    assert.deepEqual(destination.copyCalls(), ['syncCopyFromURL', 'uploadStream', 'setHTTPHeaders']);
+    assert.deepEqual(
+      destination.copyCalls(),
+      ['syncCopyFromURL(ifAbsent)', 'uploadStream', 'setHTTPHeaders'],
+      'the refused copy is not asked for again',
+    );
     assert.equal(destination.uploadBufferSize, 8 * 1024 * 1024);
     assert.equal(source.downloads, 1);
     assert.ok(destination.content?.equals(source.data));
   });
 
-  it('copies a blob up to singleCopyMaxBytes with Copy Blob From URL and restores a lost content type', async () => {
-    const { destination, copier } = setup(1000);
-    destination.syncCopyDropsContentType = true;
+  it('copies a new blob up to singleCopyMaxBytes with one conditional Copy Blob From URL, not reading it back', async () => {
+    const { source, destination, copier } = setup(1000);
     const result = await copy(copier);
+    assert.equal(result.method, 'copyFromUrl');
+    assert.equal(result.byteCount, 1000);
+    assert.equal(result.contentType, 'application/gzip');
+    assert.deepEqual(
+      destination.calls,
+      ['syncCopyFromURL(ifAbsent)'],
+      'one destination request, no HEAD before or after',
+    );
+    assert.ok(destination.content?.equals(source.data));
+  });
+
+  it('restores a lost content type when it copies over a blob it was asked to replace', async () => {
+    const { destination, copier } = setup(1000);
+    destination.content = Buffer.alloc(1000, 1);
+    destination.syncCopyDropsContentType = true;
+    const result = await copier.copy({ sourceUrl: SOURCE, destinationPath: 'run=1/part-0001.json.gz', replace: true });
     assert.equal(result.method, 'copyFromUrl');
     assert.deepEqual(destination.copyCalls(), ['syncCopyFromURL', 'setHTTPHeaders']);
     assert.equal(destination.contentType, 'application/gzip');
+  });
+
+  it('finds a blob already there through the refused conditional copy, reads it, and leaves it alone', async () => {
+    const { source, destination, copier } = setup(900);
+    destination.content = Buffer.from(source.data);
+    destination.contentType = 'application/gzip';
+    const before = destination.etag;
+    const result = await copy(copier);
+    assert.equal(result.method, 'alreadyPresent');
+    assert.deepEqual(destination.calls, ['syncCopyFromURL(ifAbsent)', 'getProperties']);
+    assert.equal(result.destinationEtag, before);
+  });
+
+  it('copies again, unconditionally, over a blob of another length found by the refused conditional copy', async () => {
+    const { source, destination, copier } = setup(900);
+    destination.content = Buffer.from('partial');
+    const result = await copy(copier);
+    assert.equal(result.method, 'copyFromUrl');
+    assert.deepEqual(destination.copyCalls(), ['syncCopyFromURL(ifAbsent)', 'syncCopyFromURL']);
+    assert.ok(destination.content?.equals(source.data));
   });
 
   it('leaves an already copied blob of the same length alone', async () => {
@@ -405,11 +451,21 @@ describe('ServerSideBlobCopier fallback order (fakes)', () => {
 describe('ServerSideBlobCopier content hashes (fakes)', () => {
   const md5Of = (data: Buffer): Buffer => createHash('md5').update(data).digest();
 
-  it('records the CRC64 Copy Blob From URL reports, with the Content-MD5 and ETag of the destination after the copy', async () => {
+  it('records the CRC64 and ETag Copy Blob From URL answers with; the Content-MD5 is left to the listing of the fan-in', async () => {
     const { source, destination, copier } = setup(900);
     source.properties.contentMD5 = md5Of(source.data);
     const result = await copy(copier);
     assert.equal(result.method, 'copyFromUrl');
+    assert.equal(result.contentCrc64, Buffer.from('crc64-ok').toString('base64'));
+    assert.equal(result.contentMd5, undefined, 'not read back');
+    assert.equal(result.destinationEtag, destination.etag);
+  });
+
+  it('records the Content-MD5 and ETag of the destination read back after a copy over a blob it replaces', async () => {
+    const { source, destination, copier } = setup(900);
+    source.properties.contentMD5 = md5Of(source.data);
+    destination.content = Buffer.alloc(900, 1);
+    const result = await copier.copy({ sourceUrl: SOURCE, destinationPath: 'run=1/part-0001.json.gz', replace: true });
     assert.equal(result.contentCrc64, Buffer.from('crc64-ok').toString('base64'));
     assert.equal(result.contentMd5, md5Of(source.data).toString('base64'));
     assert.equal(result.destinationEtag, destination.etag);
@@ -418,8 +474,9 @@ describe('ServerSideBlobCopier content hashes (fakes)', () => {
   it('records the ETag after restoring a lost content type, keeping the Content-MD5 the copy carried over', async () => {
     const { source, destination, copier } = setup(900);
     source.properties.contentMD5 = md5Of(source.data);
+    destination.content = Buffer.alloc(900, 1);
     destination.syncCopyDropsContentType = true;
-    const result = await copy(copier);
+    const result = await copier.copy({ sourceUrl: SOURCE, destinationPath: 'run=1/part-0001.json.gz', replace: true });
     assert.deepEqual(destination.copyCalls(), ['syncCopyFromURL', 'setHTTPHeaders']);
     assert.equal(result.destinationEtag, destination.etag, 'the ETag after Set Blob Properties');
     assert.equal(Buffer.from(destination.contentMD5 ?? []).toString('base64'), md5Of(source.data).toString('base64'));
@@ -435,10 +492,19 @@ describe('ServerSideBlobCopier content hashes (fakes)', () => {
     assert.equal(result.destinationEtag, destination.etag, 'the ETag still lets the fan-in see a later rewrite');
   });
 
-  it('records no CRC64 when another write came between Copy Blob From URL and reading the blob back (its ETag moved)', async () => {
+  it("records the copy's own ETag, so a write right after the copy shows to the fan-in as a changed blob", async () => {
     const { destination, copier } = setup(900);
     destination.rewrittenAfterSyncCopy = true;
     const result = await copy(copier);
+    assert.equal(result.method, 'copyFromUrl');
+    assert.notEqual(result.destinationEtag, destination.etag, 'the ETag of the copy, not of the later write');
+  });
+
+  it('records no CRC64 when another write came between Copy Blob From URL and reading the blob back (its ETag moved)', async () => {
+    const { destination, copier } = setup(900);
+    destination.content = Buffer.alloc(900, 1);
+    destination.rewrittenAfterSyncCopy = true;
+    const result = await copier.copy({ sourceUrl: SOURCE, destinationPath: 'run=1/part-0001.json.gz', replace: true });
     assert.equal(result.method, 'copyFromUrl');
     assert.equal(result.contentCrc64, undefined, 'the CRC64 describes a blob that is no longer there');
     assert.equal(result.destinationEtag, destination.etag);
@@ -510,7 +576,7 @@ describe('ServerSideBlobCopier errors (fakes)', () => {
     const error = await copyError(copier, EXPIRED_SOURCE);
     assert.equal(error.code, 'SOURCE_EXPIRED');
     assert.equal(source.downloads, 0);
-    assert.deepEqual(destination.copyCalls(), ['syncCopyFromURL']);
+    assert.deepEqual(destination.copyCalls(), ['syncCopyFromURL(ifAbsent)']);
   });
 
   it('fails at once (SOURCE_UNAVAILABLE, terminal) when the source blob does not exist', async () => {
@@ -548,13 +614,13 @@ describe('ServerSideBlobCopier errors (fakes)', () => {
     assert.equal(error.retryable, true);
   });
 
-  it('fails the copy (COPY_FAILED, retryable) when the destination length differs from the source', async () => {
-    const { destination, copier } = setup(500);
-    destination.truncateTo = 499;
+  it('fails a copy it reads back (COPY_FAILED, retryable) when the destination length differs from the source', async () => {
+    const { destination, copier } = setup(1500);
+    destination.truncateTo = 1499;
     const error = await copyError(copier);
     assert.equal(error.code, 'COPY_FAILED');
     assert.equal(error.retryable, true);
-    assert.match(error.message, /499 bytes instead of 500/);
+    assert.match(error.message, /1499 bytes instead of 1500/);
   });
 });
 

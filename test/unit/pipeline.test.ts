@@ -643,6 +643,50 @@ describe('copyExportBlob and the fan-in', () => {
     assert.equal(written.blobs.find((b) => b.name === blobName)?.contentCrc64, fakeCrc64(`gzip bytes of ${victim}`));
   });
 
+  it('copies again, replacing it, a blob whose copy did not carry the content type over, before completing', async () => {
+    const { deps, runId } = await copyingRun();
+    const path = expectedPath(runId);
+    let victim: string | undefined;
+    // The first copy of one blob lands without the source's content type (and the copier does not read it back).
+    deps.copier.landed = (destinationPath, replace) => {
+      if (replace || (victim !== undefined && destinationPath !== victim)) return {};
+      victim = destinationPath;
+      return { contentType: 'application/octet-stream' };
+    };
+    for (const raw of deps.queue.takeCopies()) await deliverCopy(deps, raw);
+    assert.equal(run(deps, runId).status, 'copying');
+    assert.equal(deps.destination.writeCount(`${path}/manifest.json`), 0);
+    assert.ok(
+      deps.logger.at('warn').some((l) => /changed since their copy/.test(l.message)),
+      'the fan-in reports the blob',
+    );
+    const again = deps.queue.takeCopies();
+    assert.equal(again.length, 1, 'one copy message sent again');
+
+    await deliverCopy(deps, again[0]!);
+    assert.equal(run(deps, runId).status, 'succeeded');
+    assert.deepEqual(deps.copier.calls.at(-1), {
+      sourceUrl: deps.copier.calls.at(-1)?.sourceUrl,
+      destinationPath: victim,
+      replace: true,
+    });
+    assert.equal(deps.destination.blobs.get(victim!)?.contentType, 'application/x-gzip');
+  });
+
+  it("takes each blob's Content-MD5 for manifest.json from the listing of the run folder when the copy recorded none", async () => {
+    const { deps, runId } = await copyingRun();
+    const md5 = (destinationPath: string) => Buffer.from(`md5 of ${destinationPath}`).toString('base64');
+    deps.copier.landed = (destinationPath) => ({ contentMd5: md5(destinationPath) });
+    for (const raw of deps.queue.takeCopies()) await deliverCopy(deps, raw);
+    assert.equal(run(deps, runId).status, 'succeeded');
+    const path = expectedPath(runId);
+    const written = deps.destination.json(`${path}/manifest.json`) as {
+      blobs: Array<{ name: string; contentMd5?: string }>;
+    };
+    assert.equal(written.blobs.length, 3);
+    for (const blob of written.blobs) assert.equal(blob.contentMd5, md5(`${path}/${blob.name}`));
+  });
+
   it('sends one copy of an overwritten blob when two finishers find the change at once, so its re-copy does not look like another change', async () => {
     const { deps, runId } = await copyingRun();
     const [first, second, third] = deps.queue.takeCopies();

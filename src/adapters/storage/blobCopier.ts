@@ -50,8 +50,14 @@ export interface CopySourceClient {
 /** What the copier needs of the destination block blob (a `BlockBlobClient`, or a fake in unit tests). */
 export interface CopyDestinationClient {
   getProperties(): Promise<BlobHeaderProperties & { copyStatus?: string | undefined }>;
-  /** Copy Blob From URL (synchronous, up to 256 MiB); Azure answers with the CRC64 of the copied content. */
-  syncCopyFromURL(copySource: string): Promise<{
+  /**
+   * Copy Blob From URL (synchronous, up to 256 MiB); Azure answers with the CRC64 of the copied content. With
+   * `ifNoneMatch: '*'` it writes only where no blob is (409 BlobAlreadyExists, or 412, otherwise).
+   */
+  syncCopyFromURL(
+    copySource: string,
+    options?: { conditions?: { ifNoneMatch?: string } },
+  ): Promise<{
     copyStatus?: string | undefined;
     xMsContentCrc64?: Uint8Array | undefined;
     etag?: string | undefined;
@@ -171,6 +177,17 @@ function contentOf(properties: BlobHeaderProperties | undefined): CopiedContent 
   return out;
 }
 
+/**
+ * A conditional copy (`ifNoneMatch: '*'`) refused because of the blob there: Azure answers 409 BlobAlreadyExists (or
+ * another 409, such as a copy still pending into it), other services 412. The checked path reads the blob and decides.
+ */
+function isAlreadyThere(info: StorageErrorInfo): boolean {
+  return info.status === 409 || info.status === 412 || info.code === 'ConditionNotMet';
+}
+
+/** Why Copy Blob From URL did not run: the destination does not implement it, or refuses it (a copy scope). */
+type SyncCopyRefusal = 'notImplemented' | 'copyScope';
+
 /** A server-side copy the destination does not support (Azurite: Put Block From URL). */
 function isNotImplemented(info: StorageErrorInfo): boolean {
   return info.status === 501 || info.code === 'NotImplemented' || info.code === 'APINotImplemented';
@@ -221,6 +238,13 @@ export class ServerSideBlobCopier implements BlobCopier {
     const headers = headersOf(properties);
     const contentType = properties.contentType;
 
+    let refused: SyncCopyRefusal | undefined;
+    if (input.replace !== true && size <= this.options.singleCopyMaxBytes) {
+      const first = await this.copyWhereAbsent(destination, sourceUrl, destinationPath);
+      if ('copied' in first) return { byteCount: size, contentType, method: 'copyFromUrl', ...first.copied };
+      if (first.refused !== 'present') refused = first.refused;
+    }
+
     const existing = await this.destinationProperties(destination, destinationPath);
     if (
       input.replace !== true &&
@@ -247,6 +271,7 @@ export class ServerSideBlobCopier implements BlobCopier {
       destinationPath,
       size,
       headers,
+      refused,
     );
 
     const copied = await this.destinationProperties(destination, destinationPath);
@@ -274,6 +299,41 @@ export class ServerSideBlobCopier implements BlobCopier {
     };
   }
 
+  /**
+   * The common case in two requests (the source's properties, then this one): Copy Blob From URL on the condition that
+   * no blob is at the destination yet. A successful synchronous copy is the whole source with its properties (Azure
+   * carries the content type and Content-MD5 over), so the destination is not read back: its ETag comes with the
+   * answer, and the fan-in checks every blob's length, content type and ETag against one listing of the run folder
+   * before the run completes. Undefined when the checked path must decide: a blob is there already (an earlier
+   * attempt, or another copy of a redelivered message), or the destination will not run this copy (not implemented,
+   * a restricted copy scope).
+   */
+  private async copyWhereAbsent(
+    destination: CopyDestinationClient,
+    sourceUrl: string,
+    destinationPath: string,
+  ): Promise<{ copied: CopiedContent } | { refused: 'present' | SyncCopyRefusal }> {
+    let response: Awaited<ReturnType<CopyDestinationClient['syncCopyFromURL']>>;
+    try {
+      response = await destination.syncCopyFromURL(sourceUrl, { conditions: { ifNoneMatch: '*' } });
+    } catch (error) {
+      if (error instanceof ExportError) throw error;
+      const info = storageErrorInfo(error);
+      if (isAlreadyThere(info)) return { refused: 'present' };
+      if (isNotImplemented(info)) return { refused: 'notImplemented' };
+      this.throwIfSourceExpired(info, sourceUrl);
+      if (this.refusesServerSideCopy(info)) return { refused: 'copyScope' };
+      throw this.copyCallError(info, error, sourceUrl, destinationPath);
+    }
+    // A synchronous copy ends in success or an error; anything else is left to the checked path to find out.
+    if (response.copyStatus !== undefined && response.copyStatus !== 'success') return { refused: 'present' };
+    const copied: CopiedContent = {};
+    const contentCrc64 = base64(response.xMsContentCrc64);
+    if (contentCrc64 !== undefined) copied.contentCrc64 = contentCrc64;
+    if (response.etag !== undefined) copied.destinationEtag = response.etag;
+    return { copied };
+  }
+
   /** Server-side by size, with the fallbacks of SPEC section 6. */
   private async copyBytes(
     source: CopySourceClient,
@@ -282,7 +342,13 @@ export class ServerSideBlobCopier implements BlobCopier {
     destinationPath: string,
     size: number,
     headers: BlobHTTPHeaders,
+    /** How Copy Blob From URL of this blob was just refused, if it was: not tried again. */
+    refused?: SyncCopyRefusal,
   ): Promise<{ method: CopyMethod; contentCrc64?: string | undefined; etag?: string | undefined }> {
+    if (refused === 'copyScope') {
+      await this.stream(source, destination, sourceUrl, destinationPath, headers);
+      return { method: 'stream' };
+    }
     // Only Copy Blob From URL reports a hash of the whole copied content (x-ms-content-crc64); Put Block From URL
     // reports one per block, which is no hash of the blob.
     const copyFromUrl = async () => {
@@ -293,7 +359,9 @@ export class ServerSideBlobCopier implements BlobCopier {
       [CopyMethod, () => Promise<{ contentCrc64?: string | undefined; etag?: string | undefined }>]
     > =
       size <= this.options.singleCopyMaxBytes
-        ? [['copyFromUrl', copyFromUrl]]
+        ? refused === 'notImplemented'
+          ? []
+          : [['copyFromUrl', copyFromUrl]]
         : [['blockFromUrl', async () => this.copyBlocks(destination, sourceUrl, size, headers).then(() => ({}))]];
     attempts.push(['asyncCopy', async () => this.asyncCopy(destination, sourceUrl).then(() => ({}))]);
     for (const [method, attempt] of attempts) {
