@@ -6,13 +6,14 @@ import type { PipelineDeps } from './deps';
 import { type CopyProgress, finalizeRunIfComplete } from './finalizeRun';
 import { reportMissingRun } from './missingRun';
 import { checkGraphEndpoint } from './pollExportStatus';
-import type { BlobRecord, CopyMessage, ExportManifest, RunRecord } from './ports';
+import type { BlobRecord, CopiedBlob, CopyMessage, ExportManifest, RunRecord } from './ports';
 import { handleStepError, isTerminal, runLogger } from './runStateMachine';
 
 /**
  * Copies the blob, or the batch of blobs, of one copy message (queue export-copy) server-side into the run folder,
- * idempotently and blob by blob: each blob is recorded copied on its own ledger row as soon as it is, so a redelivered
- * message (a crash between two blobs, a retry after one failed) copies only what is not recorded yet. Then the fan-in
+ * idempotently and blob by blob: the blobs of a batch are recorded copied on their ledger rows in one write once the
+ * copies of the message have ended (also when one failed), so a redelivered message (a retry after a failed copy)
+ * copies only what is not recorded yet, and one after a crash finds the blobs it copied already there. Then the fan-in
  * decides, once for the message, whether the run is complete. An expired source SAS is refreshed by fetching the
  * Graph operation again.
  */
@@ -39,7 +40,7 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
         { retryable: true },
       );
     }
-    const { rows, progress } = await blobRows(deps, run.runId, names);
+    const { rows, progress } = await blobRows(deps, run, names);
     const missing = names.find((name) => !rows.has(name));
     if (missing !== undefined) {
       throw new ExportError(
@@ -55,21 +56,27 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
     // message copies only the rest. The first failure decides what happens to the message, as for one blob.
     let failure: { error: unknown } | undefined;
     let next = 0;
+    const copied: Array<{ name: string } & CopiedBlob> = [];
     const worker = async (): Promise<void> => {
       while (failure === undefined && next < pending.length) {
         const name = pending[next++]!;
         try {
-          const bytes = await copyOne(deps, run, name, rows.get(name)!);
-          if (progress !== undefined) {
-            progress.copied += 1;
-            progress.bytes += bytes;
-          }
+          copied.push({ name, ...(await copyOne(deps, run, name, rows.get(name)!)) });
         } catch (error) {
           failure ??= { error };
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(COPY_BATCH_CONCURRENCY, pending.length) }, worker));
+    if (copied.length > 0) {
+      await deps.ledger.markBlobsCopied(run.runId, copied);
+      crashPoint('copy.afterMarkCopied');
+      for (const blob of copied) log.info(`Copied ${blob.name} (${blob.byteCount} bytes, ${blob.method}).`);
+      if (progress !== undefined) {
+        progress.copied = Math.min(progress.copied + copied.length, run.blobCount ?? Number.POSITIVE_INFINITY);
+        progress.bytes += copied.reduce((sum, blob) => sum + blob.byteCount, 0);
+      }
+    }
     if (failure !== undefined) throw failure.error;
     // The run as read before the copies: most times still current, so the fan-in need not read it again. A batch
     // hands over what its listing and its copies showed copied, so the fan-in lists the rows only once none is pending.
@@ -80,29 +87,28 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
 }
 
 /**
- * The ledger rows of the named blobs: one read for one blob, one query of the run's rows for a batch. That query also
- * gives the run's copied blobs and bytes (the batch's progress starts from them).
+ * The ledger rows of the named blobs: one read for one blob, a query naming the batch's rows for a batch (its own rows
+ * only: a listing of every row of the run in every message would read the run's rows once per message). A batch's
+ * progress starts from the run's recorded progress: the blobs it copies were pending, so not counted in it.
  */
 async function blobRows(
   deps: PipelineDeps,
-  runId: string,
+  run: RunRecord,
   names: string[],
 ): Promise<{ rows: Map<string, BlobRecord>; progress?: CopyProgress }> {
   if (names.length === 1) {
-    const blob = await deps.ledger.getBlob(runId, names[0]!);
+    const blob = await deps.ledger.getBlob(run.runId, names[0]!);
     return { rows: new Map(blob === undefined ? [] : [[blob.name, blob]]) };
   }
-  const wanted = new Set(names);
-  const all = await deps.ledger.listBlobs(runId);
-  const copied = all.filter((b) => b.status === 'copied');
+  const rows = await deps.ledger.getBlobs(run.runId, names);
   return {
-    rows: new Map(all.filter((b) => wanted.has(b.name)).map((b) => [b.name, b] as const)),
-    progress: { copied: copied.length, bytes: copied.reduce((sum, b) => sum + (b.byteCount ?? 0), 0) },
+    rows: new Map(rows.map((b) => [b.name, b] as const)),
+    progress: { copied: run.blobsCopied, bytes: run.byteCount },
   };
 }
 
-/** Copies one blob and records it copied; returns its length. */
-async function copyOne(deps: PipelineDeps, run: RunRecord, name: string, blob: BlobRecord): Promise<number> {
+/** Copies one blob; returns what its row is to record. */
+async function copyOne(deps: PipelineDeps, run: RunRecord, name: string, blob: BlobRecord): Promise<CopiedBlob> {
   const destinationPath = `${run.path}/${name}`;
   crashPoint('copy.beforeCopy');
   // A blob the fan-in set back to pending may be in the destination with its length but other content: copy it
@@ -110,7 +116,7 @@ async function copyOne(deps: PipelineDeps, run: RunRecord, name: string, blob: B
   const replace = (blob.recopies ?? 0) > 0;
   const result = await copyWithFreshSas(deps, run, name, destinationPath, replace);
   crashPoint('copy.afterCopy');
-  await deps.ledger.markBlobCopied(run.runId, name, {
+  return {
     byteCount: result.byteCount,
     contentType: result.contentType,
     method: result.method,
@@ -118,10 +124,7 @@ async function copyOne(deps: PipelineDeps, run: RunRecord, name: string, blob: B
     contentCrc64: result.contentCrc64,
     contentMd5: result.contentMd5,
     destinationEtag: result.destinationEtag,
-  });
-  crashPoint('copy.afterMarkCopied');
-  runLogger(deps, run).info(`Copied ${name} (${result.byteCount} bytes, ${result.method}).`);
-  return result.byteCount;
+  };
 }
 
 async function copyWithFreshSas(

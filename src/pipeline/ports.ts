@@ -236,6 +236,14 @@ export interface CopiedContent {
   destinationEtag?: string | undefined;
 }
 
+/** What a blob's row records of its copy. */
+export type CopiedBlob = {
+  byteCount: number;
+  contentType: string | undefined;
+  method: CopyMethod;
+  copiedAt: string;
+} & CopiedContent;
+
 /** A stored value and its concurrency token. */
 export interface Versioned<T> {
   value: T;
@@ -278,16 +286,14 @@ export interface RunLedger {
    */
   markBlobPending(runId: string, name: string, recopies: number): Promise<boolean>;
   getBlob(runId: string, name: string): Promise<BlobRecord | undefined>;
-  markBlobCopied(
-    runId: string,
-    name: string,
-    result: {
-      byteCount: number;
-      contentType: string | undefined;
-      method: CopyMethod;
-      copiedAt: string;
-    } & CopiedContent,
-  ): Promise<void>;
+  /** The rows of the named blobs of one run (those that exist), read with a few small queries, not a listing. */
+  getBlobs(runId: string, names: readonly string[]): Promise<BlobRecord[]>;
+  markBlobCopied(runId: string, name: string, result: CopiedBlob): Promise<void>;
+  /**
+   * Records several blobs of one run copied, in as few requests as the store allows (one entity group transaction per
+   * 100 rows): all of them or none of a transaction.
+   */
+  markBlobsCopied(runId: string, copies: Array<{ name: string } & CopiedBlob>): Promise<void>;
   listBlobs(runId: string): Promise<BlobRecord[]>;
   /** Whether any blob row of the run is still pending: one small query, not a listing of the rows. */
   hasPendingBlobs(runId: string): Promise<boolean>;

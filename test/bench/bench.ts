@@ -19,9 +19,9 @@
  *     (curationBench.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { TableRunLedger } from '../../src/adapters/storage/tableRunLedger';
 import { loadConfig } from '../../src/config';
@@ -194,6 +194,9 @@ async function spawnNode(
   if (options.trace) {
     try {
       trace = JSON.parse(readFileSync(traceFile, 'utf8')) as RequestTraceFile;
+      // For a closer look at where the time goes: every traced request of every spawned command, kept.
+      const keep = process.env.BENCH_TRACE_DIR;
+      if (keep !== undefined && keep !== '') copyFileSync(traceFile, join(keep, basename(traceFile)));
     } catch {
       trace = undefined;
     }

@@ -373,6 +373,63 @@ describe('TableRunLedger blobs', () => {
     assert.equal(await ledger.hasPendingBlobs(runIdAt('2026-03-01T08:00:00.000Z')), false);
   });
 
+  it('reads the rows of named blobs with queries of at most 14 row keys, only from its own run, skipping unknown names', async () => {
+    const ledger = newLedger();
+    const runId = runIdAt('2026-03-01T06:00:00.000Z');
+    const other = runIdAt('2026-03-01T07:00:00.000Z');
+    const names = Array.from(
+      { length: 40 },
+      (_, i) => `BillingMonth=202603/part-${String(i).padStart(4, '0')}.json.gz`,
+    );
+    await ledger.addBlobs(runId, names);
+    await ledger.addBlobs(other, names);
+    await ledger.markBlobCopied(runId, names[20]!, {
+      byteCount: 5,
+      contentType: undefined,
+      method: 'copyFromUrl',
+      copiedAt: '2026-03-01T06:01:00.000Z',
+    });
+    const wanted = [...names.slice(3, 33), 'not-in-the-manifest.json.gz', names[5]!];
+
+    const rows = await ledger.getBlobs(runId, wanted);
+
+    assert.deepEqual(rows.map((row) => row.name).sort(), names.slice(3, 33));
+    assert.ok(rows.every((row) => row.runId === runId));
+    assert.equal(rows.find((row) => row.name === names[20])?.status, 'copied');
+    assert.deepEqual(await ledger.getBlobs(runId, []), []);
+  });
+
+  it('records many copies in entity group transactions of at most 100 rows, keeping the re-copy count of a row', async () => {
+    const ledger = newLedger();
+    const runId = runIdAt('2026-03-01T06:00:00.000Z');
+    const names = Array.from({ length: 130 }, (_, i) => `part-${String(i).padStart(4, '0')}.json.gz`);
+    await ledger.addBlobs(runId, names);
+    const copy = {
+      byteCount: 7,
+      contentType: 'application/gzip',
+      method: 'copyFromUrl' as const,
+      copiedAt: '2026-03-01T06:01:00.000Z',
+    };
+    await ledger.markBlobCopied(runId, names[3]!, copy);
+    assert.equal(await ledger.markBlobPending(runId, names[3]!, 1), true);
+
+    await ledger.markBlobsCopied(
+      runId,
+      names.map((name, i) => ({ name, ...copy, destinationEtag: `"0x${i}"` })),
+    );
+
+    const rows = await ledger.listBlobs(runId);
+    assert.equal(rows.length, 130);
+    assert.deepEqual(
+      rows.filter((row) => row.status !== 'copied'),
+      [],
+      'every row copied',
+    );
+    assert.equal(rows.find((row) => row.name === names[129])?.destinationEtag, '"0x129"');
+    assert.equal(rows.find((row) => row.name === names[3])?.recopies, 1, 'Merge keeps the re-copy count');
+    assert.equal(await ledger.hasPendingBlobs(runId), false);
+  });
+
   it('adds more than one batch of blobs, also when two workers add the same list at once', async () => {
     const tables = uniqueTables();
     const runId = runIdAt('2026-03-01T06:00:00.000Z');

@@ -15,6 +15,7 @@ import type {
   BlobCopier,
   BlobRecord,
   Clock,
+  CopiedBlob,
   CopiedContent,
   CopyMessage,
   CopyMethod,
@@ -205,6 +206,23 @@ export class InMemoryRunLedger implements RunLedger {
     rows.set(name, { ...row, status: 'copied', ...fields } as BlobRecord);
   }
 
+  async getBlobs(runId: string, names: readonly string[]): Promise<BlobRecord[]> {
+    await tick();
+    const rows = this.blobs.get(runId);
+    return [...new Set(names)].flatMap((name) => {
+      const row = rows?.get(name);
+      return row === undefined ? [] : [clone(row)];
+    });
+  }
+
+  async markBlobsCopied(runId: string, copies: Array<{ name: string } & CopiedBlob>): Promise<void> {
+    // One transaction: every row exists, or none is written.
+    const rows = this.blobs.get(runId);
+    const missing = copies.find((copy) => rows?.get(copy.name) === undefined);
+    if (missing !== undefined) throw new Error(`InMemoryRunLedger: no blob row ${runId}/${missing.name}`);
+    for (const { name, ...result } of copies) await this.markBlobCopied(runId, name, result);
+  }
+
   async markBlobPending(runId: string, name: string, recopies: number): Promise<boolean> {
     await tick();
     const rows = this.blobs.get(runId);
@@ -347,6 +365,8 @@ export interface StoredBlob {
   etag: string;
   byteCount: number;
   contentType: string | undefined;
+  /** Content-MD5 (base64), where the blob has one. */
+  contentMd5?: string | undefined;
 }
 
 /** The destination container in memory, with conditional writes and a write counter per path. */
@@ -391,6 +411,7 @@ export class InMemoryDestination implements DestinationStore {
         byteCount: blob.byteCount,
         contentType: blob.contentType,
         etag: blob.etag.replace(/"/g, ''),
+        ...(blob.contentMd5 === undefined ? {} : { contentMd5: blob.contentMd5 }),
       }))
       .sort((a, b) => (a.path < b.path ? -1 : 1));
   }
@@ -474,6 +495,11 @@ export class FakeCopier implements BlobCopier {
   private readonly destination: InMemoryDestination;
   /** Size of the copied blob: by default 1000 bytes plus the length of its name. */
   byteCountFor: (destinationPath: string) => number = (path) => 1000 + path.length;
+  /**
+   * What a copy leaves at the destination, where it differs from what it reports (a service that does not carry the
+   * content type over; the source's Content-MD5, which Copy Blob From URL carries over but does not report).
+   */
+  landed: (destinationPath: string, replace: boolean) => { contentType?: string; contentMd5?: string } = () => ({});
   /** Extra microtask ticks a copy takes, per destination path (to shape interleavings). */
   delayTicks: (destinationPath: string) => number = () => 0;
 
@@ -509,7 +535,12 @@ export class FakeCopier implements BlobCopier {
     if (failure !== undefined) throw failure;
     const byteCount = this.byteCountFor(input.destinationPath);
     const body = `gzip bytes of ${input.destinationPath}`;
-    this.destination.put(input.destinationPath, { body, byteCount, contentType: 'application/x-gzip' });
+    this.destination.put(input.destinationPath, {
+      body,
+      byteCount,
+      contentType: 'application/x-gzip',
+      ...this.landed(input.destinationPath, input.replace === true),
+    });
     return {
       byteCount,
       contentType: 'application/x-gzip',

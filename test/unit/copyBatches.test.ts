@@ -40,7 +40,16 @@ function deliver(deps: FakeDeps, raw: string): Promise<void> {
 /** Counts the ledger calls the copy handler makes (the requests of item 4 in docs/performance.md). */
 function countLedgerCalls(ledger: RunLedger): Map<string, number> {
   const counts = new Map<string, number>();
-  for (const method of ['getRun', 'getBlob', 'listBlobs', 'hasPendingBlobs', 'markBlobCopied', 'updateRun'] as const) {
+  for (const method of [
+    'getRun',
+    'getBlob',
+    'getBlobs',
+    'listBlobs',
+    'hasPendingBlobs',
+    'markBlobCopied',
+    'markBlobsCopied',
+    'updateRun',
+  ] as const) {
     if (typeof ledger[method] !== 'function') continue;
     const original = ledger[method].bind(ledger) as (...args: unknown[]) => Promise<unknown>;
     (ledger as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
@@ -126,20 +135,25 @@ describe('copyExportBlob with a batch of blobs', () => {
     assert.equal(deps.telemetry.completed.length, 1);
   });
 
-  it('reads the run once and the blob rows once per batch message, and writes one row per blob', async () => {
-    const { deps } = await copyingRun(200);
+  it("reads the run once and the blob rows once per batch message, and records the batch's copies in one write", async () => {
+    const { deps, runId } = await copyingRun(200);
     const [first] = deps.queue.takeCopies();
     const counts = countLedgerCalls(deps.ledger);
 
     await deliver(deps, first!);
 
-    const blobs = blobNamesOf(parseCopyMessage(first!)).length;
+    const names = blobNamesOf(parseCopyMessage(first!));
     assert.equal(counts.get('getRun'), 1);
     assert.equal(counts.get('getBlob') ?? 0, 0);
-    assert.equal(counts.get('markBlobCopied'), blobs);
+    assert.equal(counts.get('markBlobsCopied'), 1);
+    const rows = (await deps.ledger.listBlobs(runId)).filter((b) => names.includes(b.name));
+    assert.deepEqual(
+      rows.map((b) => b.status),
+      names.map(() => 'copied'),
+    );
   });
 
-  it('lists the blob rows once for a batch message that is not the last, and asks the ledger only whether a blob is still pending', async () => {
+  it("reads only the batch's own rows for a batch message that is not the last, and asks the ledger only whether a blob is still pending", async () => {
     const { deps, runId } = await copyingRun(200);
     deps.copier.byteCountFor = () => 1024;
     const [first] = deps.queue.takeCopies();
@@ -147,16 +161,17 @@ describe('copyExportBlob with a batch of blobs', () => {
 
     await deliver(deps, first!);
 
-    // The rows of the batch (one listing of the run's partition); the fan-in's "was this the last?" is one small query.
-    assert.equal(counts.get('listBlobs') ?? 0, 1);
+    // The rows of the batch (a query naming them, no listing of the run's rows); "was this the last?" is one small query.
+    assert.equal(counts.get('getBlobs') ?? 0, 1);
+    assert.equal(counts.get('listBlobs') ?? 0, 0);
     assert.equal(counts.get('hasPendingBlobs') ?? 0, 1);
-    // The progress comes from the batch's own listing and copies.
+    // The progress comes from the run's recorded progress and the batch's copies.
     const blobs = blobNamesOf(parseCopyMessage(first!)).length;
     assert.equal(deps.ledger.run(runId).blobsCopied, blobs);
     assert.equal(deps.ledger.run(runId).byteCount, blobs * 1024);
   });
 
-  it('lists the blob rows a second time only in the batch message that finds none pending, which completes the run', async () => {
+  it('lists the blob rows only in the batch message that finds none pending, which completes the run', async () => {
     const { deps, runId } = await copyingRun(200);
     const raws = deps.queue.takeCopies();
     for (const raw of raws.slice(0, -1)) await deliver(deps, raw);
@@ -165,9 +180,26 @@ describe('copyExportBlob with a batch of blobs', () => {
 
     await deliver(deps, raws.at(-1)!);
 
-    assert.equal(counts.get('listBlobs') ?? 0, 2, 'the rows of the batch, then every row for manifest.json');
+    assert.equal(counts.get('getBlobs') ?? 0, 1, 'the rows of the batch');
+    assert.equal(counts.get('listBlobs') ?? 0, 1, 'every row, once, for manifest.json');
     assert.equal(deps.ledger.run(runId).status, 'succeeded');
     assert.equal(deps.ledger.run(runId).blobsCopied, 200);
+  });
+
+  it('completes the run in one pass when another message recorded progress after the last one read the run', async () => {
+    const { deps, runId } = await copyingRun(200);
+    const raws = deps.queue.takeCopies();
+    for (const raw of raws.slice(0, -2)) await deliver(deps, raw);
+    const [slower, last] = raws.slice(-2);
+    const slowerNames = new Set(blobNamesOf(parseCopyMessage(slower!)));
+    // Both read the run; the last message's copies take longer, so the other one records its progress in between.
+    deps.copier.delayTicks = (path) => (slowerNames.has(path.split('/').at(-1)!) ? 0 : 50);
+    const counts = countLedgerCalls(deps.ledger);
+
+    await Promise.all([deliver(deps, slower!), deliver(deps, last!)]);
+
+    assert.equal(deps.ledger.run(runId).status, 'succeeded');
+    assert.equal(counts.get('listBlobs'), 1, 'every row once for manifest.json: no second pass after a lost commit');
   });
 
   it('completes a 200-blob run exactly once when all its batch messages, and a duplicate of each, arrive at once', async () => {

@@ -20,7 +20,7 @@ import { TableNames } from '../../names';
 import type {
   BlobRecord,
   Clock,
-  CopiedContent,
+  CopiedBlob,
   CopyMethod,
   RunLedger,
   RunQuery,
@@ -54,6 +54,8 @@ const RUN_PARTITION = 'run';
 const LOCK_PARTITION = 'lock';
 const REJECTED_PARTITION = 'rejected';
 const BATCH_SIZE = 100;
+/** Row keys one query names at most: Table storage allows 15 comparisons in a filter, one is the partition's. */
+const KEYS_PER_QUERY = 14;
 const EXCERPT_MAX = 2000;
 
 type Scalar = string | number | boolean;
@@ -522,18 +524,44 @@ export class TableRunLedger implements RunLedger {
     return stored === undefined ? undefined : readBlob(stored, this.names.blobs);
   }
 
-  async markBlobCopied(
-    runId: string,
-    name: string,
-    result: {
-      byteCount: number;
-      contentType: string | undefined;
-      method: CopyMethod;
-      copiedAt: string;
-    } & CopiedContent,
-  ): Promise<void> {
+  async getBlobs(runId: string, names: readonly string[]): Promise<BlobRecord[]> {
     const table = await this.table(this.blobs);
-    const row = entity(
+    const keys = [...new Set(names.map(blobRowKey))];
+    const chunks: string[][] = [];
+    for (let start = 0; start < keys.length; start += KEYS_PER_QUERY)
+      chunks.push(keys.slice(start, start + KEYS_PER_QUERY));
+    const pages = await Promise.all(
+      chunks.map(async (chunk) => {
+        const rows: BlobRecord[] = [];
+        const filter = `${odata`PartitionKey eq ${runId}`} and (${chunk.map((key) => odata`RowKey eq ${key}`).join(' or ')})`;
+        for await (const stored of table.listEntities<Record<string, unknown>>({ queryOptions: { filter } })) {
+          rows.push(readBlob(stored, this.names.blobs));
+        }
+        return rows;
+      }),
+    );
+    return pages.flat();
+  }
+
+  async markBlobCopied(runId: string, name: string, result: CopiedBlob): Promise<void> {
+    const table = await this.table(this.blobs);
+    // Merge keeps `recopies`; markBlobPending (Replace) already dropped the hashes and ETag of an earlier copy.
+    await table.upsertEntity(this.copiedRow(runId, name, result), 'Merge');
+  }
+
+  async markBlobsCopied(runId: string, copies: Array<{ name: string } & CopiedBlob>): Promise<void> {
+    if (copies.length === 1) return this.markBlobCopied(runId, copies[0]!.name, copies[0]!);
+    const table = await this.table(this.blobs);
+    for (let start = 0; start < copies.length; start += BATCH_SIZE) {
+      const chunk = copies.slice(start, start + BATCH_SIZE);
+      await table.submitTransaction(
+        chunk.map((copy): ['upsert', Entity, 'Merge'] => ['upsert', this.copiedRow(runId, copy.name, copy), 'Merge']),
+      );
+    }
+  }
+
+  private copiedRow(runId: string, name: string, result: CopiedBlob): Entity {
+    return entity(
       runId,
       blobRowKey(name),
       {
@@ -549,8 +577,6 @@ export class TableRunLedger implements RunLedger {
       },
       this.names.blobs,
     );
-    // Merge keeps `recopies`; markBlobPending (Replace) already dropped the hashes and ETag of an earlier copy.
-    await table.upsertEntity(row, 'Merge');
   }
 
   async markBlobPending(runId: string, name: string, recopies: number): Promise<boolean> {
