@@ -77,7 +77,13 @@ export async function finalizeRunIfComplete(
     async (current) => {
       const run = current.value;
       if (run.status !== 'copying') return undefined;
-      if (run.committedAt !== undefined) return outcome(await completeCommitted(deps, current));
+      if (run.committedAt !== undefined) {
+        // Committed by another finisher, which is most likely writing manifest.json or has written it: finishing from
+        // that file needs neither the rows nor the folder listed again.
+        const fromManifest = await completeFromManifest(deps, current);
+        if (fromManifest === 'succeeded' || fromManifest === 'race') return outcome(fromManifest);
+        return outcome(await completeCommitted(deps, current));
+      }
       if (known !== undefined && (await deps.ledger.hasPendingBlobs(runId))) {
         await recordProgress(deps, current, known, run.blobCount ?? known.copied);
         return undefined;

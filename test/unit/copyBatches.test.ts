@@ -202,6 +202,38 @@ describe('copyExportBlob with a batch of blobs', () => {
     assert.equal(counts.get('listBlobs'), 1, 'every row once for manifest.json: no second pass after a lost commit');
   });
 
+  it('finishes a committed run from its manifest.json, listing neither the rows nor the folder again', async () => {
+    const { deps, runId } = await copyingRun(200);
+    const raws = deps.queue.takeCopies();
+    for (const raw of raws.slice(0, -1)) await deliver(deps, raw);
+    // The finisher writes manifest.json, then fails to write latest.json (transient): the message is retried.
+    const writeJson = deps.destination.writeJson.bind(deps.destination);
+    let failLatest = true;
+    deps.destination.writeJson = async (path, value, condition) => {
+      if (failLatest && path.endsWith('latest.json')) {
+        failLatest = false;
+        throw new ExportError('DESTINATION_UNAVAILABLE', 'latest.json: 503 ServerBusy', { retryable: true });
+      }
+      return writeJson(path, value, condition);
+    };
+    await assert.rejects(deliver(deps, raws.at(-1)!));
+    assert.equal(deps.ledger.run(runId).status, 'copying');
+    assert.ok(deps.ledger.run(runId).committedAt !== undefined);
+    const counts = countLedgerCalls(deps.ledger);
+    let listings = 0;
+    const list = deps.destination.list.bind(deps.destination);
+    deps.destination.list = async (prefix) => {
+      listings += 1;
+      return list(prefix);
+    };
+
+    await deliver(deps, raws.at(-1)!);
+
+    assert.equal(deps.ledger.run(runId).status, 'succeeded');
+    assert.equal(counts.get('listBlobs') ?? 0, 0);
+    assert.equal(listings, 0);
+  });
+
   it('completes a 200-blob run exactly once when all its batch messages, and a duplicate of each, arrive at once', async () => {
     const { deps, runId } = await copyingRun(200);
     const raws = deps.queue.takeCopies();

@@ -500,22 +500,27 @@ export class TableRunLedger implements RunLedger {
       }
     }
     const pending = [...missing.values()];
-    for (let start = 0; start < pending.length; start += BATCH_SIZE) {
-      const chunk = pending.slice(start, start + BATCH_SIZE);
-      try {
-        await table.submitTransaction(chunk.map((row): ['create', Entity] => ['create', row]));
-      } catch (error) {
-        // Another worker added some of them meanwhile: fall back to one create per row, ignoring conflicts.
-        if (statusOf(error) !== 409) throw error;
-        for (const row of chunk) {
-          try {
-            await table.createEntity(row);
-          } catch (inner) {
-            if (statusOf(inner) !== 409) throw inner;
+    const chunks: Entity[][] = [];
+    for (let start = 0; start < pending.length; start += BATCH_SIZE)
+      chunks.push(pending.slice(start, start + BATCH_SIZE));
+    // The transactions at once (they touch different rows of the partition); all must end before the caller goes on.
+    await Promise.all(
+      chunks.map(async (chunk) => {
+        try {
+          await table.submitTransaction(chunk.map((row): ['create', Entity] => ['create', row]));
+        } catch (error) {
+          // Another worker added some of them meanwhile: fall back to one create per row, ignoring conflicts.
+          if (statusOf(error) !== 409) throw error;
+          for (const row of chunk) {
+            try {
+              await table.createEntity(row);
+            } catch (inner) {
+              if (statusOf(inner) !== 409) throw inner;
+            }
           }
         }
-      }
-    }
+      }),
+    );
   }
 
   async getBlob(runId: string, name: string): Promise<BlobRecord | undefined> {
