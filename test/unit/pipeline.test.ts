@@ -60,6 +60,17 @@ function deliverCopy(deps: FakeDeps, raw: string): Promise<void> {
   return copyExportBlob(parseCopyMessage(raw), deps);
 }
 
+/** Delivers the copy message the fan-in sent again for `victim`: it copies over what is there, and the run succeeds. */
+async function deliverRecopy(deps: FakeDeps, runId: string, raw: string, victim: string): Promise<void> {
+  await deliverCopy(deps, raw);
+  assert.equal(run(deps, runId).status, 'succeeded');
+  assert.deepEqual(deps.copier.calls.at(-1), {
+    sourceUrl: deps.copier.calls.at(-1)?.sourceUrl,
+    destinationPath: victim,
+    replace: true,
+  });
+}
+
 function run(deps: FakeDeps, runId: string): RunRecord {
   return deps.ledger.run(runId);
 }
@@ -629,13 +640,7 @@ describe('copyExportBlob and the fan-in', () => {
     assert.equal((await deps.ledger.getBlob(runId, blobName))?.recopies, 1);
     assert.ok(deps.logger.at('warn').some((l) => /changed since their copy/.test(l.message)));
 
-    await deliverCopy(deps, again[0]!);
-    assert.equal(run(deps, runId).status, 'succeeded');
-    assert.deepEqual(deps.copier.calls.at(-1), {
-      sourceUrl: deps.copier.calls.at(-1)?.sourceUrl,
-      destinationPath: victim,
-      replace: true,
-    });
+    await deliverRecopy(deps, runId, again[0]!, victim!);
     assert.equal(deps.destination.blobs.get(victim)?.body, `gzip bytes of ${victim}`, 'the copy is back');
     const written = deps.destination.json(`${path}/manifest.json`) as {
       blobs: Array<{ name: string; contentCrc64?: string }>;
@@ -663,13 +668,7 @@ describe('copyExportBlob and the fan-in', () => {
     const again = deps.queue.takeCopies();
     assert.equal(again.length, 1, 'one copy message sent again');
 
-    await deliverCopy(deps, again[0]!);
-    assert.equal(run(deps, runId).status, 'succeeded');
-    assert.deepEqual(deps.copier.calls.at(-1), {
-      sourceUrl: deps.copier.calls.at(-1)?.sourceUrl,
-      destinationPath: victim,
-      replace: true,
-    });
+    await deliverRecopy(deps, runId, again[0]!, victim!);
     assert.equal(deps.destination.blobs.get(victim!)?.contentType, 'application/x-gzip');
   });
 
