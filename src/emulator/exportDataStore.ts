@@ -12,6 +12,7 @@ import {
   SASProtocol,
   StorageSharedKeyCredential,
 } from '@azure/storage-blob';
+import { mapLimited } from '../concurrency';
 import { datasetBlobChunks } from './datasetData';
 import { GZIP_CHUNK_BYTES, type GzipUsageJob, RAW_CHUNK_BYTES } from './gzipUsageProtocol';
 import { randomInt, seededRandom, stableETag } from './seededRandom';
@@ -202,23 +203,6 @@ async function uploadBlob(
   }
   await feed;
   return counter.bytes;
-}
-
-async function mapLimited<T, R>(
-  items: readonly T[],
-  limit: number,
-  work: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index]!, index);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 /**

@@ -4,6 +4,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ContainerClient } from '@azure/storage-blob';
 import { describeError, storageErrorInfo } from '../adapters/storage/clients';
+import { mapLimited } from '../concurrency';
 import type { Config, DatasetId } from '../config';
 import { DATASETS, prefixOf } from '../datasets';
 import { ExportError } from '../errors';
@@ -105,16 +106,6 @@ async function currentRunFolder(container: ContainerClient, latestPath: string):
   }
 }
 
-async function mapConcurrently<T, R>(items: T[], limit: number, map: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let index = next++; index < items.length; index = next++) results[index] = await map(items[index]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
-
 /**
  * Lists the files of the selection, sorted by path. Raw files come from each dataset's folder; `curated/` and
  * `focus/` are listed as they are (for the current data and `--all`, not for one run). `warnings` collects
@@ -150,7 +141,7 @@ export async function listDestinationFiles(
     else {
       const pointers = raw.filter((file) => file.runId === null);
       // A few latest.json reads at a time: a year of ten currencies is hundreds of series.
-      const folders = await mapConcurrently(pointers, 8, (latest) => currentRunFolder(container, latest.path));
+      const folders = await mapLimited(pointers, 8, (latest) => currentRunFolder(container, latest.path));
       pointers.forEach((latest, index) => {
         const folder = folders[index];
         if (folder === undefined) {

@@ -3,7 +3,7 @@ import { ExportError, isExportError } from '../errors';
 import { QueueNames } from '../names';
 import { blobNamesOf, COPY_BATCH_CONCURRENCY } from './copyBatches';
 import type { PipelineDeps } from './deps';
-import { type CopyProgress, finalizeRunIfComplete } from './finalizeRun';
+import { finalizeRunIfComplete } from './finalizeRun';
 import { reportMissingRun } from './missingRun';
 import { checkGraphEndpoint } from './pollExportStatus';
 import type { BlobRecord, CopiedBlob, CopyMessage, ExportManifest, RunRecord } from './ports';
@@ -40,7 +40,7 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
         { retryable: true },
       );
     }
-    const { rows, progress } = await blobRows(deps, run, names);
+    const rows = await blobRows(deps, run, names);
     const missing = names.find((name) => !rows.has(name));
     if (missing !== undefined) {
       throw new ExportError(
@@ -72,39 +72,33 @@ export async function copyExportBlob(message: CopyMessage, deps: PipelineDeps): 
       await deps.ledger.markBlobsCopied(run.runId, copied);
       crashPoint('copy.afterMarkCopied');
       for (const blob of copied) log.info(`Copied ${blob.name} (${blob.byteCount} bytes, ${blob.method}).`);
-      if (progress !== undefined) {
-        progress.copied = Math.min(progress.copied + copied.length, run.blobCount ?? Number.POSITIVE_INFINITY);
-        progress.bytes += copied.reduce((sum, blob) => sum + blob.byteCount, 0);
-      }
     }
     if (failure !== undefined) throw failure.error;
+    // A batch adds its first copies to the run's progress: not a blob that was there already (another delivery or a
+    // crashed attempt of this message copied it, and may have counted it) nor a re-copy (counted at its first copy).
+    const firstCopies = copied.filter((b) => b.method !== 'alreadyPresent' && (rows.get(b.name)?.recopies ?? 0) === 0);
+    const copiedHere =
+      names.length > 1
+        ? { copied: firstCopies.length, bytes: firstCopies.reduce((sum, b) => sum + b.byteCount, 0) }
+        : undefined;
     // The run as read before the copies: most times still current, so the fan-in need not read it again. A batch
     // hands over what its listing and its copies showed copied, so the fan-in lists the rows only once none is pending.
-    await finalizeRunIfComplete(deps, run.runId, found, progress);
+    await finalizeRunIfComplete(deps, run.runId, found, copiedHere);
   } catch (error) {
     await handleStepError(deps, run, error);
   }
 }
 
 /**
- * The ledger rows of the named blobs: one read for one blob, a query naming the batch's rows for a batch (its own rows
- * only: a listing of every row of the run in every message would read the run's rows once per message). A batch's
- * progress starts from the run's recorded progress: the blobs it copies were pending, so not counted in it.
+ * The ledger rows of the named blobs: one read for one blob, the batch's own rows for a batch (a listing of every row
+ * of the run in every message would read the run's rows once per message).
  */
-async function blobRows(
-  deps: PipelineDeps,
-  run: RunRecord,
-  names: string[],
-): Promise<{ rows: Map<string, BlobRecord>; progress?: CopyProgress }> {
+async function blobRows(deps: PipelineDeps, run: RunRecord, names: string[]): Promise<Map<string, BlobRecord>> {
   if (names.length === 1) {
     const blob = await deps.ledger.getBlob(run.runId, names[0]!);
-    return { rows: new Map(blob === undefined ? [] : [[blob.name, blob]]) };
+    return new Map(blob === undefined ? [] : [[blob.name, blob]]);
   }
-  const rows = await deps.ledger.getBlobs(run.runId, names);
-  return {
-    rows: new Map(rows.map((b) => [b.name, b] as const)),
-    progress: { copied: run.blobsCopied, bytes: run.byteCount },
-  };
+  return new Map((await deps.ledger.getBlobs(run.runId, names)).map((b) => [b.name, b] as const));
 }
 
 /** Copies one blob; returns what its row is to record. */

@@ -65,11 +65,11 @@ export async function finalizeRunIfComplete(
   runId: string,
   read?: Versioned<RunRecord>,
   /**
-   * Blobs (and their bytes) the caller knows copied: the run's recorded progress plus what it copied since. With it, a
-   * run with pending blobs is recognised by one small query, and the progress comes from these counts; the rows are
-   * listed only once none is pending. Without it, the rows are listed to decide.
+   * The blobs (and bytes) a batch message copied for the first time. With it, a run with pending blobs is recognised by
+   * one small query and these are added to the run's progress; the rows are listed only once none is pending. Without
+   * it, the rows are listed to decide, and the progress is counted from them.
    */
-  known?: CopyProgress,
+  copiedHere?: CopyProgress,
 ): Promise<void> {
   await withRun(
     deps,
@@ -84,8 +84,8 @@ export async function finalizeRunIfComplete(
         if (fromManifest === 'succeeded' || fromManifest === 'race') return outcome(fromManifest);
         return outcome(await completeCommitted(deps, current));
       }
-      if (known !== undefined && (await deps.ledger.hasPendingBlobs(runId))) {
-        await recordProgress(deps, current, known, run.blobCount ?? known.copied);
+      if (copiedHere !== undefined && (await deps.ledger.hasPendingBlobs(runId))) {
+        await addProgress(deps, current, copiedHere);
         return undefined;
       }
       const blobs = await deps.ledger.listBlobs(runId);
@@ -130,10 +130,42 @@ export async function finalizeRunIfComplete(
   );
 }
 
-/** Blobs of a run known copied, and their bytes: a lower bound (other messages may have copied more meanwhile). */
+/** A number of copied blobs and their bytes. */
 export interface CopyProgress {
   copied: number;
   bytes: number;
+}
+
+/** Attempts of a batch to add its copies to the run's progress when other messages keep writing the run first. */
+const PROGRESS_ATTEMPTS = 4;
+
+/**
+ * Adds a batch's first copies to the run's progress (`blobsCopied`, `byteCount`), and shows the run alive to the
+ * supervisor (`updatedAt`, `resumes` back to 0): ETag-conditional, first on the caller's read of the run, then on fresh
+ * reads when another message wrote first. Every batch that copied something writes, whatever the run's size (a
+ * threshold per write would leave a run of many small batches without a heartbeat). Best effort: after
+ * PROGRESS_ATTEMPTS lost races this batch's share is left out; the count only ever falls short, and the commit writes
+ * the exact one.
+ */
+async function addProgress(deps: PipelineDeps, read: Versioned<RunRecord>, copiedHere: CopyProgress): Promise<void> {
+  if (copiedHere.copied === 0) return;
+  let current: Versioned<RunRecord> | undefined = read;
+  for (let attempt = 0; attempt < PROGRESS_ATTEMPTS && current !== undefined; attempt++) {
+    const run = current.value;
+    if (run.status !== 'copying' || run.committedAt !== undefined) return;
+    const written = await deps.ledger.updateRun(
+      run.runId,
+      {
+        blobsCopied: Math.min(run.blobsCopied + copiedHere.copied, run.blobCount ?? Number.MAX_SAFE_INTEGER),
+        byteCount: run.byteCount + copiedHere.bytes,
+        updatedAt: deps.clock.now().toISOString(),
+        ...(run.resumes ? { resumes: 0 } : {}),
+      },
+      current.etag,
+    );
+    if (written) return;
+    current = await deps.ledger.getRun(run.runId);
+  }
 }
 
 /**

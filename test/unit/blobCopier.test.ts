@@ -421,6 +421,32 @@ describe('ServerSideBlobCopier fallback order (fakes)', () => {
     assert.equal(result.destinationEtag, before);
   });
 
+  it('takes a 412 to the conditional copy (ConditionNotMet) as a blob already there, and reads it', async () => {
+    const { source, destination, copier } = setup(900);
+    destination.content = Buffer.from(source.data);
+    destination.contentType = 'application/gzip';
+    const sync = destination.syncCopyFromURL.bind(destination);
+    destination.syncCopyFromURL = async (copySource, options) => {
+      if (options?.conditions?.ifNoneMatch === '*') {
+        destination.calls.push('syncCopyFromURL(ifAbsent)');
+        throw restError(412, 'ConditionNotMet', 'The condition specified using HTTP conditional header(s) is not met.');
+      }
+      return sync(copySource, options);
+    };
+    const result = await copy(copier);
+    assert.equal(result.method, 'alreadyPresent');
+    assert.deepEqual(destination.calls, ['syncCopyFromURL(ifAbsent)', 'getProperties']);
+  });
+
+  it('does not ask for Copy Blob From URL again when the conditional one is not implemented: the asynchronous copy runs', async () => {
+    const { source, destination, copier } = setup(900);
+    destination.sync = restError(501, 'NotImplemented', 'not implemented');
+    const result = await copy(copier);
+    assert.equal(result.method, 'asyncCopy');
+    assert.deepEqual(destination.copyCalls(), ['syncCopyFromURL(ifAbsent)', 'beginCopyFromURL', 'pollUntilDone']);
+    assert.ok(destination.content?.equals(source.data));
+  });
+
   it('copies again, unconditionally, over a blob of another length found by the refused conditional copy', async () => {
     const { source, destination, copier } = setup(900);
     destination.content = Buffer.from('partial');

@@ -234,6 +234,24 @@ describe('copyExportBlob with a batch of blobs', () => {
     assert.equal(listings, 0);
   });
 
+  it('records the progress and the liveness of a run of 1,000 blobs after every batch message that copied something', async () => {
+    const { deps, runId } = await copyingRun(1000);
+    const raws = deps.queue.takeCopies();
+    assert.ok(raws.length >= 32, 'batches of at most 32 blobs');
+    let copied = 0;
+    for (const raw of raws.slice(0, raws.length / 2)) {
+      deps.clock.advanceSeconds(60);
+      await deliver(deps, raw);
+      copied += blobNamesOf(parseCopyMessage(raw)).length;
+      const run = deps.ledger.run(runId);
+      assert.equal(run.blobsCopied, copied, 'each batch adds its copies, although it is under 5 % of the blobs');
+      assert.equal(run.updatedAt, deps.clock.now().toISOString(), 'the supervisor sees the run alive');
+    }
+    // A redelivered batch that finds its blobs copied adds nothing.
+    await deliver(deps, raws[0]!);
+    assert.equal(deps.ledger.run(runId).blobsCopied, copied);
+  });
+
   it('completes a 200-blob run exactly once when all its batch messages, and a duplicate of each, arrive at once', async () => {
     const { deps, runId } = await copyingRun(200);
     const raws = deps.queue.takeCopies();

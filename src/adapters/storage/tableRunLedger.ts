@@ -6,6 +6,7 @@ import {
   type TableEntity,
   type TableEntityResult,
 } from '@azure/data-tables';
+import { mapLimited } from '../../concurrency';
 import {
   ATTRIBUTE_SETS,
   type AttributeSet,
@@ -54,8 +55,9 @@ const RUN_PARTITION = 'run';
 const LOCK_PARTITION = 'lock';
 const REJECTED_PARTITION = 'rejected';
 const BATCH_SIZE = 100;
-/** Row keys one query names at most: Table storage allows 15 comparisons in a filter, one is the partition's. */
-const KEYS_PER_QUERY = 14;
+/** Point reads, or 100-row transactions, one call has in flight at most. */
+const POINT_READS_AT_ONCE = 8;
+
 const EXCERPT_MAX = 2000;
 
 type Scalar = string | number | boolean;
@@ -503,24 +505,22 @@ export class TableRunLedger implements RunLedger {
     const chunks: Entity[][] = [];
     for (let start = 0; start < pending.length; start += BATCH_SIZE)
       chunks.push(pending.slice(start, start + BATCH_SIZE));
-    // The transactions at once (they touch different rows of the partition); all must end before the caller goes on.
-    await Promise.all(
-      chunks.map(async (chunk) => {
-        try {
-          await table.submitTransaction(chunk.map((row): ['create', Entity] => ['create', row]));
-        } catch (error) {
-          // Another worker added some of them meanwhile: fall back to one create per row, ignoring conflicts.
-          if (statusOf(error) !== 409) throw error;
-          for (const row of chunk) {
-            try {
-              await table.createEntity(row);
-            } catch (inner) {
-              if (statusOf(inner) !== 409) throw inner;
-            }
+    // A few transactions at once (they touch different rows of the partition), all ended before the caller goes on.
+    await mapLimited(chunks, POINT_READS_AT_ONCE, async (chunk) => {
+      try {
+        await table.submitTransaction(chunk.map((row): ['create', Entity] => ['create', row]));
+      } catch (error) {
+        // Another worker added some of them meanwhile: fall back to one create per row, ignoring conflicts.
+        if (statusOf(error) !== 409) throw error;
+        for (const row of chunk) {
+          try {
+            await table.createEntity(row);
+          } catch (inner) {
+            if (statusOf(inner) !== 409) throw inner;
           }
         }
-      }),
-    );
+      }
+    });
   }
 
   async getBlob(runId: string, name: string): Promise<BlobRecord | undefined> {
@@ -531,21 +531,15 @@ export class TableRunLedger implements RunLedger {
 
   async getBlobs(runId: string, names: readonly string[]): Promise<BlobRecord[]> {
     const table = await this.table(this.blobs);
-    const keys = [...new Set(names.map(blobRowKey))];
-    const chunks: string[][] = [];
-    for (let start = 0; start < keys.length; start += KEYS_PER_QUERY)
-      chunks.push(keys.slice(start, start + KEYS_PER_QUERY));
-    const pages = await Promise.all(
-      chunks.map(async (chunk) => {
-        const rows: BlobRecord[] = [];
-        const filter = `${odata`PartitionKey eq ${runId}`} and (${chunk.map((key) => odata`RowKey eq ${key}`).join(' or ')})`;
-        for await (const stored of table.listEntities<Record<string, unknown>>({ queryOptions: { filter } })) {
-          rows.push(readBlob(stored, this.names.blobs));
-        }
-        return rows;
-      }),
-    );
-    return pages.flat();
+    // Point reads, a few at a time: each is one index lookup. A query naming several row keys (RowKey eq … or …) would
+    // be served by Azure as a scan of the whole partition, i.e. every blob row of the run, for every batch message.
+    const unique = [...new Set(names)];
+    const rows: BlobRecord[] = [];
+    await mapLimited(unique, POINT_READS_AT_ONCE, async (name) => {
+      const stored = await this.getEntity(table, runId, blobRowKey(name));
+      if (stored !== undefined) rows.push(readBlob(stored, this.names.blobs));
+    });
+    return rows;
   }
 
   async markBlobCopied(runId: string, name: string, result: CopiedBlob): Promise<void> {
