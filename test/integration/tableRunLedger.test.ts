@@ -373,7 +373,7 @@ describe('TableRunLedger blobs', () => {
     assert.equal(await ledger.hasPendingBlobs(runIdAt('2026-03-01T08:00:00.000Z')), false);
   });
 
-  it('reads the rows of named blobs (point reads, a few at a time), only from its own run, skipping unknown names', async () => {
+  it('reads the rows of named blobs with queries of at most 14 row keys, only from its own run, skipping unknown names', async () => {
     const ledger = newLedger();
     const runId = runIdAt('2026-03-01T06:00:00.000Z');
     const other = runIdAt('2026-03-01T07:00:00.000Z');
