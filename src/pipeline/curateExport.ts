@@ -577,7 +577,11 @@ const START_LOOKBACK_MS = 48 * 3600_000;
  * The supervisor's part for curations (undefined when EXPORT_CURATION is off): a succeeded run without curation (its finisher died between `succeeded`
  * and the start) gets it started; a curation whose progress stopped for EXPORT_STALL_MINUTES is resumed (its
  * missing file messages or its publish message sent again), at most EXPORT_MAX_RESUMES times, then fails with
- * CURATION_STALLED; a final curation whose event a crash lost gets it sent.
+ * CURATION_STALLED; a final curation whose event a crash lost gets it sent. While the conversions of any curation
+ * progress, no curation counts as stalled: its messages may be waiting in export-curate behind the others' (a day of
+ * many currencies on few instances), and sending them again would only lengthen the queue. A curation whose messages
+ * were lost is resumed once the conversions have been quiet for EXPORT_STALL_MINUTES, and the time limit
+ * (EXPORT_MAX_WAIT_HOURS plus the copy allowance, from its start) still ends one that never gets its turn.
  */
 export async function superviseCurations(
   deps: PipelineDeps,
@@ -600,7 +604,9 @@ export async function superviseCurations(
   }
   const { stallMinutes, maxResumes, maxRunHours } = c.config.supervision;
   const stallMs = (options.stallMinutes ?? stallMinutes) * 60_000;
-  for (const curation of await c.curation.ledger.listCurations({ statuses: ['pending', 'converting', 'publishing'] })) {
+  const inFlight = await c.curation.ledger.listCurations({ statuses: ['pending', 'converting', 'publishing'] });
+  const conversionsBusy = now.getTime() - (await lastConversionAt(c, inFlight)) <= stallMs;
+  for (const curation of inFlight) {
     if (wanted !== undefined && !wanted.has(curation.runId)) continue;
     try {
       const outcome = await superviseOne(
@@ -610,6 +616,7 @@ export async function superviseCurations(
         maxResumes,
         maxRunHours,
         options.ownerGone === true,
+        conversionsBusy,
       );
       if (outcome === 'resumed') report.resumed += 1;
       if (outcome === 'failed') report.failed += 1;
@@ -628,6 +635,17 @@ export async function superviseCurations(
   return report;
 }
 
+/** When any file of the curations in flight was last converted (epoch ms; 0 when none was). */
+async function lastConversionAt(deps: CuratingDeps, inFlight: readonly CurationRecord[]): Promise<number> {
+  let latest = 0;
+  for (const curation of inFlight) {
+    for (const file of await deps.curation.ledger.listFiles(curation.runId)) {
+      if (file.convertedAt !== undefined) latest = Math.max(latest, Date.parse(file.convertedAt));
+    }
+  }
+  return latest;
+}
+
 async function superviseOne(
   deps: CuratingDeps,
   runId: string,
@@ -635,6 +653,8 @@ async function superviseOne(
   maxResumes: number,
   maxRunHours: number,
   ownerGone: boolean,
+  /** A file of some curation in flight was converted within the stall time: the conversion workers are busy. */
+  conversionsBusy: boolean,
 ): Promise<'resumed' | 'failed' | undefined> {
   return withCuration(deps, runId, async (current) => {
     const curation = current.value;
@@ -647,7 +667,7 @@ async function superviseOne(
       ...files.map((file) => (file.convertedAt === undefined ? 0 : Date.parse(file.convertedAt))),
     );
     const tooOld = now.getTime() - Date.parse(curation.startedAt) > maxRunHours * 3600_000;
-    if (now.getTime() - lastProgress <= stallMs && !tooOld && !ownerGone) return undefined;
+    if ((now.getTime() - lastProgress <= stallMs || conversionsBusy) && !tooOld && !ownerGone) return undefined;
     const resumes = curation.resumes ?? 0;
     if (tooOld || (!ownerGone && resumes >= maxResumes)) {
       const converted = files.filter((file) => file.status === 'converted').length;

@@ -4,10 +4,12 @@ import { ExportError } from '../../../src/errors';
 import {
   addDecimals,
   type CuratedManifest,
+  curateExportFile,
   handleCurationPoison,
   superviseCurations,
 } from '../../../src/pipeline/curateExport';
 import { getRunDetails } from '../../../src/pipeline/listRuns';
+import { parseCurateMessage } from '../../../src/pipeline/messages';
 import type { RunRecord } from '../../../src/pipeline/ports';
 import { type CuratingFakeDeps, drainCuration, makeCuratingDeps, succeededUsdRun } from '../../support/curationFakes';
 import { makeManifest } from '../../support/fakes';
@@ -244,6 +246,30 @@ describe('supervision of curations', () => {
     assert.equal(curation.status, 'failed');
     assert.equal(curation.errorCode, 'CURATION_STALLED');
     assert.equal(deps.telemetry.curationsFailed[0]?.errorCode, 'CURATION_STALLED');
+  });
+});
+
+describe('supervision of curations waiting behind others', () => {
+  it("does not resume a curation while another curation's files are being converted, and resumes it once they stop", async () => {
+    const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
+    const waiting = await succeededUsdRun(deps);
+    const busy = await succeededUsdRun(deps, true);
+    // The waiting curation's messages are lost (or still deep in the queue); the busy one converts a file now and then.
+    const busyMessages = deps.curation.queue.pending.filter((raw) => String(raw).includes(busy));
+    deps.curation.queue.pending.splice(0);
+    for (const raw of busyMessages.slice(0, 2)) {
+      deps.clock.advanceSeconds(20 * 60);
+      await curateExportFile(parseCurateMessage(raw), deps);
+      const report = await superviseCurations(deps);
+      assert.equal(report?.resumed, 0, 'conversions progress: nobody is stalled');
+    }
+    assert.equal(deps.curation.ledger.curation(waiting).resumes ?? 0, 0);
+    assert.equal(deps.curation.queue.pending.length, 0, 'no message sent again while the queue is busy');
+
+    deps.clock.advanceSeconds(31 * 60);
+    const report = await superviseCurations(deps);
+    assert.equal(report?.resumed, 2, 'both resumed once no file has been converted for the stall time');
+    assert.ok(deps.curation.queue.pending.some((raw) => String(raw).includes(waiting)));
   });
 });
 
