@@ -11,6 +11,7 @@ import {
   curatedFolder,
   curatedSeries,
   partBaseName,
+  STAGING_ROOT,
   stagingFolder,
 } from './curationLayout';
 import type {
@@ -568,7 +569,16 @@ export interface CurationSupervisionReport {
   resumed: number;
   failed: number;
   announced: number;
+  /** Ended curations whose leftover staged parts were deleted. */
+  swept: number;
 }
+
+/**
+ * How long after a curation ended its leftover staged parts are deleted by the supervisor: a duplicate conversion
+ * that was still running when the curation ended may stage its (identical) parts after the curation emptied its
+ * staging, and a process killed in that cleanup leaves them; an hour is far beyond any conversion.
+ */
+const STAGING_SWEEP_AFTER_MS = 3600_000;
 
 /** How far back the supervisor looks for succeeded runs that never got their curation started. */
 const START_LOOKBACK_MS = 48 * 3600_000;
@@ -589,7 +599,7 @@ export async function superviseCurations(
 ): Promise<CurationSupervisionReport | undefined> {
   const c = curationDeps(deps);
   if (c === undefined) return undefined;
-  const report: CurationSupervisionReport = { started: 0, resumed: 0, failed: 0, announced: 0 };
+  const report: CurationSupervisionReport = { started: 0, resumed: 0, failed: 0, announced: 0, swept: 0 };
   const now = c.clock.now();
   const wanted = options.runIds === undefined ? undefined : new Set(options.runIds);
   const graceMs = options.ownerGone === true ? 0 : 2 * 60_000;
@@ -632,7 +642,33 @@ export async function superviseCurations(
     await announceCurationEnd(c, curation);
     report.announced += 1;
   }
+  if (wanted === undefined) report.swept = await sweepStaging(c, now);
   return report;
+}
+
+/**
+ * Deletes the staged parts left under `_curation-staging/{runId}/` by curations that ended more than
+ * STAGING_SWEEP_AFTER_MS ago (one listing of the staging folder; nothing to do is one request). Parts of a curation in
+ * flight, or of a run without a curation row, are left alone. Returns how many curations' parts were deleted.
+ */
+async function sweepStaging(deps: CuratingDeps, now: Date): Promise<number> {
+  const byRun = new Map<string, string[]>();
+  for (const blob of await deps.curation.store.list(`${STAGING_ROOT}/`)) {
+    const runId = blob.path.slice(STAGING_ROOT.length + 1).split('/')[0] ?? '';
+    byRun.set(runId, [...(byRun.get(runId) ?? []), blob.path]);
+  }
+  let swept = 0;
+  for (const [runId, paths] of byRun) {
+    const found = await deps.curation.ledger.getCuration(runId);
+    if (found === undefined || !isCurationFinal(found.value.status)) continue;
+    if (now.getTime() - Date.parse(found.value.updatedAt) < STAGING_SWEEP_AFTER_MS) continue;
+    for (const path of paths) await deps.curation.store.delete(path);
+    deps.logger
+      .child({ runId })
+      .info(`Deleted ${paths.length} staged part(s) left after the curation ended (${found.value.status}).`);
+    swept += 1;
+  }
+  return swept;
 }
 
 /** When any file of the curations in flight was last converted (epoch ms; 0 when none was). */

@@ -133,10 +133,11 @@ export async function superviseRuns(
   const curated =
     curations === undefined
       ? ''
-      : ` Curations: ${curations.started} started, ${curations.resumed} resumed, ${curations.failed} stalled, ${curations.announced} lost end event(s) sent.`;
+      : ` Curations: ${curations.started} started, ${curations.resumed} resumed, ${curations.failed} stalled, ${curations.announced} lost end event(s) sent, ${curations.swept} left staging folder(s) emptied.`;
   if (curations !== undefined) report.curations = curations;
   const line = `Supervisor: ${report.checked} run(s) in flight, ${report.resumed} resumed, ${report.ended} ended (stalled, or a final error), ${report.announced} lost end event(s) sent, ${report.errors} error(s).${
-    curations !== undefined && curations.started + curations.resumed + curations.failed + curations.announced > 0
+    curations !== undefined &&
+    curations.started + curations.resumed + curations.failed + curations.announced + curations.swept > 0
       ? curated
       : ''
   }`;

@@ -249,6 +249,31 @@ describe('supervision of curations', () => {
   });
 });
 
+describe('staged parts left behind', () => {
+  it('are deleted an hour after their curation ended; those of a curation in flight stay', async () => {
+    const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
+    const ended = await succeededUsdRun(deps);
+    assert.deepEqual(await drainCuration(deps), []);
+    assert.equal(deps.curation.ledger.curation(ended).status, 'succeeded');
+    const inFlight = await succeededUsdRun(deps, true);
+    // A duplicate conversion staged its part after the curation had emptied its staging, and its process was killed.
+    const left = `_curation-staging/${ended}/focus/${ended}-part-00000-0.parquet`;
+    const staged = `_curation-staging/${inFlight}/focus/${inFlight}-part-00000-0.parquet`;
+    for (const path of [left, staged]) {
+      deps.destination.put(path, { body: 'parquet', byteCount: 7, contentType: 'application/vnd.apache.parquet' });
+    }
+
+    deps.clock.advanceSeconds(50 * 60);
+    assert.equal((await superviseCurations(deps))?.swept, 0, 'not yet: a duplicate conversion may still be staging');
+    assert.ok(deps.destination.blobs.has(left));
+
+    deps.clock.advanceSeconds(11 * 60);
+    assert.equal((await superviseCurations(deps))?.swept, 1);
+    assert.equal(deps.destination.blobs.has(left), false);
+    assert.ok(deps.destination.blobs.has(staged), 'the staging of a curation in flight is left alone');
+  });
+});
+
 describe('supervision of curations waiting behind others', () => {
   it("does not resume a curation while another curation's files are being converted, and resumes it once they stop", async () => {
     const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
