@@ -623,7 +623,7 @@ export function checkHubScope(scope: string): string | undefined {
 /**
  * Pairs of datasets the hub must not hold together: the hub sums every folder, and each pair carries the same charges
  * of every month (docs/data.md "Do not add usage and reconciliation together"). Unbilled and billed datasets are
- * allowed together: they overlap only in the month just invoiced.
+ * allowed together: they cover different months, except that an invoiced month keeps its last unbilled version.
  */
 const HUB_DOUBLE_COUNTING_PAIRS: readonly (readonly [DatasetId, DatasetId, string])[] = [
   ['unbilledUsage', 'unbilledReconciliation', "reconciliation's usage-based lines restate the usage"],
