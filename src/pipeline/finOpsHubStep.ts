@@ -36,11 +36,11 @@ export function hubFileName(runId: string, partName: string): string {
  * Drops the run's FOCUS version into the hub, unless the hub is off, the run's dataset is not one FINOPS_HUB_DATASETS
  * names (the hub sums every folder: two datasets with the same charges would count them twice), or the drop is
  * already recorded on the curation row (`hubDroppedAt`: a fan-in redone after the drop writes nothing). The
- * ingestion id is the run id: the same on every redo (a redo after a crash writes the same names), and it sorts by time like the versions in `focus/` do,
- * so the adapter lets a newer version replace an older one and never the reverse. The parts are read from the
- * run's staging folder, which no other version touches. Returns the fields to record (undefined: nothing to do);
- * throws the adapter's FINOPS_HUB_* errors (FINOPS_HUB_UNAVAILABLE is retried by the queue, the others fail the
- * curation).
+ * ingestion id is the run id: the same on every redo (a redo after a crash writes the same names), and it sorts by
+ * time like the versions in `focus/` do, so the adapter lets a newer version replace an older one and never the
+ * reverse. The parts are read from the run's staging folder, which no other version touches. Returns the fields
+ * to record (undefined: nothing to do); throws the adapter's FINOPS_HUB_* errors (FINOPS_HUB_UNAVAILABLE is retried
+ * by the queue, the others fail the curation).
  */
 export async function dropIntoFinOpsHub(
   deps: CuratingDeps,
