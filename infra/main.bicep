@@ -152,6 +152,9 @@ param finOpsHubStorageAccountId string = ''
 @description('Optional. FINOPS_HUB_SCOPE: the scope folder(s) of this app\'s data in the hub, ingestion/Costs/{yyyy}/{mm}/{scope}/...; {partnerTenantId} is filled in from the Graph manifest (\'\': csp/{partnerTenantId}). Keep it once data is in the hub.')
 param finOpsHubScope string = 'csp/{partnerTenantId}'
 
+@description('Optional. FINOPS_HUB_DATASETS: comma-separated datasets whose FOCUS data go to the hub, any of unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation, billedAggregatedUsage (\'\': unbilledUsage). The hub sums every folder: usage with the reconciliation of the same billing state, or billedUsage with billedAggregatedUsage, count the same charges twice and are refused.')
+param finOpsHubDatasets string = 'unbilledUsage'
+
 // ----------------------------------------------------------------------------
 // Parameters: tunables (EXPORT_POLL_*, EXPORT_MAX_WAIT_HOURS, EXPORT_COPY_*)
 // ----------------------------------------------------------------------------
@@ -406,6 +409,21 @@ var finOpsHubScopeInEffect = orDefault(finOpsHubScope, 'csp/{partnerTenantId}')
 var finOpsHubScopeChecked = !startsWith(finOpsHubScopeInEffect, '/') && !endsWith(finOpsHubScopeInEffect, '/') && !contains(finOpsHubScopeInEffect, '//') && !contains(finOpsHubScopeInEffect, '__')
   ? finOpsHubScopeInEffect
   : fail('finOpsHubScope (FINOPS_HUB_SCOPE) "${finOpsHubScopeInEffect}" is not a scope folder: non-empty segments of letters, digits, ".", "-" and "_" (or {partnerTenantId}) separated by single slashes, no "__", e.g. csp/{partnerTenantId}')
+// The datasets of the hub: known ids, and no pair the hub would count twice (the code refuses the same at start-up).
+var finOpsHubDatasetsInEffect = orDefault(finOpsHubDatasets, 'unbilledUsage')
+var finOpsHubDatasetNames = filter(map(split(finOpsHubDatasetsInEffect, ','), name => trim(name)), name => !empty(name))
+var unknownFinOpsHubDatasetNames = filter(finOpsHubDatasetNames, name => !contains(datasetIdsByLowerName, toLower(name)))
+var finOpsHubDatasetIds = map(filter(finOpsHubDatasetNames, name => contains(datasetIdsByLowerName, toLower(name))), name => datasetIdsByLowerName[toLower(name)])
+var finOpsHubDoubleCountingPairs = [
+  ['unbilledUsage', 'unbilledReconciliation']
+  ['billedUsage', 'billedReconciliation']
+  ['billedAggregatedUsage', 'billedReconciliation']
+  ['billedUsage', 'billedAggregatedUsage']
+]
+var finOpsHubDoubleCounted = map(filter(finOpsHubDoubleCountingPairs, pair => contains(finOpsHubDatasetIds, pair[0]) && contains(finOpsHubDatasetIds, pair[1])), pair => '${pair[0]} and ${pair[1]}')
+var finOpsHubDatasetsChecked = empty(unknownFinOpsHubDatasetNames) && !empty(finOpsHubDatasetNames) && empty(finOpsHubDoubleCounted)
+  ? finOpsHubDatasetsInEffect
+  : fail('finOpsHubDatasets (FINOPS_HUB_DATASETS) "${finOpsHubDatasetsInEffect}": ${empty(finOpsHubDatasetNames) ? 'no dataset given' : !empty(unknownFinOpsHubDatasetNames) ? 'not a dataset: ${join(unknownFinOpsHubDatasetNames, ', ')}' : '${join(finOpsHubDoubleCounted, '; ')} together count the same charges twice in the hub'}; accepted: any of unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation, billedAggregatedUsage, comma-separated, without a usage dataset and the reconciliation of the same billing state, nor billedUsage with billedAggregatedUsage')
 
 // ----------------------------------------------------------------------------
 // Resource group
@@ -650,6 +668,7 @@ var finOpsHubAppSettings = useFinOpsHub ? {
   FINOPS_HUB_STORAGE__blobServiceUri: finOpsHub!.outputs.blobServiceUri
   FINOPS_HUB_STORAGE__clientId: identity.outputs.clientId
   FINOPS_HUB_SCOPE: finOpsHubScopeChecked
+  FINOPS_HUB_DATASETS: finOpsHubDatasetsChecked
 } : {}
 
 var appSettings = union(hostAppSettings, exportAppSettings, graphIdentityAppSettings, graphAppRegistrationAppSettings, finOpsHubAppSettings)

@@ -113,12 +113,20 @@ export interface FinOpsHubConfig {
    * `{partnerTenantId}` is filled per version from the Graph manifest.
    */
   scope: string;
+  /**
+   * The datasets whose FOCUS versions go to the hub (FINOPS_HUB_DATASETS). The hub sums every folder, so a list that
+   * always counts the same charges twice is refused; the other datasets' versions stay in `focus/` only.
+   */
+  datasets: DatasetId[];
   /** The hub endpoint is a loopback one (Azurite): the `ingestion` container is created if missing. */
   local: boolean;
 }
 
 /** FINOPS_HUB_SCOPE's default: the partner tenant's own folder, as the hub docs suggest for non-Azure scopes (`aws/{account-id}`). */
 export const DEFAULT_FINOPS_HUB_SCOPE = 'csp/{partnerTenantId}';
+
+/** FINOPS_HUB_DATASETS's default: unbilled usage alone, the daily view of consumption no other default dataset repeats. */
+export const DEFAULT_FINOPS_HUB_DATASETS: readonly DatasetId[] = ['unbilledUsage'];
 
 /** One app setting: its name, whether it is required, its default and its meaning (README and infra follow this list). */
 export interface SettingInfo {
@@ -313,6 +321,13 @@ export const SETTINGS: readonly SettingInfo[] = [
     default: DEFAULT_FINOPS_HUB_SCOPE,
     description:
       'Scope folder(s) of our data in the hub: ingestion/Costs/{yyyy}/{mm}/{scope}/…; {partnerTenantId} is filled in.',
+  },
+  {
+    name: 'FINOPS_HUB_DATASETS',
+    required: false,
+    default: DEFAULT_FINOPS_HUB_DATASETS.join(','),
+    description:
+      'Datasets whose FOCUS data go to the hub, comma-separated; pairs that count the same charges twice are refused.',
   },
   {
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING',
@@ -606,6 +621,31 @@ export function checkHubScope(scope: string): string | undefined {
 }
 
 /**
+ * Pairs of datasets the hub must not hold together: the hub sums every folder, and each pair carries the same charges
+ * of every month (docs/data.md "Do not add usage and reconciliation together"). Unbilled and billed datasets are
+ * allowed together: they cover different months, except that an invoiced month keeps its last unbilled version.
+ */
+const HUB_DOUBLE_COUNTING_PAIRS: readonly (readonly [DatasetId, DatasetId, string])[] = [
+  ['unbilledUsage', 'unbilledReconciliation', "reconciliation's usage-based lines restate the usage"],
+  ['billedUsage', 'billedReconciliation', "reconciliation's usage-based lines restate the usage"],
+  ['billedAggregatedUsage', 'billedReconciliation', "reconciliation's usage-based lines restate the usage"],
+  ['billedUsage', 'billedAggregatedUsage', 'aggregated usage restates the same invoice at another grain'],
+];
+
+/** Checks FINOPS_HUB_DATASETS: dataset ids, and no pair that counts the same charges twice in the hub. */
+function parseHubDatasets(value: string, problems: string[]): DatasetId[] {
+  const datasets = parseDatasets(value, 'FINOPS_HUB_DATASETS', problems);
+  for (const [first, second, why] of HUB_DOUBLE_COUNTING_PAIRS) {
+    if (datasets.includes(first) && datasets.includes(second)) {
+      problems.push(
+        `FINOPS_HUB_DATASETS: ${first} and ${second} together count the same charges twice in the hub (${why}); keep one of the two`,
+      );
+    }
+  }
+  return datasets;
+}
+
+/**
  * Reads the FinOps hub drop-in settings: off (undefined) when neither FINOPS_HUB_STORAGE form is set. A loopback
  * (Azurite) hub is accepted in emulator mode only; an identity-based endpoint must use https (bearer tokens over TLS).
  */
@@ -627,6 +667,10 @@ function finOpsHubConfig(
   }
   const scopeProblem = checkHubScope(scope);
   if (scopeProblem !== undefined) problems.push(`FINOPS_HUB_SCOPE: "${scope}" ${scopeProblem}`);
+  const datasets = parseHubDatasets(
+    read(env, 'FINOPS_HUB_DATASETS') ?? DEFAULT_FINOPS_HUB_DATASETS.join(','),
+    problems,
+  );
   const endpoint = blobEndpointOf(connection);
   const local = endpoint !== undefined && isLoopbackUrl(endpoint);
   if (local && !emulator) {
@@ -639,7 +683,7 @@ function finOpsHubConfig(
       `FINOPS_HUB_STORAGE__blobServiceUri: "${safeUrl(connection.blobServiceUri)}" must use https (the managed identity's token is only sent over TLS)`,
     );
   }
-  return { connection, scope, local };
+  return { connection, scope, datasets, local };
 }
 
 /**

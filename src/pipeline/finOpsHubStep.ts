@@ -1,3 +1,4 @@
+import { DEFAULT_FINOPS_HUB_DATASETS } from '../config';
 import { datasetOf } from '../datasets';
 import { stagingFolder } from './curationLayout';
 import type { CuratedPart, CurationRecord } from './curationPorts';
@@ -32,13 +33,14 @@ export function hubFileName(runId: string, partName: string): string {
 }
 
 /**
- * Drops the run's FOCUS version into the hub, unless the hub is off or the drop is already recorded on the curation
- * row (`hubDroppedAt`: a fan-in redone after the drop writes nothing). The ingestion id is the run id: the same on
- * every redo (a redo after a crash writes the same names), and it sorts by time like the versions in `focus/` do,
- * so the adapter lets a newer version replace an older one and never the reverse. The parts are read from the
- * run's staging folder, which no other version touches. Returns the fields to record (undefined: nothing to do);
- * throws the adapter's FINOPS_HUB_* errors (FINOPS_HUB_UNAVAILABLE is retried by the queue, the others fail the
- * curation).
+ * Drops the run's FOCUS version into the hub, unless the hub is off, the run's dataset is not one FINOPS_HUB_DATASETS
+ * names (the hub sums every folder: two datasets with the same charges would count them twice), or the drop is
+ * already recorded on the curation row (`hubDroppedAt`: a fan-in redone after the drop writes nothing). The
+ * ingestion id is the run id: the same on every redo (a redo after a crash writes the same names), and it sorts by
+ * time like the versions in `focus/` do, so the adapter lets a newer version replace an older one and never the
+ * reverse. The parts are read from the run's staging folder, which no other version touches. Returns the fields
+ * to record (undefined: nothing to do); throws the adapter's FINOPS_HUB_* errors (FINOPS_HUB_UNAVAILABLE is retried
+ * by the queue, the others fail the curation).
  */
 export async function dropIntoFinOpsHub(
   deps: CuratingDeps,
@@ -50,6 +52,16 @@ export async function dropIntoFinOpsHub(
   const hub = deps.finOpsHub;
   if (hub === undefined || curation.hubDroppedAt !== undefined) return undefined;
   const log = runLogger(deps, run);
+  // A hub port built without the hub settings (only by hand, in tests) gets the setting's default.
+  const hubDatasets = deps.config.finOpsHub?.datasets ?? DEFAULT_FINOPS_HUB_DATASETS;
+  const dataset = datasetOf(run).id;
+  if (!hubDatasets.includes(dataset)) {
+    // Nothing is recorded: the row claims no drop, and the version stays in focus/ only.
+    log.info(
+      `FinOps hub: not dropped; FINOPS_HUB_DATASETS (${hubDatasets.join(',')}) does not include ${dataset}, whose FOCUS version stays in focus/ only.`,
+    );
+    return undefined;
+  }
   const focus = parts.filter((part) => part.kind === 'focus');
   if (focus.length === 0) {
     // A version without raw files has no FOCUS part; the adapter refuses an empty version (the hub would keep the

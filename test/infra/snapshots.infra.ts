@@ -144,7 +144,11 @@ const CASES: Case[] = [
     name: 'finops-hub',
     finOpsHub:
       '/subscriptions/55555555-5555-5555-5555-555555555555/resourceGroups/rg-finops-hub/providers/Microsoft.Storage/storageAccounts/stfinopshubx7',
-    settings: { EXPORT_CURRENCIES: 'USD', FINOPS_HUB_SCOPE: 'partners/contoso/{partnerTenantId}' },
+    settings: {
+      EXPORT_CURRENCIES: 'USD',
+      FINOPS_HUB_SCOPE: 'partners/contoso/{partnerTenantId}',
+      FINOPS_HUB_DATASETS: 'unbilledUsage,billedUsage',
+    },
     currencies: ['USD'],
     billingPeriods: ['current'],
     attributeSet: 'full',

@@ -4,8 +4,8 @@
  * forced rerun a DuckDB glob over each dataset's focus/ folder counts every row once, with BilledCost totals equal
  * to the raw files' totals (exact decimals), and curated/ likewise; the query command's views count every row once,
  * even with an older version's parts beside the current ones, and the query npm start suggests works. With
- * FINOPS_HUB_STORAGE=UseDevelopmentStorage=true the FOCUS files also land in the embedded Azurite's FinOps hub
- * account, the newer run's replacing the older's.
+ * FINOPS_HUB_STORAGE=UseDevelopmentStorage=true the unbilled usage FOCUS files also land in the embedded Azurite's
+ * FinOps hub account, the newer run's replacing the older's, and the reconciliation's do not (FINOPS_HUB_DATASETS).
  */
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -191,24 +191,23 @@ describe('command line: run curates what it landed', { timeout: 600_000 }, () =>
     ]);
   });
 
-  it('drops the FOCUS files of the current version into the local FinOps hub, the rerun replacing the first run', () => {
-    for (const run of second) {
-      const prefix = run.dataset === 'unbilledUsage' ? 'unbilled-usage' : 'unbilled-reconciliation';
-      const folder = new RegExp(`^Costs/\\d{4}/\\d{2}/csp/[0-9a-f-]{36}/${prefix}/USD/`);
-      const names = [...hub.keys()]
-        .filter((name) => folder.test(name))
-        .map((name) => name.replace(folder, ''))
-        .sort();
-      assert.equal(names.length, 3, names.join(', '));
-      assert.match(names[0] ?? '', new RegExp(`^${run.runId}__part-\\d{5}-.*-0\\.parquet$`));
-      assert.match(names[1] ?? '', new RegExp(`^${run.runId}__part-\\d{5}-.*-0\\.parquet$`));
-      assert.equal(names[2], 'manifest.json');
-    }
-    assert.equal(hub.size, 6, 'one folder per dataset, nothing of the first runs left');
+  it('drops the FOCUS files of the current unbilled usage into the local FinOps hub, the rerun replacing the first run, and leaves reconciliation out (FINOPS_HUB_DATASETS default)', () => {
+    const usage = second.find((run) => run.dataset === 'unbilledUsage');
+    const folder = /^Costs\/\d{4}\/\d{2}\/csp\/[0-9a-f-]{36}\/unbilled-usage\/USD\//;
+    const names = [...hub.keys()]
+      .filter((name) => folder.test(name))
+      .map((name) => name.replace(folder, ''))
+      .sort();
+    assert.equal(names.length, 3, names.join(', '));
+    assert.match(names[0] ?? '', new RegExp(`^${usage?.runId}__part-\\d{5}-.*-0\\.parquet$`));
+    assert.match(names[1] ?? '', new RegExp(`^${usage?.runId}__part-\\d{5}-.*-0\\.parquet$`));
+    assert.equal(names[2], 'manifest.json');
+    assert.equal(hub.size, 3, `only unbilled usage, nothing of the first runs left: ${[...hub.keys()].join(', ')}`);
     assert.match(
       firstOutput,
       /curated 80 rows \(curated\/unbilled-usage\/[^)]*\); FinOps hub: ingestion\/Costs\/\d{4}\/\d{2}\/csp\//,
     );
+    assert.doesNotMatch(firstOutput, /curated 80 rows \(curated\/unbilled-reconciliation\/[^)]*\); FinOps hub/);
   });
 
   it('npm start ends its first export with the billed cost of the top customers per currency', async () => {

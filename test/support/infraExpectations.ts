@@ -33,6 +33,7 @@ export const SET_ONLY_WITH_FINOPS_HUB: readonly string[] = [
   'FINOPS_HUB_STORAGE__blobServiceUri',
   'FINOPS_HUB_STORAGE__clientId',
   'FINOPS_HUB_SCOPE',
+  'FINOPS_HUB_DATASETS',
 ];
 
 /** App settings infra sets that SETTINGS does not list: read by the Functions host or by @azure/identity itself. */

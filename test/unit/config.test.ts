@@ -434,9 +434,65 @@ describe('loadConfig', () => {
           clientId: '00000000-0000-0000-0000-000000000002',
         },
         scope: 'csp/{partnerTenantId}',
+        datasets: ['unbilledUsage'],
         local: false,
       });
     });
+
+    it('sends unbilled usage alone to the hub by default, and the datasets FINOPS_HUB_DATASETS names otherwise', () => {
+      assert.deepEqual(load({ FINOPS_HUB_STORAGE__blobServiceUri: HUB_URI }).finOpsHub?.datasets, ['unbilledUsage']);
+      assert.deepEqual(
+        load({ FINOPS_HUB_STORAGE__blobServiceUri: HUB_URI, FINOPS_HUB_DATASETS: ' billedReconciliation , ' }).finOpsHub
+          ?.datasets,
+        ['billedReconciliation'],
+      );
+    });
+
+    it('accepts unbilled and billed datasets together (they hold different months once invoiced)', () => {
+      assert.deepEqual(
+        load({ FINOPS_HUB_STORAGE__blobServiceUri: HUB_URI, FINOPS_HUB_DATASETS: 'unbilledUsage,billedUsage' })
+          .finOpsHub?.datasets,
+        ['unbilledUsage', 'billedUsage'],
+      );
+      assert.deepEqual(
+        load({
+          FINOPS_HUB_STORAGE__blobServiceUri: HUB_URI,
+          FINOPS_HUB_DATASETS: 'unbilledReconciliation,billedReconciliation',
+        }).finOpsHub?.datasets,
+        ['unbilledReconciliation', 'billedReconciliation'],
+      );
+    });
+
+    it('refuses an unknown dataset in FINOPS_HUB_DATASETS and an empty list, naming the accepted ids', () => {
+      oneProblem(
+        { FINOPS_HUB_STORAGE__blobServiceUri: HUB_URI, FINOPS_HUB_DATASETS: 'unbilledUsage,invoices' },
+        'FINOPS_HUB_DATASETS',
+        /"invoices" is not a dataset; accepted: any of unbilledUsage, unbilledReconciliation, billedUsage, billedReconciliation, billedAggregatedUsage/,
+      );
+      oneProblem(
+        { FINOPS_HUB_STORAGE__blobServiceUri: HUB_URI, FINOPS_HUB_DATASETS: ' , ' },
+        'FINOPS_HUB_DATASETS',
+        /no dataset given; accepted: any of unbilledUsage, /,
+      );
+    });
+
+    for (const [pair, why] of [
+      ['unbilledUsage,unbilledReconciliation', /reconciliation's usage-based lines restate the usage/],
+      ['billedUsage,billedReconciliation', /reconciliation's usage-based lines restate the usage/],
+      ['billedAggregatedUsage,billedReconciliation', /reconciliation's usage-based lines restate the usage/],
+      ['billedUsage,billedAggregatedUsage', /aggregated usage restates the same invoice/],
+    ] as const) {
+      it(`refuses FINOPS_HUB_DATASETS "${pair}": the hub would count the same charges twice`, () => {
+        const [first, second] = pair.split(',');
+        const problem = oneProblem(
+          { FINOPS_HUB_STORAGE__blobServiceUri: HUB_URI, FINOPS_HUB_DATASETS: `${pair},unbilledUsage` },
+          'FINOPS_HUB_DATASETS',
+          why,
+        );
+        assert.match(problem, new RegExp(`${first} and ${second} together count the same charges twice`));
+        assert.match(problem, /keep one of the two/);
+      });
+    }
 
     it('takes a connection string and a scope of its own, trimmed of slashes', () => {
       const hub = load({

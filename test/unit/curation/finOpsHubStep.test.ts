@@ -70,6 +70,77 @@ describe('the FinOps hub drop-in of the curation fan-in', () => {
     assert.equal(deps.telemetry.curationsCompleted[0]?.hubIngestionId, undefined);
   });
 
+  /** Succeeded runs of unbilled usage and unbilled reconciliation (USD, current), their curations drained. */
+  async function usageAndReconciliation(deps: HubDeps): Promise<{ usage: string; reconciliation: string }> {
+    const started = await startExports(
+      {
+        trigger: 'manual',
+        datasets: ['unbilledUsage', 'unbilledReconciliation'],
+        currencies: ['USD'],
+        billingPeriods: ['current'],
+      },
+      deps,
+    );
+    for (let n = 1; n <= started.length; n++) deps.graph.scriptOperation(operationUrl(n), succeeded(makeManifest()));
+    assert.deepEqual((await drain(deps, deps.queue)).errors, []);
+    assert.deepEqual(await drainCuration(deps), []);
+    const runOf = (dataset: string) => started.find((s) => s.dataset === dataset)?.runId as string;
+    return { usage: runOf('unbilledUsage'), reconciliation: runOf('unbilledReconciliation') };
+  }
+
+  /** Asserts the run's curation succeeded, claims no drop, and one info line says the setting leaves it out. */
+  function assertNotDropped(deps: HubDeps, runId: string, dataset: string): void {
+    const curation = deps.curation.ledger.curation(runId);
+    assert.equal(curation.status, 'succeeded');
+    assert.equal(curation.hubDroppedAt, undefined);
+    assert.equal(curation.hubIngestionId, undefined);
+    assert.equal(curation.hubFolder, undefined);
+    assert.ok(deps.finOpsHub.publishes.every((v) => v.ingestionId !== runId));
+    const completed = deps.telemetry.curationsCompleted.find((c) => c.runId === runId);
+    assert.ok(completed !== undefined, 'ExportCurationCompleted is sent');
+    assert.equal(completed.hubIngestionId, undefined);
+    const lines = deps.logger.lines.filter(
+      (line) => line.fields.runId === runId && /FINOPS_HUB_DATASETS/.test(line.message),
+    );
+    assert.equal(lines.length, 1, 'one line says why');
+    assert.equal(lines[0]?.level, 'info');
+    assert.match(lines[0]?.message ?? '', new RegExp(`does not include ${dataset}`));
+  }
+
+  it('drops only unbilled usage by default: a reconciliation version is curated but not dropped, and nothing claims a drop', async () => {
+    const deps = makeHubDeps();
+    const { usage, reconciliation } = await usageAndReconciliation(deps);
+
+    assert.deepEqual(
+      deps.finOpsHub.publishes.map((v) => v.ingestionId),
+      [usage],
+    );
+    assert.deepEqual([...deps.finOpsHub.folders.keys()], [HUB_FOLDER]);
+    assert.equal(deps.curation.ledger.curation(usage).hubIngestionId, usage);
+    assertNotDropped(deps, reconciliation, 'unbilledReconciliation');
+  });
+
+  it('drops the datasets FINOPS_HUB_DATASETS names and no other', async () => {
+    const deps = Object.assign(
+      makeCuratingDeps({
+        env: {
+          EXPORT_CURRENCIES: 'USD',
+          FINOPS_HUB_STORAGE: 'UseDevelopmentStorage=true',
+          FINOPS_HUB_DATASETS: 'unbilledReconciliation',
+        },
+      }),
+      { finOpsHub: new InMemoryFinOpsHub() },
+    );
+    const { usage, reconciliation } = await usageAndReconciliation(deps);
+
+    assert.deepEqual(
+      deps.finOpsHub.publishes.map((v) => v.series),
+      [['unbilled-reconciliation', 'USD']],
+    );
+    assert.equal(deps.curation.ledger.curation(reconciliation).hubIngestionId, reconciliation);
+    assertNotDropped(deps, usage, 'unbilledUsage');
+  });
+
   it('a forced rerun replaces the hub folder with its own ingestion id', async () => {
     const deps = makeHubDeps();
     const first = await succeededUsdRun(deps);
