@@ -419,7 +419,7 @@ export async function runDoctor(
       fail(
         'settings',
         errorMessage(error).replace(/\n/g, '; '),
-        'Set each setting named above as accepted there (README, Configuration; local.settings.sample.json).',
+        'Set each setting named above as accepted there (docs/configuration.md#settings; local.settings.sample.json).',
       ),
     ];
   }
