@@ -5,10 +5,12 @@
 import assert from 'node:assert/strict';
 import { type AddressInfo, createServer } from 'node:net';
 import { describe, it } from 'node:test';
+import { EMULATOR_FLAGS } from '../../src/emulator/main';
 import { ExportError, isExportError } from '../../src/errors';
 import { checkRunSettings, main } from '../../src/local/cli';
 import { describeFailure, EXIT_CODES_TEXT } from '../../src/local/commandLine';
 import { FolderBusyError } from '../../src/local/dataFolderLock';
+import { EMULATOR_COMMAND } from '../../src/local/emulatorCommand';
 
 /** Runs `main` with standard output captured. */
 async function captured(argv: string[]): Promise<{ code: number; stdout: string }> {
@@ -109,6 +111,18 @@ describe('command line: help', () => {
     assert.equal(files, (await captured(['files', '--help'])).stdout);
     assert.ok(files.startsWith('Usage: csp-unbilled-export files [--run ID | --all]'), files);
     assert.match(files, /^Flags:\n {6}--run ID +one run's folder/m);
+  });
+});
+
+describe('command line: the emulator command', () => {
+  it("describes exactly the flags the emulator's own parser reads, values and switches alike", () => {
+    const described = EMULATOR_COMMAND.flags.map(
+      (flag) => `${flag.name}:${flag.value === undefined ? 'boolean' : 'string'}`,
+    );
+    const parsed = Object.entries(EMULATOR_FLAGS)
+      .filter(([name]) => name !== 'help')
+      .map(([name, option]) => `${name}:${option.type}`);
+    assert.deepEqual(described.sort(), parsed.sort());
   });
 });
 
