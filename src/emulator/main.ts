@@ -1,39 +1,14 @@
 import { parseArgs } from 'node:util';
 import { EMULATOR_DEV_TOKEN } from '../adapters/graph/devToken';
 import { type AzuriteInstance, exportSourceStorage, startAzurite } from '../local/azurite';
+import { formatHelp } from '../local/commandLine';
+import { EMULATOR_COMMAND } from '../local/emulatorCommand';
 import {
   DEFAULT_SCENARIO,
   type EmulatorScenario,
   type PartnerBillingEmulator,
   startPartnerBillingEmulator,
 } from './partnerBillingEmulator';
-
-export const EMULATOR_USAGE = `Usage: csp-unbilled-export emulator [options]
-
-Starts the partner billing emulator (HTTPS, self-signed CA) and serves until Ctrl-C.
-Without --azurite-blob-endpoint it starts its own Azurite (in memory) to play Microsoft's storage.
-
-Options:
-  --port <n>                    HTTPS port on 127.0.0.1 (default: a free port)
-  --blob-count <n>              blobs per export (default ${DEFAULT_SCENARIO.blobCount})
-  --rows-per-blob <n>           JSON lines per blob (default ${DEFAULT_SCENARIO.rowsPerBlob})
-  --seed <n>                    data seed: same seed, same bytes and eTag (default ${DEFAULT_SCENARIO.seed})
-  --dialect <inline|navigationLink>
-                                manifest inline (live service) or behind a navigation link (documented)
-  --polls <n>                   operation GETs answering notStarted/running before success (default ${DEFAULT_SCENARIO.pollsBeforeSuccess})
-  --retry-after <s>             Retry-After seconds on running operations, 0 = none (default ${DEFAULT_SCENARIO.retryAfterSeconds})
-  --sas-lifetime <s>            lifetime of the manifest SAS tokens (default ${DEFAULT_SCENARIO.sasLifetimeSeconds})
-  --outcome <succeeded|noData|failed>
-  --api-version <v1.0|beta>     version of the printed base URL (both are served)
-  --azurite-blob-endpoint <url> use this Azurite account instead, e.g. http://127.0.0.1:10000/msbilling
-  --azurite-account <name>      its account name (default: the last path segment of the endpoint)
-  --azurite-key <base64>        its account key
-  --quiet                       do not print one line per request
-  -h, --help                    this text
-
-Examples:
-  npm run cli -- emulator
-  npm run cli -- emulator --port 8443 --blob-count 8 --outcome noData --quiet`;
 
 /** The emulator command's flags (the command line checks them against these first). */
 export const EMULATOR_FLAGS = {
@@ -183,7 +158,7 @@ function waitForSignal(): Promise<NodeJS.Signals> {
 export async function runEmulatorCommand(argv: string[]): Promise<void> {
   const options = parseEmulatorArgs(argv);
   if (options.help) {
-    console.log(EMULATOR_USAGE);
+    console.log(formatHelp(EMULATOR_COMMAND));
     return;
   }
   let azurite: AzuriteInstance | undefined;

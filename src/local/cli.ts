@@ -14,7 +14,7 @@ import {
   parseInvoiceIds,
 } from '../config';
 import { isBilled, layoutFor, runLabel } from '../datasets';
-import { EMULATOR_FLAGS, EMULATOR_USAGE, parseEmulatorArgs, runEmulatorCommand } from '../emulator/main';
+import { parseEmulatorArgs, runEmulatorCommand } from '../emulator/main';
 import { ExportError, errorMessage, isExportError } from '../errors';
 import { superviseCurations } from '../pipeline/curateExport';
 import type { CurationRecord } from '../pipeline/curationPorts';
@@ -41,6 +41,7 @@ import { waitForCurations } from './curationWait';
 import { dataSummary } from './dataSummary';
 import { commandDoctor, DOCTOR_COMMAND } from './doctorCommand';
 import { defaultAzuriteLocation, type EmbeddedServices, embeddedScenario, startEmbeddedServices } from './embedded';
+import { EMULATOR_COMMAND } from './emulatorCommand';
 import { commandFiles, FILES_COMMAND, howToOpenFiles } from './filesCommand';
 import { LocalFunctionsHost, type QueueHostSettings } from './localHost';
 import { createProgressDisplay, currentFolders, followRuns, waitForRuns } from './progress';
@@ -746,21 +747,7 @@ async function commandRuns(argv: string[]): Promise<number> {
   }
 }
 
-/** The emulator keeps its own parser and help (src/emulator/main.ts); its flags are checked here first. */
-const EMULATOR_COMMAND: CommandSpec = {
-  name: 'emulator',
-  summary: 'the partner billing emulator (HTTPS), standalone; see docs/emulator.md',
-  arguments: '[flags]',
-  description: '',
-  flags: Object.entries(EMULATOR_FLAGS)
-    .filter(([name]) => name !== 'help')
-    .map(([name, option]) =>
-      option.type === 'string' ? { name, value: 'VALUE', description: '' } : { name, description: '' },
-    ),
-  examples: [],
-  helpText: EMULATOR_USAGE,
-};
-
+/** The emulator's flags are checked against its description first; its own parser (src/emulator/main.ts) reads them. */
 async function commandEmulator(argv: string[]): Promise<number> {
   const parsed = parseCommandLine(EMULATOR_COMMAND, argv);
   if (parsed.help) {

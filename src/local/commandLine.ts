@@ -34,8 +34,10 @@ export interface CommandSpec {
   /** At most this many positional arguments (0 when absent). */
   maxPositionals?: number;
   examples: string[];
-  /** A help text of its own (the command keeps one), instead of the one made from this description. */
-  helpText?: string;
+  /** Paragraphs after the examples (where the command reads from, what it needs). */
+  notes?: string;
+  /** The command's own exit-code line, when its codes differ from EXIT_CODES_TEXT (the default). */
+  exitCodes?: string;
 }
 
 /** Exit codes of every command (SPEC section 9; docs/cli.md lists them). */
@@ -158,7 +160,6 @@ export function portFlag(spec: CommandSpec, parsed: ParsedCommandLine): number |
 
 /** The `--help` text of a command. */
 export function formatHelp(spec: CommandSpec): string {
-  if (spec.helpText !== undefined) return spec.helpText;
   const flags = [...spec.flags, HELP_FLAG];
   const labels = flags.map((flag) => `${flag.short === undefined ? '    ' : `-${flag.short}, `}${flagLabel(flag)}`);
   const width = Math.max(...labels.map((label) => label.length)) + 2;
@@ -169,7 +170,9 @@ export function formatHelp(spec: CommandSpec): string {
     lines.push(`  ${(labels[index] ?? '').padEnd(width)}${first ?? ''}`);
     for (const line of more) lines.push(`  ${' '.repeat(width)}${line}`);
   });
-  lines.push('', 'Examples:', ...spec.examples.map((example) => `  ${example}`), '', EXIT_CODES_TEXT);
+  lines.push('', 'Examples:', ...spec.examples.map((example) => `  ${example}`), '');
+  if (spec.notes !== undefined) lines.push(spec.notes, '');
+  lines.push(spec.exitCodes ?? EXIT_CODES_TEXT);
   return lines.join('\n');
 }
 

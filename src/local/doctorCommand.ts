@@ -68,6 +68,8 @@ docs/deploy.md.`,
     'npm run cli -- doctor',
     'AZURE_TENANT_ID=… AZURE_CLIENT_ID=… AZURE_CLIENT_SECRET=… GRAPH_BASE_URL=https://graph.microsoft.com/v1.0 \\\n    npm run cli -- doctor --json',
   ],
+  exitCodes: `Exit codes: 0 every check passed; 2 a check failed (configuration or permission) or a bad flag;
+130 / 143 interrupted (Ctrl-C / SIGTERM).`,
 };
 
 /** One line of the doctor's report. */
@@ -417,7 +419,7 @@ export async function runDoctor(
       fail(
         'settings',
         errorMessage(error).replace(/\n/g, '; '),
-        'Set each setting named above as accepted there (README, Configuration; local.settings.sample.json).',
+        'Set each setting named above as accepted there (docs/configuration.md#settings; local.settings.sample.json).',
       ),
     ];
   }

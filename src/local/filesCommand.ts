@@ -1,10 +1,10 @@
 import type { ContainerClient } from '@azure/storage-blob';
 import { destinationContainerClient } from '../composition';
-import { type Config, type DatasetId, loadConfig, parseDatasets } from '../config';
+import { type Config, DATASET_IDS, type DatasetId, loadConfig, parseDatasets } from '../config';
 import { ExportError } from '../errors';
 import { isRunId } from '../pipeline/layout';
 import { PARTNER_DEST_ACCOUNT } from './azurite';
-import { type CommandSpec, parseCommandLine, stringFlag, switchFlag, usageError } from './commandLine';
+import { type CommandSpec, formatHelp, parseCommandLine, stringFlag, switchFlag, usageError } from './commandLine';
 import {
   type DestinationFile,
   type DownloadedFile,
@@ -23,49 +23,52 @@ import { installShutdown, type Shutdown } from './shutdown';
  * `.azurite/`: the running command's when one owns the folder (as `runs` does), else its own.
  */
 
-export const FILES_USAGE = `csp-unbilled-export files [--run ID | --all] [--dataset D] [--download DIR] [--json]
-
-Lists (and downloads) what landed in the destination container: the raw run folders (data blobs,
-manifest.json, latest.json) and whatever lies under curated/ and focus/.
-
-  (no flag)        the current data: each series' latest.json and the run folder it names, grouped by
-                   dataset and series, with sizes; plus curated/ and focus/
-  --all            every run folder, not only the current ones
-  --run ID         one run's folder (a run id as "runs" prints it, e.g. 20261207T060000123Z-9f3a1c2b)
-  --dataset D      only these datasets (comma-separated): unbilledUsage, unbilledReconciliation,
-                   billedUsage, billedReconciliation, billedAggregatedUsage
-  --download DIR   writes the listed files under DIR, keeping their container paths; a file already
-                   there with the same size is skipped
-  --json           one JSON object as the last line: {"container","files":[{"path","size","contentType",
-                   "lastModified","kind","dataset","series","runId"}]} (with --download each file also
-                   has "localPath" and "download": written, skipped or refused)
-  --help           this text
-
-Examples:
-  npm run cli -- files
-  npm run cli -- files --dataset unbilledUsage --download ./partner-billing
-  npm run cli -- files --run 20261207T060000123Z-9f3a1c2b --json
-
-The destination is DESTINATION_STORAGE (a connection string) or DESTINATION_STORAGE__blobServiceUri (your
-sign-in, e.g. "az login", needs Storage Blob Data Reader on it); without either, the embedded Azurite of
-.azurite/ (the one of a running "npm start" if there is one). Exit codes: 0 listed/downloaded, 1 the
-destination failed or a file was refused, 2 bad flags or settings, 3 .azurite/ is busy.`;
-
-/** The command's description for commandLine.ts (its help is FILES_USAGE). */
+/** The command's description: its --help text and its flags (commandLine.ts). */
 export const FILES_COMMAND: CommandSpec = {
   name: 'files',
   summary: 'what landed in the destination (raw, curated/, focus/): lists, or downloads with --download DIR',
-  arguments: '[flags]',
-  description: '',
+  arguments: '[--run ID | --all] [--dataset D] [--download DIR] [--json]',
+  description: `Lists (and downloads) what landed in the destination container: the raw run folders (data blobs,
+manifest.json, latest.json) and whatever lies under curated/ and focus/. Without a flag: the current
+data, each series' latest.json and the run folder it names, grouped by dataset and series, with sizes;
+plus curated/ and focus/.`,
   flags: [
-    { name: 'run', value: 'ID', description: '' },
-    { name: 'all', description: '' },
-    { name: 'dataset', value: 'D', description: '' },
-    { name: 'download', value: 'DIR', description: '' },
-    { name: 'json', description: '' },
+    {
+      name: 'run',
+      value: 'ID',
+      description: 'one run\'s folder (a run id as "runs" prints it, e.g. 20261207T060000123Z-9f3a1c2b)',
+    },
+    { name: 'all', description: 'every run folder, not only the current ones' },
+    {
+      name: 'dataset',
+      value: 'D',
+      description: `only these datasets (comma-separated): ${DATASET_IDS.slice(0, 2).join(', ')},\n${DATASET_IDS.slice(2).join(', ')}`,
+    },
+    {
+      name: 'download',
+      value: 'DIR',
+      description:
+        'writes the listed files under DIR, keeping their container paths; a file already\nthere with the same size is skipped',
+    },
+    {
+      name: 'json',
+      description: [
+        'one JSON object as the last line: {"container","files":[{"path","size","contentType",',
+        '"lastModified","kind","dataset","series","runId"}]} (with --download each file also',
+        'has "localPath" and "download": written, skipped or refused)',
+      ].join('\n'),
+    },
   ],
-  examples: [],
-  helpText: FILES_USAGE,
+  examples: [
+    'npm run cli -- files',
+    'npm run cli -- files --dataset unbilledUsage --download ./partner-billing',
+    'npm run cli -- files --run 20261207T060000123Z-9f3a1c2b --json',
+  ],
+  notes: `The destination is DESTINATION_STORAGE (a connection string) or DESTINATION_STORAGE__blobServiceUri (your
+sign-in, e.g. "az login", needs Storage Blob Data Reader on it); without either, the embedded Azurite of
+.azurite/ (the one of a running "npm start" if there is one).`,
+  exitCodes: `Exit codes: 0 listed or downloaded; 1 the destination failed or a file was refused; 2 bad flags or
+settings; 3 .azurite/ is busy; 130 / 143 interrupted (Ctrl-C / SIGTERM).`,
 };
 
 export interface FilesFlags {
@@ -239,7 +242,7 @@ export async function commandFiles(
 ): Promise<number> {
   const flags = parseFilesFlags(argv);
   if (flags.help) {
-    out.stdout(FILES_USAGE);
+    out.stdout(formatHelp(FILES_COMMAND));
     return 0;
   }
   const { values } = readLocalSettings();

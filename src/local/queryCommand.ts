@@ -98,6 +98,8 @@ a destination that fails, exits 1.`,
     'npm run cli -- query "SELECT count(*) FROM unbilled_usage" --json',
     'npm run cli -- query "DESCRIBE focus_costs"',
   ],
+  exitCodes: `Exit codes: 0 the query ran; 1 no curated data yet, or the destination failed; 2 bad flags, settings
+or SQL that does not run; 3 .azurite/ is busy; 130 / 143 interrupted (Ctrl-C / SIGTERM).`,
 };
 
 export interface QueryFlags {

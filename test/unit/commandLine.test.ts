@@ -5,10 +5,12 @@
 import assert from 'node:assert/strict';
 import { type AddressInfo, createServer } from 'node:net';
 import { describe, it } from 'node:test';
+import { EMULATOR_FLAGS } from '../../src/emulator/main';
 import { ExportError, isExportError } from '../../src/errors';
 import { checkRunSettings, main } from '../../src/local/cli';
 import { describeFailure, EXIT_CODES_TEXT } from '../../src/local/commandLine';
 import { FolderBusyError } from '../../src/local/dataFolderLock';
+import { EMULATOR_COMMAND } from '../../src/local/emulatorCommand';
 
 /** Runs `main` with standard output captured. */
 async function captured(argv: string[]): Promise<{ code: number; stdout: string }> {
@@ -60,8 +62,14 @@ const FLAGS_IN_HELP: Record<string, string[]> = {
   emulator: ['--port', '--blob-count', '--outcome', '--quiet'],
 };
 
-/** Commands whose help is made from their CommandSpec: the usage line, the flags, the examples, the exit codes. */
-const SHARED_HELP_FORMAT = new Set(['run', 'start', 'serve', 'runs', 'query', 'doctor']);
+/** The exit-code line of the commands whose codes differ from the general one (EXIT_CODES_TEXT). */
+const OWN_EXIT_CODES: Record<string, RegExp> = {
+  query:
+    /^Exit codes: 0 the query ran; 1 no curated data yet, or the destination failed; 2 bad flags, settings\nor SQL/m,
+  doctor: /^Exit codes: 0 every check passed; 2 a check failed/m,
+  files: /^Exit codes: 0 listed or downloaded; 1 the destination failed or a file was refused; 2 bad flags/m,
+  emulator: /^Exit codes: 0 stopped by Ctrl-C \(or SIGTERM\); 1 the emulator or its Azurite failed; 2 bad flags/m,
+};
 
 describe('command line: help', () => {
   for (const [command, flags] of Object.entries(FLAGS_IN_HELP)) {
@@ -71,7 +79,7 @@ describe('command line: help', () => {
         assert.equal(code, 0, `${command} ${help}`);
         for (const flag of [...flags, '--help']) assert.ok(stdout.includes(flag), `${command} ${help} shows ${flag}`);
         assert.match(stdout, /Examples:\n {2}(npm|csp-unbilled-export)/, `${command} ${help} has an example`);
-        if (SHARED_HELP_FORMAT.has(command)) {
+        {
           assert.ok(stdout.startsWith(`Usage: csp-unbilled-export ${command} `), `${command} ${help}: the usage line`);
           for (const flag of [...flags, '--help']) {
             assert.match(
@@ -80,7 +88,14 @@ describe('command line: help', () => {
               `${command}: ${flag} described`,
             );
           }
-          assert.ok(stdout.trimEnd().endsWith(EXIT_CODES_TEXT), `${command} ${help} ends with the exit codes`);
+          const own = OWN_EXIT_CODES[command];
+          if (own === undefined) {
+            assert.ok(stdout.trimEnd().endsWith(EXIT_CODES_TEXT), `${command} ${help} ends with the exit codes`);
+          } else {
+            assert.ok(!stdout.includes(EXIT_CODES_TEXT), `${command} ${help}: not the general exit codes`);
+            const last = stdout.trimEnd().split('\n\n').at(-1) ?? '';
+            assert.match(last, own, `${command} ${help} ends with its own exit codes`);
+          }
         }
       }
     });
@@ -92,6 +107,22 @@ describe('command line: help', () => {
     for (const command of Object.keys(FLAGS_IN_HELP)) assert.match(general.stdout, new RegExp(`^ {2}${command} `, 'm'));
     assert.match(general.stdout, /Exit codes: 0 done; 1 a run .* 2 bad usage or configuration/s);
     assert.equal((await captured(['help', 'run'])).stdout, (await captured(['run', '--help'])).stdout);
+    const files = (await captured(['help', 'files'])).stdout;
+    assert.equal(files, (await captured(['files', '--help'])).stdout);
+    assert.ok(files.startsWith('Usage: csp-unbilled-export files [--run ID | --all]'), files);
+    assert.match(files, /^Flags:\n {6}--run ID +one run's folder/m);
+  });
+});
+
+describe('command line: the emulator command', () => {
+  it("describes exactly the flags the emulator's own parser reads, values and switches alike", () => {
+    const described = EMULATOR_COMMAND.flags.map(
+      (flag) => `${flag.name}:${flag.value === undefined ? 'boolean' : 'string'}`,
+    );
+    const parsed = Object.entries(EMULATOR_FLAGS)
+      .filter(([name]) => name !== 'help')
+      .map(([name, option]) => `${name}:${option.type}`);
+    assert.deepEqual(described.sort(), parsed.sort());
   });
 });
 
@@ -110,7 +141,14 @@ describe('command line: usage errors name what was wrong and what is accepted (e
       await usageProblem(['runs', '--state', 'failed']),
       /^runs: unknown flag --state\. Accepted: --status S/,
     );
-    assert.match(await usageProblem(['files', '--bogus']), /^files: unknown flag --bogus\. Accepted: --run ID/);
+    assert.match(
+      await usageProblem(['files', '--bogus']),
+      /^files: unknown flag --bogus\. Accepted: --run ID, --all, --dataset D, --download DIR, --json, --help\. See "files --help"\.$/,
+    );
+    assert.match(
+      await usageProblem(['emulator', '--bogus']),
+      /^emulator: unknown flag --bogus\. Accepted: --port N, --blob-count N, --rows-per-blob N, .*--quiet, --help\. See "emulator --help"\.$/,
+    );
     assert.match(
       await usageProblem(['query', 'SELECT 1', '--limit', '3']),
       /^query: unknown flag --limit\. Accepted: --json, --destination DIR\|URL, --help\. See "query --help"\.$/,

@@ -221,3 +221,29 @@ describe('the user documentation (README.md and docs/*.md)', () => {
     assert.match(deploy, /```mermaid\n/);
   });
 });
+
+describe('docs: the pages messages point at', () => {
+  it('every docs/*.md#anchor a message in src names exists, and no message sends the user to the README', () => {
+    const sources: string[] = [];
+    const walk = (dir: string): void => {
+      for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        const path = join(dir, entry.name);
+        if (entry.isDirectory()) walk(path);
+        else if (entry.name.endsWith('.ts')) sources.push(path);
+      }
+    };
+    walk(join(root, 'src'));
+    let named = 0;
+    for (const path of sources) {
+      const text = readFileSync(path, 'utf8');
+      assert.doesNotMatch(text, /\(see README|\(README, /, `${relative(root, path)} sends the user to the README`);
+      for (const match of text.matchAll(/docs\/([\w-]+\.md)#([\w-]+)/g)) {
+        named += 1;
+        const doc = join(root, 'docs', match[1] ?? '');
+        assert.ok(existsSync(doc), `${relative(root, path)}: ${match[0]} names a page that exists`);
+        assert.ok(anchorsOf(readFileSync(doc, 'utf8')).has(match[2] ?? ''), `${relative(root, path)}: ${match[0]}`);
+      }
+    }
+    assert.ok(named >= 2, 'the doctor and Partner Center messages name their docs');
+  });
+});

@@ -153,7 +153,7 @@ export class PartnerCenterInvoiceApi implements PartnerInvoiceSource {
       const code: ErrorCode = retryable ? 'PARTNER_CENTER_UNAVAILABLE' : 'PARTNER_CENTER_FAILED';
       const advice =
         response.status === 401 || response.status === 403
-          ? ' The app needs Partner Center API access: register it in Partner Center (Account settings > App management) and use app-only credentials of the partner tenant (see README, Invoice discovery).'
+          ? ' The app needs Partner Center API access: register it in Partner Center (Account settings > App management) and use app-only credentials of the partner tenant (see docs/deploy.md#datasets-and-invoice-discovery).'
           : '';
       throw new ExportError(
         code,
