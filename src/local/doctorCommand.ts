@@ -68,8 +68,8 @@ docs/deploy.md.`,
     'npm run cli -- doctor',
     'AZURE_TENANT_ID=… AZURE_CLIENT_ID=… AZURE_CLIENT_SECRET=… GRAPH_BASE_URL=https://graph.microsoft.com/v1.0 \\\n    npm run cli -- doctor --json',
   ],
-  exitCodes: `Exit codes: 0 every check passed; 2 a check failed (configuration or permission) or a bad flag;
-130 / 143 interrupted (Ctrl-C / SIGTERM).`,
+  exitCodes: `Exit codes: 0 every check passed; 2 a check failed (configuration or permission) or a bad flag; 1 the
+embedded Azurite or emulator could not start; 130 / 143 interrupted (Ctrl-C / SIGTERM).`,
 };
 
 /** One line of the doctor's report. */

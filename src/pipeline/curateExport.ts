@@ -587,11 +587,11 @@ const START_LOOKBACK_MS = 48 * 3600_000;
  * The supervisor's part for curations (undefined when EXPORT_CURATION is off): a succeeded run without curation (its finisher died between `succeeded`
  * and the start) gets it started; a curation whose progress stopped for EXPORT_STALL_MINUTES is resumed (its
  * missing file messages or its publish message sent again), at most EXPORT_MAX_RESUMES times, then fails with
- * CURATION_STALLED; a final curation whose event a crash lost gets it sent. While the conversions of any curation
- * progress, no curation counts as stalled: its messages may be waiting in export-curate behind the others' (a day of
- * many currencies on few instances), and sending them again would only lengthen the queue. A curation whose messages
- * were lost is resumed once the conversions have been quiet for EXPORT_STALL_MINUTES, and the time limit
- * (EXPORT_MAX_WAIT_HOURS plus the copy allowance, from its start) still ends one that never gets its turn.
+ * CURATION_STALLED; a final curation whose event a crash lost gets it sent. While other curations' files are being
+ * converted, a curation whose file messages were sent does not count as stalled for up to WAIT_BEHIND_STALLS stall
+ * times: its messages may be waiting in export-curate behind theirs (a day of many currencies on few instances), and
+ * sending them again would only lengthen the queue. A publishing curation, or one whose messages were never sent,
+ * is resumed as before.
  */
 export async function superviseCurations(
   deps: PipelineDeps,
@@ -653,23 +653,40 @@ export async function superviseCurations(
  */
 async function sweepStaging(deps: CuratingDeps, now: Date): Promise<number> {
   const byRun = new Map<string, string[]>();
-  for (const blob of await deps.curation.store.list(`${STAGING_ROOT}/`)) {
-    const runId = blob.path.slice(STAGING_ROOT.length + 1).split('/')[0] ?? '';
-    byRun.set(runId, [...(byRun.get(runId) ?? []), blob.path]);
+  try {
+    for (const blob of await deps.curation.store.list(`${STAGING_ROOT}/`)) {
+      const runId = blob.path.slice(STAGING_ROOT.length + 1).split('/')[0] ?? '';
+      const paths = byRun.get(runId) ?? [];
+      paths.push(blob.path);
+      byRun.set(runId, paths);
+    }
+  } catch (error) {
+    deps.logger.warn(`Could not list ${STAGING_ROOT}/ for leftover staged parts: ${redact(errorMessage(error))}`);
+    return 0;
   }
   let swept = 0;
   for (const [runId, paths] of byRun) {
-    const found = await deps.curation.ledger.getCuration(runId);
-    if (found === undefined || !isCurationFinal(found.value.status)) continue;
-    if (now.getTime() - Date.parse(found.value.updatedAt) < STAGING_SWEEP_AFTER_MS) continue;
-    for (const path of paths) await deps.curation.store.delete(path);
-    deps.logger
-      .child({ runId })
-      .info(`Deleted ${paths.length} staged part(s) left after the curation ended (${found.value.status}).`);
-    swept += 1;
+    try {
+      const found = await deps.curation.ledger.getCuration(runId);
+      if (found === undefined || !isCurationFinal(found.value.status)) continue;
+      if (now.getTime() - Date.parse(found.value.updatedAt) < STAGING_SWEEP_AFTER_MS) continue;
+      for (const path of paths) await deps.curation.store.delete(path);
+      deps.logger
+        .child({ runId })
+        .info(`Deleted ${paths.length} staged part(s) left after the curation ended (${found.value.status}).`);
+      swept += 1;
+    } catch (error) {
+      // Best effort, like the rest of the cleanup: the next sweep tries again.
+      deps.logger
+        .child({ runId })
+        .warn(`Could not delete the staged parts left by this curation: ${redact(errorMessage(error))}`);
+    }
   }
   return swept;
 }
+
+/** How many stall times a curation with queued conversions may wait behind others' before it is resumed anyway. */
+const WAIT_BEHIND_STALLS = 4;
 
 /** When any file of the curations in flight was last converted (epoch ms; 0 when none was). */
 async function lastConversionAt(deps: CuratingDeps, inFlight: readonly CurationRecord[]): Promise<number> {
@@ -703,7 +720,14 @@ async function superviseOne(
       ...files.map((file) => (file.convertedAt === undefined ? 0 : Date.parse(file.convertedAt))),
     );
     const tooOld = now.getTime() - Date.parse(curation.startedAt) > maxRunHours * 3600_000;
-    if ((now.getTime() - lastProgress <= stallMs || conversionsBusy) && !tooOld && !ownerGone) return undefined;
+    const quietMs = now.getTime() - lastProgress;
+    // Waiting behind others' conversions: only a curation whose file messages were sent (a publishing one waits for
+    // one message of its own, a pending one without filesQueuedAt has none in the queue), and only for a while.
+    const waitingBehind =
+      conversionsBusy &&
+      (curation.status === 'converting' || (curation.status === 'pending' && curation.filesQueuedAt !== undefined)) &&
+      quietMs <= WAIT_BEHIND_STALLS * stallMs;
+    if ((quietMs <= stallMs || waitingBehind) && !tooOld && !ownerGone) return undefined;
     const resumes = curation.resumes ?? 0;
     if (tooOld || (!ownerGone && resumes >= maxResumes)) {
       const converted = files.filter((file) => file.status === 'converted').length;

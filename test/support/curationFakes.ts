@@ -271,14 +271,17 @@ export async function drainCuration(deps: CuratingFakeDeps, max = 200): Promise<
  * Runs one USD export to `succeeded` (its curation messages left pending on export-curate); `force` exports unchanged
  * data again. Returns the run id.
  */
-export async function succeededUsdRun(deps: CuratingFakeDeps, force = false): Promise<string> {
+export async function succeededUsdRun(deps: CuratingFakeDeps, force = false, blobNames?: string[]): Promise<string> {
   const before = deps.graph.startCalls.length;
   const started = await startExports(
     { trigger: 'manual', currencies: ['USD'], billingPeriods: ['current'], force },
     deps,
   );
   const runId = started[0]?.runId as string;
-  deps.graph.scriptOperation(operationUrl(before + 1), succeeded(makeManifest()));
+  deps.graph.scriptOperation(
+    operationUrl(before + 1),
+    succeeded(makeManifest(blobNames === undefined ? {} : { blobNames })),
+  );
   const drained = await drain(deps, deps.queue);
   assert.deepEqual(drained.errors, []);
   assert.equal(deps.ledger.run(runId).status, 'succeeded');

@@ -298,6 +298,49 @@ describe('supervision of curations waiting behind others', () => {
   });
 });
 
+describe('supervision of curations that cannot be waiting behind others', () => {
+  it('resumes a publishing curation, or a pending one whose file messages were never sent, while others convert', async () => {
+    const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
+    const publishing = await succeededUsdRun(deps);
+    const unsent = await succeededUsdRun(deps, true);
+    const busy = await succeededUsdRun(deps, true);
+    const busyMessages = deps.curation.queue.pending.filter((raw) => String(raw).includes(busy));
+    deps.curation.queue.pending.splice(0);
+    // One is publishing (its publish message lost), one was created but its file messages never went out.
+    await deps.curation.ledger.updateCuration(publishing, { status: 'publishing' });
+    const row = deps.curation.ledger.curations.get(unsent)!;
+    const { filesQueuedAt: _sent, ...unqueued } = row.value;
+    deps.curation.ledger.curations.set(unsent, { ...row, value: unqueued });
+
+    deps.clock.advanceSeconds(31 * 60);
+    await curateExportFile(parseCurateMessage(busyMessages[0]!), deps);
+    const report = await superviseCurations(deps);
+
+    assert.equal(report?.resumed, 2, 'both resumed although another curation converts');
+    assert.equal(deps.curation.ledger.curation(busy).resumes ?? 0, 0, 'the converting one is left alone');
+  });
+
+  it('resumes a converting curation that has waited four stall times behind others', async () => {
+    const deps = makeCuratingDeps({ env: { EXPORT_CURRENCIES: 'USD' } });
+    const waiting = await succeededUsdRun(deps);
+    const names = Array.from({ length: 6 }, (_, i) => `part-0000${i}.json.gz`);
+    const busy = await succeededUsdRun(deps, true, names);
+    const busyMessages = deps.curation.queue.pending.filter((raw) => String(raw).includes(busy));
+    deps.curation.queue.pending.splice(0);
+    await deps.curation.ledger.updateCuration(waiting, { status: 'converting' });
+    for (const raw of busyMessages.slice(0, 4)) {
+      deps.clock.advanceSeconds(25 * 60);
+      await curateExportFile(parseCurateMessage(raw), deps);
+      await superviseCurations(deps);
+    }
+    assert.equal(deps.curation.ledger.curation(waiting).resumes ?? 0, 0, 'not after 100 minutes behind others');
+    deps.clock.advanceSeconds(25 * 60);
+    await curateExportFile(parseCurateMessage(busyMessages[4]!), deps);
+    await superviseCurations(deps);
+    assert.equal(deps.curation.ledger.curation(waiting).resumes, 1, 'resumed after 125 minutes (4 stall times)');
+  });
+});
+
 describe('addDecimals', () => {
   it('adds decimal strings exactly, signs and scales included', () => {
     assert.equal(addDecimals('0.1', '0.2'), '0.3');
