@@ -18,6 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import { deflateRawSync } from 'node:zlib';
 import { collectPackageFiles, readAzureYamlService, resolveRemoteBuild } from '../support/azdPackage';
 import { assertRegistration, type Binding, expectedFunctionNames } from '../support/expectedRegistrations';
+import { fakeFunctionsCoreJs } from '../support/nodeScript';
 
 const repoRoot = join(__dirname, '..', '..', '..');
 const projectRoot = process.env['PACKAGE_TEST_PROJECT'] ?? repoRoot;
@@ -32,21 +33,10 @@ const appDir = process.cwd();
 const registrations = [];
 const warnings = [];
 let programmingModels = 0;
-const fakePath = join(appDir, '__worker__', '@azure', 'functions-core.js');
-const resolve = Module._resolveFilename;
-Module._resolveFilename = function (request, ...rest) {
-  return request === '@azure/functions-core' ? fakePath : resolve.call(this, request, ...rest);
-};
-const fake = new Module(fakePath);
-fake.filename = fakePath;
-fake.loaded = true;
-fake.exports = {
-  setProgrammingModel() { programmingModels++; },
+${fakeFunctionsCoreJs(`  setProgrammingModel() { programmingModels++; },
   registerFunction(metadata, callback) { registrations.push({ name: metadata.name, bindings: metadata.bindings, callback }); return { dispose() {} }; },
   registerHook() { return { dispose() {} }; },
-  log() {},
-};
-require.cache[fakePath] = fake;
+  log() {},`)}
 console.warn = (...args) => warnings.push(args.map(String).join(' '));
 
 /** globby(main, { cwd }) for the patterns package.json files use: {a,b}, *, **. */

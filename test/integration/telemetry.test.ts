@@ -10,7 +10,6 @@
  * Entra authentication, an endpoint that refuses or never answers) run in child processes.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import Module from 'node:module';
 import { join } from 'node:path';
@@ -22,6 +21,7 @@ import type { RunIdentity } from '../../src/pipeline/ports';
 import type * as TelemetryModule from '../../src/telemetry/appInsightsTelemetry';
 import type { Harness } from '../support/harness';
 import { type IngestedItem, type IngestionMode, startIngestionServer } from '../support/ingestionServer';
+import { runNodeScript } from '../support/nodeScript';
 // The telemetry runtime starts in this process: nothing it does may leave the machine.
 import '../support/loopbackOnly';
 
@@ -165,22 +165,8 @@ async function runChild(
   const childEnv: Record<string, string | undefined> = { ...process.env, NO_PROXY: '127.0.0.1,localhost' };
   for (const name of Object.keys(childEnv)) if (name.startsWith('APPLICATIONINSIGHTS_')) delete childEnv[name];
   const code = `${prelude}\n(async () => {\n${script}\n})().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });`;
-  const child = spawn(process.execPath, ['-e', code], {
-    env: { ...childEnv, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString('utf8');
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString('utf8');
-  });
-  const status = await new Promise<number | null>((resolve) => child.on('close', (exitCode) => resolve(exitCode)));
-  assert.equal(status, 0, `child failed (${status}):\n${stdout}\n${stderr}`);
-  const line = stdout.split('\n').find((l) => l.startsWith('REPORT '));
-  return { report: line === undefined ? undefined : JSON.parse(line.slice(7)), stderr };
+  const { report, stderr } = await runNodeScript(code, { env: { ...childEnv, ...env } });
+  return { report, stderr };
 }
 
 /** A child process that sends one event to an ingestion endpoint in `mode`, and what the endpoint saw. */

@@ -27,6 +27,7 @@ import { FunctionNames } from '../../src/names';
 import { uniqueName } from '../support/azurite';
 import { TEST_SCENARIO } from '../support/harness';
 import { type IngestedItem, type IngestionServer, startIngestionServer } from '../support/ingestionServer';
+import { fakeFunctionsCoreJs, runNodeScript } from '../support/nodeScript';
 
 const PACKAGE_DIR = process.env['TELEMETRY_PACKAGE_DIR'] ?? join(__dirname, '..', '..', 'package');
 const SAS_SIGNATURE = 'PACKAGESECRET42';
@@ -43,25 +44,14 @@ const { format } = require('node:util');
 const appDir = process.cwd();
 const functions = new Map();
 const hooks = { preInvocation: [], postInvocation: [], log: [], appStart: [], appTerminate: [] };
-const fakePath = join(appDir, '__worker__', '@azure', 'functions-core.js');
-const resolve = Module._resolveFilename;
-Module._resolveFilename = function (request, ...rest) {
-  return request === '@azure/functions-core' ? fakePath : resolve.call(this, request, ...rest);
-};
-const fake = new Module(fakePath);
-fake.filename = fakePath;
-fake.loaded = true;
-fake.exports = {
-  version: '3.10.1',
+${fakeFunctionsCoreJs(`  version: '3.10.1',
   setProgrammingModel() {},
   registerFunction(metadata, callback) { functions.set(metadata.name, callback); return { dispose() {} }; },
   registerHook(name, callback) {
     hooks[name].push(callback);
     return { dispose() { hooks[name].splice(hooks[name].indexOf(callback), 1); } };
   },
-  log() {},
-};
-require.cache[fakePath] = fake;
+  log() {},`)}
 require(join(appDir, require(join(appDir, 'package.json')).main));
 
 async function invoke(step) {
@@ -216,28 +206,16 @@ describe('Start-up of the deployment package with a connection string', () => {
           functions: functions.size,
           loaded: Object.keys(require.cache).filter((file) => file.startsWith(appDir)).map((file) => file.slice(appDir.length + 1)),
         }) + '\\n');`;
-      const child = spawn(process.execPath, ['-e', script], {
+      const ran = await runNodeScript(script, {
         cwd: appDir,
         env: {
           ...process.env,
           NODE_OPTIONS: `--require ${LOOPBACK_GUARD}`,
           APPLICATIONINSIGHTS_CONNECTION_STRING: `InstrumentationKey=${'0'.repeat(8)}-0000-0000-0000-000000000000;IngestionEndpoint=https://127.0.0.1:9/`,
         },
-        stdio: ['ignore', 'pipe', 'pipe'],
       });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk: Buffer) => {
-        stdout += chunk.toString('utf8');
-      });
-      child.stderr.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString('utf8');
-      });
-      const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
-      assert.equal(status, 0, stderr);
-      const line = stdout.split('\n').find((l) => l.startsWith('REPORT '));
-      assert.ok(line !== undefined, `${stdout}\n${stderr}`);
-      const report = JSON.parse(line.slice('REPORT '.length)) as {
+      assert.ok(ran.report !== undefined, `${ran.stdout}\n${ran.stderr}`);
+      const report = ran.report as {
         hooks: Record<string, number>;
         functions: number;
         loaded: string[];
